@@ -1,0 +1,88 @@
+"""The contract between the daemon and a speech processor.
+
+A processor turns 16 kHz mono audio into word-timed text. It knows nothing about Kaltura,
+the database or captions: the daemon decodes the media, hands over a `ProcessingRequest`
+and formats whatever `Transcript` comes back. Keeping the contract this small is what lets
+local engines and remote job APIs be swapped per task.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+SAMPLE_RATE = 16_000
+"""Every processor receives signed 16-bit little-endian mono PCM at this rate."""
+
+
+class ProcessorError(Exception):
+    """A failure that belongs to this task (bad audio, unsupported language...).
+
+    Its message is shown to the customer as the task's errDescription, so it must be
+    readable and must not contain secrets.
+    """
+
+
+class UnsupportedTaskError(ProcessorError):
+    """The processor cannot serve this task's feature or language."""
+
+
+class ProcessingCancelled(Exception):
+    """Raised when `ProcessingRequest.cancel` was set while the processor ran."""
+
+
+@dataclass(frozen=True)
+class Word:
+    text: str
+    start: float
+    """Seconds from the start of the media."""
+    end: float
+    confidence: float | None = None
+
+
+@dataclass(frozen=True)
+class Transcript:
+    words: tuple[Word, ...]
+    language: str
+    """Language name as Kaltura spells it (e.g. "English")."""
+    engine: str
+    accuracy: float
+    """Estimated share of correct words, 0..1; reported to Kaltura as a percentage."""
+
+    @property
+    def text(self) -> str:
+        return " ".join(w.text for w in self.words)
+
+
+@dataclass
+class ProcessingRequest:
+    audio_path: Path
+    """Raw s16le mono PCM at SAMPLE_RATE (no header)."""
+    duration_s: float
+    language: str
+    """Source language as Kaltura spells it in the catalog item (e.g. "English")."""
+    service_feature: int = 1
+    """KalturaVendorServiceFeature: CAPTIONS=1, ALIGNMENT=3 ..."""
+    dictionary: str = ""
+    """Customer vocabulary, one term per line (REACH `dictionary`)."""
+    transcript_text: str | None = None
+    """For ALIGNMENT tasks: the customer's text to align to the audio."""
+    cancel: threading.Event = field(default_factory=threading.Event)
+    progress: Callable[[float], None] = lambda fraction: None
+    """Called with 0..1 as audio is consumed, for status pages and metrics."""
+
+    def check_cancelled(self) -> None:
+        if self.cancel.is_set():
+            raise ProcessingCancelled()
+
+
+class Processor(Protocol):
+    """A speech engine. Instances are reused across tasks and may be called from
+    several worker threads; an engine that is not thread-safe must lock internally."""
+
+    name: str
+
+    def process(self, request: ProcessingRequest) -> Transcript: ...

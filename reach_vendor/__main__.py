@@ -1,0 +1,3 @@
+from reach_vendor.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,155 @@
+"""Daemon configuration: YAML in, validated settings out.
+
+Vendor ops edit this file by hand, so every error must name the key that is wrong in one
+line (the CLI exits 78, EX_CONFIG, which the systemd unit treats as "do not restart").
+Secrets may be given inline for the demo, but production configs point at files
+(`token_file`, e.g. a systemd credential) or environment variables.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+EX_CONFIG = 78
+
+
+class ConfigError(Exception):
+    """A configuration problem, phrased as one line naming the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AppTokenConfig(_Section):
+    id: str = Field(min_length=1)
+    token: str | None = Field(default=None, repr=False)
+    token_file: Path | None = None
+    token_env: str | None = None
+    hash_type: Literal["SHA1", "SHA256", "SHA512", "MD5"] = "SHA256"
+    session_expiry_s: int = Field(default=86400, ge=60)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> AppTokenConfig:
+        sources = [s for s in (self.token, self.token_file, self.token_env) if s]
+        if len(sources) != 1:
+            raise ValueError("give exactly one of token, token_file, token_env")
+        return self
+
+    def resolve_token(self) -> str:
+        """Read the token from wherever it is kept; called once at start-up."""
+        if self.token:
+            return self.token
+        if self.token_file:
+            try:
+                value = self.token_file.read_text().strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"kaltura.app_token.token_file: cannot read {self.token_file}: {exc.strerror}"
+                ) from None
+            if not value:
+                raise ConfigError(f"kaltura.app_token.token_file: {self.token_file} is empty")
+            return value
+        assert self.token_env
+        value = os.environ.get(self.token_env, "").strip()
+        if not value:
+            raise ConfigError(
+                f"kaltura.app_token.token_env: environment variable {self.token_env} is not set"
+            )
+        return value
+
+
+class KalturaConfig(_Section):
+    service_url: str = Field(pattern=r"^https?://")
+    partner_id: int = Field(gt=0)
+    app_token: AppTokenConfig
+    request_timeout_s: float = Field(default=30, gt=0)
+    retries: int = Field(default=4, ge=0)
+    """How often a transient failure (timeout, refused connection, 5xx) is retried."""
+    page_size: int = Field(default=100, ge=1, le=500)
+
+
+class DatabaseConfig(_Section):
+    url: str = "sqlite:///reach-vendor.sqlite3"
+
+
+class PollingConfig(_Section):
+    interval_s: float = Field(default=30, gt=0)
+
+
+class WorkersConfig(_Section):
+    concurrency: int = Field(default=2, ge=1, le=256)
+    max_attempts: int = Field(default=5, ge=1)
+    """Attempts before a task that keeps failing transiently is reported as ERROR."""
+    retry_base_s: float = Field(default=10, ge=0)
+    lease_s: float = Field(default=600, gt=0)
+    access_key_margin_s: float = Field(default=3600, ge=0)
+    """Extend a task's access key when less than this is left before it expires."""
+
+
+class ProcessorsConfig(_Section):
+    default: str = "pocketsphinx"
+    options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class StorageConfig(_Section):
+    work_dir: Path = Path("reach-vendor-work")
+    keep_media: bool = False
+
+
+class LoggingConfig(_Section):
+    format: Literal["json", "text"] = "json"
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class Settings(_Section):
+    kaltura: KalturaConfig
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    polling: PollingConfig = Field(default_factory=PollingConfig)
+    workers: WorkersConfig = Field(default_factory=WorkersConfig)
+    processors: ProcessorsConfig = Field(default_factory=ProcessorsConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+
+def _first_error_line(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    elif err["type"] == "missing":
+        msg = "required key is missing"
+    elif msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    more = len(exc.errors()) - 1
+    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    return f"{key}: {msg}{suffix}"
+
+
+def parse_settings(data: Any) -> Settings:
+    if not isinstance(data, dict):
+        raise ConfigError("(top level): expected a mapping of sections")
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_first_error_line(exc)) from None
+
+
+def load_settings(path: Path) -> Settings:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{where}: not valid YAML") from None
+    return parse_settings(data)

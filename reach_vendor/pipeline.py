@@ -1,0 +1,387 @@
+"""One claimed task, from PENDING to a delivered caption (or a clear ERROR).
+
+Each stage is recorded in the store before it starts, and deliverables are tagged with the
+task id, so a restart after a crash at any point resumes without losing the task and
+without uploading a second caption. Failures are sorted into three kinds:
+the task's own fault (bad media, unsupported language: ERROR with a reason for the
+customer), Kaltura unreachable (retry later with backoff) and the customer taking the task
+back (aborted: stop and deliver nothing).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from processors.base import (
+    ProcessingCancelled,
+    ProcessingRequest,
+    Processor,
+    ProcessorError,
+    Transcript,
+)
+from reach_vendor import captions, media
+from reach_vendor.config import Settings
+from reach_vendor.kaltura.gateway import (
+    Deliverable,
+    KalturaApiError,
+    KalturaGateway,
+    KalturaTransientError,
+)
+from reach_vendor.redact import redact
+from reach_vendor.states import KalturaStatus, Stage, TaskState, retry_delay_s
+from reach_vendor.store import TaskRecord, TaskStore
+from reach_vendor.task_spec import TaskSpec
+
+log = logging.getLogger(__name__)
+
+# Kaltura errors that mean the task is no longer ours to do.
+_GONE_CODES = frozenset({"ENTRY_VENDOR_TASK_NOT_FOUND", "ENTRY_ID_NOT_FOUND"})
+
+
+class TaskAborted(Exception):
+    """Kaltura no longer wants this task (customer abort or re-submission)."""
+
+
+@dataclass
+class _Context:
+    rec: TaskRecord
+    log_extra: dict[str, Any]
+
+    @property
+    def id(self) -> int:
+        assert self.rec.id is not None
+        return self.rec.id
+
+
+class Pipeline:
+    def __init__(
+        self,
+        settings: Settings,
+        store: TaskStore,
+        gateway: KalturaGateway,
+        processor: Processor,
+        owner: str,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.gateway = gateway
+        self.processor = processor
+        self.owner = owner
+        self.work_dir = Path(settings.storage.work_dir)
+        self.keeper_interval_s = min(30.0, settings.workers.lease_s / 3)
+
+    # -- entry point ----------------------------------------------------------------
+
+    def run(self, rec: TaskRecord, shutdown: threading.Event) -> None:
+        ctx = _Context(
+            rec,
+            {
+                "task_id": rec.kaltura_task_id,
+                "partner_id": rec.partner_id,
+                "entry_id": rec.entry_id,
+            },
+        )
+        started = time.monotonic()
+        try:
+            self._run(ctx, shutdown)
+        except _AlreadyDone:
+            pass
+        except TaskAborted as exc:
+            self._finish(ctx, TaskState.ABORTED, f"aborted: {exc}")
+        except ProcessingCancelled:
+            if shutdown.is_set():
+                self.store.release(ctx.id, self.owner, reason="released at shutdown")
+                log.info("released at shutdown", extra=ctx.log_extra)
+            else:
+                self._finish(ctx, TaskState.ABORTED, "aborted by the customer while processing")
+        except ProcessorError as exc:
+            self._fail(ctx, str(exc))
+        except KalturaApiError as exc:
+            if exc.code in _GONE_CODES:
+                self._finish(ctx, TaskState.ABORTED, f"Kaltura no longer offers the task: {exc}")
+            elif exc.code == "INVALID_KS":
+                self._finish(ctx, TaskState.FAILED, f"access key rejected, cannot continue: {exc}")
+            else:
+                self._fail(ctx, f"Kaltura rejected a request: {exc}")
+        except KalturaTransientError as exc:
+            self._retry_later(ctx, str(exc))
+        except Exception as exc:  # a bug or an unexpected environment problem
+            log.exception("unexpected error", extra=ctx.log_extra)
+            self._retry_later(ctx, f"internal error: {type(exc).__name__}: {redact(str(exc))}")
+        finally:
+            duration_ms = int((time.monotonic() - started) * 1000)
+            log.debug("task run ended", extra={**ctx.log_extra, "duration_ms": duration_ms})
+
+    def _run(self, ctx: _Context, shutdown: threading.Event) -> None:
+        spec = self._start(ctx)
+        task_dir = self.work_dir / "tasks" / str(ctx.rec.kaltura_task_id)
+        task_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            if ctx.rec.caption_asset_id is None or ctx.rec.accuracy is None:
+                transcript = self._transcribe(ctx, spec, task_dir, shutdown)
+                caption_id, accuracy = self._upload_caption(ctx, spec, transcript)
+                self._finish_delivery(ctx, spec, transcript, caption_id, accuracy)
+            else:
+                # Caption already uploaded before a crash: only the READY step is missing.
+                self._set_ready_after_crash(ctx, spec)
+        finally:
+            if not self.settings.storage.keep_media:
+                shutil.rmtree(task_dir, ignore_errors=True)
+
+    # -- stages ---------------------------------------------------------------------
+
+    def _stage(self, ctx: _Context, stage: Stage, message: str) -> None:
+        ctx.rec = self.store.update(ctx.id, stage=stage, message=message)
+        log.info(message, extra={**ctx.log_extra, "stage": stage.value})
+
+    def _start(self, ctx: _Context) -> TaskSpec:
+        self._stage(ctx, Stage.CLAIM, "claimed")
+        rec = ctx.rec
+        if rec.state == TaskState.QUEUED:
+            spec = self.gateway.start_task(rec.kaltura_task_id, rec.access_key)
+        else:
+            spec = self.gateway.get_task(rec.kaltura_task_id, rec.access_key)
+        if spec.status == KalturaStatus.READY and rec.caption_asset_id:
+            self._finish(ctx, TaskState.DELIVERED, "Kaltura already has the task READY")
+            raise _AlreadyDone()
+        if spec.status != KalturaStatus.PROCESSING:
+            raise TaskAborted(f"Kaltura reports status {KalturaStatus(spec.status).name}")
+        ctx.rec = self.store.update(
+            ctx.id,
+            state=TaskState.RUNNING,
+            message="PROCESSING in Kaltura" if rec.state == TaskState.QUEUED else "resumed",
+            version=spec.version,
+            expected_finish_time=spec.expected_finish_time,
+        )
+        return spec
+
+    def _transcribe(
+        self, ctx: _Context, spec: TaskSpec, task_dir: Path, shutdown: threading.Event
+    ) -> Transcript:
+        self._stage(ctx, Stage.DOWNLOAD, "downloading media")
+        url, flavor = self.gateway.media_url(spec, ctx.rec.access_key)
+        media_path = task_dir / f"media.{flavor.ext}"
+        t0 = time.monotonic()
+        size = media.download(url, media_path, timeout_s=self.settings.kaltura.request_timeout_s)
+        log.info(
+            "downloaded %d bytes of flavor %s",
+            size,
+            flavor.id,
+            extra={
+                **ctx.log_extra,
+                "stage": "download",
+                "duration_ms": int((time.monotonic() - t0) * 1000),
+            },
+        )
+
+        self._stage(ctx, Stage.DECODE, "decoding audio")
+        pcm_path = task_dir / "audio.pcm"
+        duration = media.decode_to_pcm(media_path, pcm_path)
+        if not self.settings.storage.keep_media:
+            media_path.unlink(missing_ok=True)
+
+        self._stage(ctx, Stage.TRANSCRIBE, f"transcribing {duration:.1f}s of audio")
+        request = ProcessingRequest(
+            audio_path=pcm_path,
+            duration_s=duration,
+            language=spec.source_language,
+            service_feature=spec.service_feature,
+            dictionary=spec.dictionary,
+        )
+        keeper = _TaskKeeper(self, ctx, request, shutdown)
+        keeper.extend_key_if_due()
+        keeper.start()
+        t0 = time.monotonic()
+        try:
+            transcript = self.processor.process(request)
+        finally:
+            keeper.stop()
+        if keeper.aborted:
+            raise TaskAborted("aborted by the customer while processing")
+        request.check_cancelled()
+        log.info(
+            "transcribed %d words, accuracy %.0f%%",
+            len(transcript.words),
+            transcript.accuracy * 100,
+            extra={
+                **ctx.log_extra,
+                "stage": "transcribe",
+                "duration_ms": int((time.monotonic() - t0) * 1000),
+            },
+        )
+        return transcript
+
+    def _upload_caption(
+        self, ctx: _Context, spec: TaskSpec, transcript: Transcript
+    ) -> tuple[str, int]:
+        self._stage(ctx, Stage.UPLOAD, "uploading captions")
+        cues = captions.build_cues(transcript.words, max_chars_per_line=spec.max_chars_per_line)
+        text, ext = captions.render(cues, spec.output_format, spec.language_code)
+        caption = Deliverable(text.encode("utf-8"), f"{spec.entry_id}_{spec.task_id}.{ext}")
+        accuracy = max(0, min(100, round(transcript.accuracy * 100)))
+        existing = self.gateway.find_caption_asset(spec, ctx.rec.access_key)
+        if existing is not None and existing[1]:
+            caption_id = existing[0]
+            log.info("caption asset already uploaded, reusing it", extra=ctx.log_extra)
+        else:
+            caption_id = self.gateway.upload_caption(
+                spec,
+                ctx.rec.access_key,
+                caption,
+                accuracy,
+                existing_asset_id=existing[0] if existing else None,
+            )
+        ctx.rec = self.store.update(
+            ctx.id,
+            message=f"caption asset {caption_id} uploaded",
+            caption_asset_id=caption_id,
+            accuracy=accuracy,
+        )
+        self._keep_copy(ctx, caption)
+        return caption_id, accuracy
+
+    def _finish_delivery(
+        self, ctx: _Context, spec: TaskSpec, transcript: Transcript, caption_id: str, accuracy: int
+    ) -> None:
+        self._stage(ctx, Stage.FINISH, "attaching transcript and setting READY")
+        text = captions.transcript_text(transcript.words)
+        deliverable = Deliverable(text.encode("utf-8"), f"{spec.entry_id}_{spec.task_id}.txt")
+        if self.gateway.find_attachment(spec, ctx.rec.access_key) is None:
+            attachment_id = self.gateway.upload_transcript_and_finish(
+                spec, ctx.rec.access_key, deliverable, caption_id, accuracy
+            )
+        else:
+            attachment_id = None
+            self.gateway.set_ready(spec.task_id, ctx.rec.access_key, caption_id, accuracy)
+        self._keep_copy(ctx, deliverable)
+        self._finish(
+            ctx,
+            TaskState.DELIVERED,
+            f"READY with caption asset {caption_id}",
+            transcript_asset_id=attachment_id,
+        )
+
+    def _set_ready_after_crash(self, ctx: _Context, spec: TaskSpec) -> None:
+        rec = ctx.rec
+        assert rec.caption_asset_id is not None and rec.accuracy is not None
+        self._stage(ctx, Stage.FINISH, "caption was uploaded before a restart; setting READY")
+        self.gateway.set_ready(spec.task_id, rec.access_key, rec.caption_asset_id, rec.accuracy)
+        self._finish(ctx, TaskState.DELIVERED, f"READY with caption asset {rec.caption_asset_id}")
+
+    def _keep_copy(self, ctx: _Context, deliverable: Deliverable) -> None:
+        """Ops can look at exactly what was delivered without asking Kaltura."""
+        out_dir = self.work_dir / "delivered" / str(ctx.rec.kaltura_task_id)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / deliverable.filename).write_bytes(deliverable.content)
+
+    # -- outcomes -------------------------------------------------------------------
+
+    def _finish(self, ctx: _Context, state: TaskState, message: str, **fields: Any) -> None:
+        ctx.rec = self.store.update(
+            ctx.id, state=state, message=message, release_lease=True, **fields
+        )
+        level = logging.INFO if state == TaskState.DELIVERED else logging.WARNING
+        log.log(level, message, extra={**ctx.log_extra, "state": state.value})
+
+    def _fail(self, ctx: _Context, reason: str) -> None:
+        """Report ERROR to Kaltura with a reason the customer can read."""
+        reason = redact(reason)
+        try:
+            self.gateway.set_error(ctx.rec.kaltura_task_id, ctx.rec.access_key, reason)
+        except (KalturaApiError, KalturaTransientError) as exc:
+            log.warning("could not report ERROR to Kaltura: %s", exc, extra=ctx.log_extra)
+        self._finish(ctx, TaskState.FAILED, reason, error=reason)
+
+    def _retry_later(self, ctx: _Context, reason: str) -> None:
+        rec = self.store.get(ctx.id)
+        attempts = (rec.attempts if rec else 0) + 1
+        workers = self.settings.workers
+        if attempts >= workers.max_attempts:
+            self.store.update(ctx.id, attempts=attempts)
+            self._fail(ctx, f"gave up after {attempts} attempts: {reason}")
+            return
+        delay = retry_delay_s(attempts, workers.retry_base_s) * (0.75 + random.random() / 2)
+        self.store.update(ctx.id, attempts=attempts, error=redact(reason))
+        self.store.release(
+            ctx.id,
+            self.owner,
+            retry_at=time.time() + delay,
+            reason=f"attempt {attempts} failed, retry in {delay:.0f}s: {redact(reason)}",
+        )
+        log.warning(
+            "attempt %d failed, retry in %.0fs: %s", attempts, delay, reason, extra=ctx.log_extra
+        )
+
+
+class _AlreadyDone(TaskAborted):
+    pass
+
+
+class _TaskKeeper(threading.Thread):
+    """Runs beside a processor: renews the lease, extends the access key before it
+    expires, notices customer aborts, and cancels the processor at shutdown."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        ctx: _Context,
+        request: ProcessingRequest,
+        shutdown: threading.Event,
+    ) -> None:
+        super().__init__(name=f"keeper-{ctx.rec.kaltura_task_id}", daemon=True)
+        self.p = pipeline
+        self.ctx = ctx
+        self.request = request
+        self.shutdown = shutdown
+        self._stopped = threading.Event()
+        self._last = time.monotonic()
+        self.aborted = False
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.join(timeout=5)
+
+    def run(self) -> None:
+        while not self._stopped.wait(0.2):
+            if self.shutdown.is_set():
+                self.request.cancel.set()
+                return
+            if time.monotonic() - self._last < self.p.keeper_interval_s:
+                continue
+            self._last = time.monotonic()
+            try:
+                self._tick()
+            except Exception as exc:  # the keeper must never kill the task on its own
+                log.warning("keeper check failed: %s", redact(str(exc)), extra=self.ctx.log_extra)
+
+    def extend_key_if_due(self) -> None:
+        """Extend the access key when it would expire within the configured margin."""
+        ctx, p = self.ctx, self.p
+        rec = ctx.rec
+        expires = rec.access_key_expires_at
+        if expires is None or expires - time.time() >= p.settings.workers.access_key_margin_s:
+            return
+        new_key, new_expiry = p.gateway.extend_access_key(rec.kaltura_task_id, rec.access_key)
+        ctx.rec = p.store.update(
+            ctx.id,
+            message="access key extended",
+            access_key=new_key,
+            access_key_expires_at=new_expiry,
+        )
+        log.info("access key extended", extra=ctx.log_extra)
+
+    def _tick(self) -> None:
+        ctx, p = self.ctx, self.p
+        p.store.renew_lease(ctx.id, p.owner, p.settings.workers.lease_s)
+        self.extend_key_if_due()
+        status = p.gateway.task_status(ctx.rec.kaltura_task_id, ctx.rec.access_key)
+        if status != KalturaStatus.PROCESSING:
+            self.aborted = True
+            self.request.cancel.set()

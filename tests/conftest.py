@@ -1,0 +1,132 @@
+"""Shared fixtures: a real Kaltura emulator on loopback, flite speech, daemon configs,
+and a way to run the real `reach-vendor` process against them."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from reach_vendor.emulator import KalturaEmulator
+
+REPO = Path(__file__).resolve().parent.parent
+
+SENTENCES = [
+    "The weather is nice today and we are going to the park.",
+    "Please send me the report before the meeting on Monday.",
+    "She bought some fresh bread and milk at the store.",
+    "The train to the city leaves every hour from the station.",
+]
+
+
+@dataclass(frozen=True)
+class Vendor:
+    partner_id: int
+    app_token_id: str
+    app_token: str
+
+
+@dataclass(frozen=True)
+class Clip:
+    path: Path
+    text: str
+
+
+@pytest.fixture
+def emulator() -> Iterator[KalturaEmulator]:
+    with KalturaEmulator() as emu:
+        yield emu
+
+
+@pytest.fixture
+def vendor(emulator: KalturaEmulator) -> Vendor:
+    v = Vendor(partner_id=9001, app_token_id="1_testtoken", app_token=secrets.token_hex(16))
+    emulator.add_vendor_partner(
+        partner_id=v.partner_id,
+        app_token_id=v.app_token_id,
+        app_token=v.app_token,
+        hash_type="SHA256",
+    )
+    return v
+
+
+@pytest.fixture(scope="session")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> list[Clip]:
+    """Real speech made with Debian's flite (the voice pocketsphinx recognises well)."""
+    if not shutil.which("flite") or not shutil.which("ffmpeg"):
+        pytest.skip("flite and ffmpeg are needed (scripts/test.sh installs them)")
+    from tests.speech import make_speech
+
+    out = tmp_path_factory.mktemp("speech")
+    return [
+        Clip(make_speech(text, out / f"clip{i}.mp3", fmt="mp3"), text)
+        for i, text in enumerate(SENTENCES)
+    ]
+
+
+def add_speech_task(emu: KalturaEmulator, vendor: Vendor, clip: Clip | None, **kw: Any) -> int:
+    return emu.add_task(
+        vendor_partner_id=vendor.partner_id,
+        partner_id=kw.pop("partner_id", 4124832),
+        media_path=clip.path if clip else None,
+        media_ext="mp3",
+        **kw,
+    )
+
+
+def write_config(tmp_path: Path, emu: KalturaEmulator, vendor: Vendor, **sections: Any) -> Path:
+    token_file = tmp_path / "app_token"
+    token_file.write_text(vendor.app_token)
+    data: dict[str, Any] = {
+        "kaltura": {
+            "service_url": emu.url,
+            "partner_id": vendor.partner_id,
+            "app_token": {"id": vendor.app_token_id, "token_file": str(token_file)},
+            "request_timeout_s": 10,
+            "retries": 2,
+        },
+        "database": {"url": f"sqlite:///{tmp_path / 'reach.sqlite3'}"},
+        "polling": {"interval_s": 1},
+        "workers": {"concurrency": 2, "retry_base_s": 0.5},
+        "storage": {"work_dir": str(tmp_path / "work")},
+        "logging": {"format": "json", "level": "DEBUG"},
+    }
+    for name, values in sections.items():
+        data.setdefault(name, {}).update(values)
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump(data))
+    return cfg
+
+
+def daemon_command(config: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "reach_vendor", "run", "--config", str(config), *args]
+
+
+def run_daemon_once(config: Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        daemon_command(config, "--once"),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def secrets_seen(emu: KalturaEmulator, vendor: Vendor) -> list[str]:
+    """Every secret the daemon was given or handed by Kaltura during a run."""
+    values = [vendor.app_token]
+    for task in emu.tasks():
+        if task.get("accessKey"):
+            values.append(str(task["accessKey"]))
+    values.extend(emu.issued_ks())
+    return values

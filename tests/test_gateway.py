@@ -1,0 +1,98 @@
+"""Our Kaltura gateway against the emulator: sessions, paging, access keys."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from reach_vendor.config import parse_settings
+from reach_vendor.emulator import KalturaEmulator
+from reach_vendor.kaltura.gateway import KalturaApiError, KalturaGateway, KalturaTransientError
+from tests.conftest import Vendor
+
+
+def make_gateway(emu: KalturaEmulator, vendor: Vendor, **kaltura: object) -> KalturaGateway:
+    settings = parse_settings(
+        {
+            "kaltura": {
+                "service_url": emu.url,
+                "partner_id": vendor.partner_id,
+                "app_token": {"id": vendor.app_token_id, "token": vendor.app_token},
+                **kaltura,
+            }
+        }
+    )
+    gw = KalturaGateway(settings.kaltura, vendor.app_token)
+    gw.retry_base_s = 0.01
+    return gw
+
+
+def add_tasks(emu: KalturaEmulator, vendor: Vendor, n: int) -> list[int]:
+    return [
+        emu.add_task(vendor_partner_id=vendor.partner_id, partner_id=4124832, media_path=None)
+        for _ in range(n)
+    ]
+
+
+def test_get_jobs_reads_every_page(emulator: KalturaEmulator, vendor: Vendor) -> None:
+    ids = add_tasks(emulator, vendor, 25)
+    gw = make_gateway(emulator, vendor, page_size=10)
+    offered = gw.fetch_jobs()
+    assert sorted(o.kaltura_task_id for o in offered) == sorted(ids)
+    assert sum(1 for c in emulator.calls if c == ("reach_entryvendortask", "getJobs")) == 3
+    assert all(o.access_key and o.access_key_expires_at for o in offered)
+
+
+def test_expired_app_token_session_is_renewed(emulator: KalturaEmulator) -> None:
+    vendor = Vendor(partner_id=9002, app_token_id="1_short", app_token="ab" * 16)
+    emulator.add_vendor_partner(
+        partner_id=vendor.partner_id,
+        app_token_id=vendor.app_token_id,
+        app_token=vendor.app_token,
+        hash_type="SHA256",
+        session_expiry_s=2,
+    )
+    add_tasks(emulator, vendor, 1)
+    gw = make_gateway(emulator, vendor)
+    assert len(gw.fetch_jobs()) == 1
+    time.sleep(2.5)
+    assert len(gw.fetch_jobs()) == 1
+    starts = [c for c in emulator.calls if c == ("apptoken", "startSession")]
+    assert len(starts) == 2
+
+
+def test_wrong_app_token_is_a_clear_api_error(emulator: KalturaEmulator, vendor: Vendor) -> None:
+    wrong = Vendor(vendor.partner_id, vendor.app_token_id, "0" * 32)
+    gw = make_gateway(emulator, wrong)
+    with pytest.raises(KalturaApiError) as info:
+        gw.fetch_jobs()
+    assert "0" * 32 not in str(info.value)
+
+
+def test_unreachable_kaltura_is_retried_then_transient(vendor: Vendor) -> None:
+    class Nowhere:
+        url = "http://127.0.0.1:9"
+
+    gw = make_gateway(Nowhere(), vendor, retries=2)  # type: ignore[arg-type]
+    started = time.monotonic()
+    with pytest.raises(KalturaTransientError, match="after 3 attempts"):
+        gw.fetch_jobs()
+    assert time.monotonic() - started < 5
+
+
+def test_start_task_returns_the_spec_and_extends_keys(
+    emulator: KalturaEmulator, vendor: Vendor
+) -> None:
+    (task_id,) = add_tasks(emulator, vendor, 1)
+    gw = make_gateway(emulator, vendor)
+    (job,) = gw.fetch_jobs()
+    spec = gw.start_task(task_id, job.access_key)
+    assert spec.status == 3 and spec.source_language == "English"
+    assert spec.max_chars_per_line == 26 and spec.caption_label == "English (Auto Generated)"
+    assert emulator.task(task_id)["status"] == 3
+    new_key, expiry = gw.extend_access_key(task_id, job.access_key)
+    assert new_key != job.access_key and expiry
+    with pytest.raises(KalturaApiError) as info:
+        gw.get_task(task_id, gw.vendor_ks())
+    assert info.value.code == "ENTRY_VENDOR_TASK_NOT_FOUND"

@@ -1,0 +1,56 @@
+"""Secrets never reach a log line, even inside Kaltura's own error messages."""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+
+from KalturaClient import KalturaClient
+
+from reach_vendor.kaltura.ks import ks_expiry
+from reach_vendor.logs import setup_logging
+from reach_vendor.redact import MASK, redact, register_secret
+
+
+def make_ks(expiry_in: int = 3600) -> str:
+    raw = KalturaClient.generateSession("adminsecret", "", 2, 123, expiry_in)
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
+def test_ks_in_kaltura_error_message_is_masked() -> None:
+    ks = make_ks()
+    text = f'INVALID_KS: Invalid KS "{ks}", Error "-5,EXPIRED"'
+    assert ks not in redact(text)
+    assert MASK in redact(text)
+
+
+def test_registered_short_secret_and_ks_parameters_are_masked() -> None:
+    register_secret("tok-1234567")
+    out = redact("token tok-1234567 used; url http://x/p/1/ks/abc123/flavor?ks=zzz&x=1")
+    assert "tok-1234567" not in out
+    assert "abc123" not in out and "zzz" not in out
+    assert "x=1" in out
+
+
+def test_log_lines_and_tracebacks_are_redacted() -> None:
+    ks = make_ks()
+    stream = io.StringIO()
+    setup_logging("json", "INFO", stream=stream)
+    log = logging.getLogger("test")
+    log.info("calling with %s", ks, extra={"task_id": 5})
+    try:
+        raise RuntimeError(f"bad ks {ks}")
+    except RuntimeError:
+        log.exception("failed")
+    out = stream.getvalue()
+    assert ks not in out
+    assert '"task_id": 5' in out
+
+
+def test_ks_expiry_is_decoded_from_a_v1_ks() -> None:
+    before = time.time()
+    expiry = ks_expiry(make_ks(600))
+    assert expiry is not None
+    assert before + 590 <= expiry <= time.time() + 610
+    assert ks_expiry("not a ks") is None

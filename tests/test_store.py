@@ -1,0 +1,109 @@
+"""The task store on a real SQLite file: intake, leases, state machine, events."""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+from pathlib import Path
+
+import pytest
+
+from reach_vendor.states import IllegalTransition, TaskState
+from reach_vendor.store import OfferedTask, TaskStore
+
+
+def offered(
+    task_id: int, version: int = 1, key: str = "key", eft: float | None = None
+) -> OfferedTask:
+    return OfferedTask(
+        kaltura_task_id=task_id,
+        partner_id=7,
+        entry_id=f"0_{task_id}",
+        version=version,
+        access_key=f"{key}-{task_id}",
+        access_key_expires_at=None,
+        service_type=2,
+        service_feature=1,
+        turn_around_time=-1,
+        expected_finish_time=eft,
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> TaskStore:
+    return TaskStore(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+
+
+def test_database_file_is_private(tmp_path: Path) -> None:
+    TaskStore(f"sqlite:///{tmp_path / 'sub' / 'x.sqlite3'}")
+    mode = stat.S_IMODE(os.stat(tmp_path / "sub" / "x.sqlite3").st_mode)
+    assert mode == 0o600
+
+
+def test_offered_tasks_are_recorded_once_and_take_fresh_keys(store: TaskStore) -> None:
+    assert store.record_offered([offered(1), offered(2)]) == 2
+    assert store.record_offered([offered(1, key="new")]) == 0
+    rec = store.by_kaltura_id(1)
+    assert rec is not None and rec.access_key == "new-1"
+    assert len(store.all()) == 2
+
+
+def test_delivered_task_is_not_reopened_unless_resubmitted(store: TaskStore) -> None:
+    store.record_offered([offered(1)])
+    rec = store.by_kaltura_id(1)
+    assert rec is not None and rec.id is not None
+    store.update(rec.id, state=TaskState.RUNNING)
+    store.update(rec.id, state=TaskState.DELIVERED)
+    store.record_offered([offered(1)])
+    assert store.get(rec.id).state == "delivered"  # type: ignore[union-attr]
+    store.record_offered([offered(1, version=2)])
+    assert store.get(rec.id).state == "queued"  # type: ignore[union-attr]
+
+
+def test_illegal_transition_is_refused(store: TaskStore) -> None:
+    store.record_offered([offered(1)])
+    rec = store.by_kaltura_id(1)
+    assert rec is not None and rec.id is not None
+    store.update(rec.id, state=TaskState.RUNNING)
+    store.update(rec.id, state=TaskState.FAILED)
+    with pytest.raises(IllegalTransition):
+        store.update(rec.id, state=TaskState.RUNNING)
+
+
+def test_claims_prefer_earliest_deadline_and_never_double_lease(store: TaskStore) -> None:
+    store.record_offered([offered(i, eft=1000.0 - i) for i in range(1, 41)])
+    first = store.claim_next("a", 60)
+    assert first is not None and first.kaltura_task_id == 40
+    claimed: list[int] = []
+    lock = threading.Lock()
+
+    def grab(owner: str) -> None:
+        while (rec := store.claim_next(owner, 60)) is not None:
+            with lock:
+                claimed.append(rec.kaltura_task_id)
+
+    threads = [threading.Thread(target=grab, args=(f"w{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(claimed) == list(range(1, 40))
+
+
+def test_released_task_waits_for_its_retry_time(store: TaskStore) -> None:
+    import time
+
+    store.record_offered([offered(1)])
+    rec = store.claim_next("a", 60)
+    assert rec is not None and rec.id is not None
+    store.release(rec.id, "a", retry_at=time.time() + 60, reason="later")
+    assert store.claim_next("a", 60) is None
+    assert [e.message for e in store.events(rec.id)] == ["offered by getJobs", "later"]
+
+
+def test_expired_lease_is_taken_over(store: TaskStore) -> None:
+    store.record_offered([offered(1)])
+    assert store.claim_next("dead", -1) is not None
+    again = store.claim_next("alive", 60)
+    assert again is not None and again.lease_owner == "alive"
