@@ -1,0 +1,387 @@
+"""The emulator's HTTP side: api_v3 endpoints and flavor downloads on loopback.
+
+Tests and the demo drive it through `KalturaEmulator`: seed partners and tasks, run the
+daemon against `.url`, then inspect tasks and delivered assets. Faults can be scripted
+per service action to see how the daemon copes with a misbehaving Kaltura.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+import traceback
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+from reach_vendor.emulator import services
+from reach_vendor.emulator.wire import (
+    ApiError,
+    Request,
+    build_request,
+    clean_params,
+    parse_body,
+    render,
+    resolve_references,
+)
+from reach_vendor.emulator.world import ABORTED, AppToken, Fault, World
+
+log = logging.getLogger(__name__)
+
+_API_PATH = re.compile(r"^/api_v3(?:/index\.php)?(?:/service/([^/]+)(?:/action/([^/?]+))?)?/?$")
+_SERVE_FLAVOR = re.compile(r"/serveFlavor/.*?flavorId/([^/]+)/.*?ks/([^/]+)")
+_KS_IN_PATH = re.compile(r"/ks/[^/]+")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silent: the default access log would print KS-bearing paths to stderr."""
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    def do_POST(self) -> None:
+        self._handle()
+
+    def _handle(self) -> None:
+        emu = self.server.emulator
+        url = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        with emu.lock:
+            emu.http_requests.append(
+                {"method": self.command, "path": _KS_IN_PATH.sub("/ks/***", url.path)}
+            )
+        flavor = _SERVE_FLAVOR.search(url.path)
+        if flavor:
+            self._serve_flavor(flavor.group(1), flavor.group(2))
+            return
+        match = _API_PATH.match(url.path)
+        if not match:
+            self._send(404, b"Not Found", "text/plain")
+            return
+        started = time.monotonic()
+        request: Request | None = None
+        try:
+            params, files = parse_body(self.headers.get("Content-Type", ""), body, url.query)
+            request = build_request(match.group(1), match.group(2), params, files)
+            fault = emu.take_fault(request)
+            if fault is not None and fault.kind in ("http500", "drop"):
+                self._fail(fault)
+                return
+            if fault is not None and fault.kind == "delay":
+                time.sleep(fault.delay_s)
+            results = emu.execute(request, self._base_url())
+            if fault is not None and fault.kind == "drop_after":
+                self._fail(fault)
+                return
+            result: Any = results if request.multirequest else results[0]
+        except ApiError as err:
+            result = err
+        payload, ctype = render(result, request, time.monotonic() - started)
+        self._send(200, payload, ctype)
+
+    def _base_url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def _fail(self, fault: Fault) -> None:
+        if fault.kind == "http500":
+            self._send(500, b"<html>Internal Server Error</html>", "text/html")
+            return
+        self.close_connection = True
+        self.wfile.flush()
+        self.connection.close()
+
+    def _send(self, status: int, payload: bytes, ctype: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("X-Me", "reach-vendor-emulator")
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def _serve_flavor(self, flavor_id: str, ks: str) -> None:
+        emu = self.server.emulator
+        try:
+            session = emu.world.session(ks)
+        except ApiError:
+            self._send(403, b"Forbidden", "text/plain")
+            return
+        flavor = emu.world.flavors.get(flavor_id)
+        if flavor is None or not session.can_edit(flavor["entryId"]):
+            self._send(404, b"Not Found", "text/plain")
+            return
+        path = Path(flavor["_path"]) if flavor.get("_path") else None
+        if path is None or not path.is_file():
+            self._send(404, b"Not Found", "text/plain")
+            return
+        size = path.stat().st_size
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(size))
+        self.end_headers()
+        with path.open("rb") as fh:
+            while chunk := fh.read(1 << 16):
+                self.wfile.write(chunk)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    emulator: KalturaEmulator
+
+
+class KalturaEmulator:
+    """A Kaltura api_v3 server on 127.0.0.1 with REACH, flavors, captions, attachments."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.world = World()
+        self.lock = threading.Lock()
+        self.calls: list[tuple[str, str]] = []
+        """(service, action) of every call received, multirequest parts included."""
+        self.http_requests: list[dict[str, str]] = []
+        self._server = _Server((host, port), _Handler)
+        self._server.emulator = self
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> KalturaEmulator:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="kaltura-emulator", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> KalturaEmulator:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- request execution ----------------------------------------------------------
+
+    def execute(self, request: Request, base_url: str) -> list[Any]:
+        results: list[Any] = []
+        for call in request.calls:
+            with self.lock:
+                self.calls.append((call.service.lower(), call.action))
+            params = clean_params(resolve_references(call.params, results))
+            ctx = services.Ctx(self.world, params, call.files, base_url)
+            try:
+                fault = self._take_call_fault(call.service, call.action, ("error",))
+                if fault is not None:
+                    raise ApiError(fault.code, fault.message)
+                result = services.dispatch(ctx, call.service, call.action)
+            except ApiError as err:
+                result = err
+            except Exception:  # noqa: BLE001 - a server answers, whatever broke inside
+                log.error(
+                    "emulator bug in %s.%s:\n%s", call.service, call.action, traceback.format_exc()
+                )
+                result = ApiError("INTERNAL_SERVERL_ERROR", "Internal server error occurred")
+            results.append(result)
+        return results
+
+    def take_fault(self, request: Request) -> Fault | None:
+        """An HTTP-level fault scripted for any call of this request, if one is due."""
+        for call in request.calls:
+            fault = self._take_call_fault(
+                call.service, call.action, ("http500", "drop", "drop_after", "delay")
+            )
+            if fault is not None:
+                return fault
+        return None
+
+    def _take_call_fault(self, service: str, action: str, kinds: tuple[str, ...]) -> Fault | None:
+        with self.lock:
+            for fault in self.world.faults:
+                if (
+                    fault.times > 0
+                    and fault.kind in kinds
+                    and fault.service.lower() == service.lower()
+                    and fault.action.lower() == action.lower()
+                ):
+                    fault.times -= 1
+                    return fault
+        return None
+
+    # -- seeding --------------------------------------------------------------------
+
+    def add_vendor_partner(
+        self,
+        *,
+        partner_id: int,
+        app_token_id: str,
+        app_token: str,
+        hash_type: str = "SHA256",
+        session_expiry_s: int = 86400,
+    ) -> None:
+        """A vendor partner with an app token, as Kaltura sets one up for a REACH vendor."""
+        with self.world.lock:
+            self.world.ensure_partner(partner_id)
+            self.world.vendors.add(partner_id)
+            self.world.app_tokens[app_token_id] = AppToken(
+                id=app_token_id,
+                partner_id=partner_id,
+                token=app_token,
+                hash_type=hash_type.upper(),
+                session_expiry_s=session_expiry_s,
+                privileges="setrole:REACH_VENDOR_ROLE",
+            )
+
+    def add_task(
+        self,
+        *,
+        vendor_partner_id: int,
+        partner_id: int,
+        media_path: Path | str | None,
+        media_ext: str = "mp3",
+        entry_id: str | None = None,
+        service_type: int = 2,
+        service_feature: int = 1,
+        turn_around_time: int = 1800,
+        source_language: str = "English",
+        target_language: str | None = None,
+        output_format: int = 1,
+        max_chars_per_line: int = 26,
+        label_machine: str = "(Auto Generated)",
+        label_human: str = "",
+        label_hybrid: str = "",
+        flavor_params_ids: str = "",
+        enable_profanity_removal: bool = True,
+        enable_speaker_change_indication: bool = False,
+        enable_audio_tags: bool = False,
+        dictionary: str = "",
+        access_key_ttl_s: float = 3 * 86400,
+        expected_finish_time: int | None = None,
+    ) -> int:
+        """A PENDING REACH task for a new entry whose source flavor is `media_path`.
+
+        `media_path=None` makes an entry whose flavor download 404s.
+        """
+        catalog: dict[str, Any] = {
+            "serviceType": service_type,
+            "serviceFeature": service_feature,
+            "turnAroundTime": turn_around_time,
+            "sourceLanguage": source_language,
+            "outputFormat": output_format,
+        }
+        if target_language:
+            catalog["targetLanguage"] = target_language
+            catalog["objectType"] = "KalturaVendorTranslationCatalogItem"
+        profile = {
+            "defaultOutputFormat": output_format,
+            "maxCharactersPerCaptionLine": max_chars_per_line,
+            "labelAdditionForMachineServiceType": label_machine,
+            "labelAdditionForHumanServiceType": label_human,
+            "labelAdditionForHybridServiceType": label_hybrid,
+            "flavorParamsIds": flavor_params_ids,
+            "enableProfanityRemoval": enable_profanity_removal,
+            "enableSpeakerChangeIndication": enable_speaker_change_indication,
+            "enableAudioTags": enable_audio_tags,
+        }
+        task_fields: dict[str, Any] = {"dictionary": dictionary}
+        if expected_finish_time is not None:
+            task_fields["expectedFinishTime"] = expected_finish_time
+        return self.world.add_task(
+            vendor_partner_id=vendor_partner_id,
+            partner_id=partner_id,
+            media_path=Path(media_path) if media_path else None,
+            media_ext=media_ext,
+            entry_id=entry_id,
+            catalog=catalog,
+            profile=profile,
+            task_fields=task_fields,
+            access_key_ttl_s=access_key_ttl_s,
+        )
+
+    def inject_fault(
+        self,
+        service: str,
+        action: str,
+        kind: str = "error",
+        *,
+        times: int = 1,
+        code: str = "INTERNAL_SERVERL_ERROR",
+        message: str = "Internal server error occurred",
+        delay_s: float = 0.0,
+    ) -> None:
+        """Make the next `times` calls of service.action misbehave.
+
+        kind: "error" (a KalturaAPIException instead of running the action),
+        "http500", "drop" (connection closed before anything happens), "drop_after"
+        (the action takes effect, the answer is lost), "delay" (answer after delay_s).
+        """
+        if kind not in ("error", "http500", "drop", "drop_after", "delay"):
+            raise ValueError(f"unknown fault kind {kind!r}")
+        with self.lock:
+            self.world.faults.append(Fault(service, action, kind, times, code, message, delay_s))
+
+    # -- the customer's side ----------------------------------------------------------
+
+    def abort_task(self, task_id: int, reason: str = "Aborted by the customer") -> None:
+        with self.world.lock:
+            task = self.world.tasks[task_id]
+            task["status"] = ABORTED
+            task["errDescription"] = reason
+            task["updatedAt"] = int(time.time())
+
+    def admin_ks(self, partner_id: int, expiry_s: float = 3600) -> str:
+        """A customer admin KS, for tests acting as the customer through the API."""
+        return self.world.issue_ks(partner_id, expiry_s=expiry_s)
+
+    # -- inspection -----------------------------------------------------------------
+
+    def task(self, task_id: int) -> dict[str, Any]:
+        return self.world.snapshot(self.world.tasks[task_id])
+
+    def tasks(self) -> list[dict[str, Any]]:
+        with self.world.lock:
+            return [self.world.snapshot(t) for t in self.world.tasks.values()]
+
+    def _assets(self, store: dict[str, dict[str, Any]], entry_id: str) -> list[dict[str, Any]]:
+        with self.world.lock:
+            out = []
+            for asset in store.values():
+                if asset["entryId"] != entry_id or asset["status"] == 3:
+                    continue
+                copy = self.world.snapshot(asset)
+                copy["content"] = copy.pop("_content", None)
+                out.append(copy)
+            return out
+
+    def caption_assets(self, entry_id: str) -> list[dict[str, Any]]:
+        """Caption assets of an entry (deleted ones left out), with their `content` bytes."""
+        return self._assets(self.world.captions, entry_id)
+
+    def attachment_assets(self, entry_id: str) -> list[dict[str, Any]]:
+        return self._assets(self.world.attachments, entry_id)
+
+    def issued_ks(self) -> list[str]:
+        """Every KS this server handed out: for tests that grep logs for secrets."""
+        with self.world.lock:
+            return list(self.world.issued_ks)

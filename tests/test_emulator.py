@@ -1,0 +1,234 @@
+"""The Kaltura emulator speaks the wire format real clients see: curl-style form posts with
+JSON answers (format=1), the official client's JSON/multipart posts with XML answers
+(format=2), multirequest references, and Kaltura's KS and permission rules."""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from KalturaClient import KalturaClient, KalturaConfiguration
+from KalturaClient.exceptions import KalturaClientException, KalturaException
+from KalturaClient.Plugins.Caption import KalturaCaptionAsset
+from KalturaClient.Plugins.Core import KalturaUploadedFileTokenResource, KalturaUploadToken
+from KalturaClient.Plugins.Reach import KalturaEntryVendorTask
+from lxml import etree
+
+from reach_vendor.emulator import KalturaEmulator
+from tests.conftest import Vendor
+from tests.test_gateway import make_gateway
+
+CUSTOMER = 4124832
+
+
+def post(emu: KalturaEmulator, service: str, action: str, **data: Any) -> Any:
+    """A curl-style call: form fields with bracket keys, JSON answer."""
+    r = requests.post(
+        f"{emu.url}/api_v3/service/{service}/action/{action}", data={"format": 1, **data}
+    )
+    assert r.status_code == 200
+    return r.json()
+
+
+def client(emu: KalturaEmulator, ks: str | None) -> KalturaClient:
+    c = KalturaClient(KalturaConfiguration(serviceUrl=emu.url))
+    c.setKs(ks)
+    return c
+
+
+def pending_task(emu: KalturaEmulator, vendor: Vendor, media: Path | None = None) -> int:
+    return emu.add_task(vendor_partner_id=vendor.partner_id, partner_id=CUSTOMER, media_path=media)
+
+
+def test_curl_style_get_jobs_and_get_match_the_reference_page(
+    emulator: KalturaEmulator, vendor: Vendor
+) -> None:
+    task_id = pending_task(emulator, vendor)
+    vendor_ks = make_gateway(emulator, vendor).vendor_ks()
+
+    jobs = post(
+        emulator,
+        "reach_entryvendortask",
+        "getJobs",
+        ks=vendor_ks,
+        **{"filter[objectType]": "KalturaEntryVendorTaskFilter"},
+    )
+    assert jobs["objectType"] == "KalturaEntryVendorTaskListResponse"
+    assert jobs["totalCount"] == 1
+    (job,) = jobs["objects"]
+    assert job["id"] == task_id and job["status"] == 1 and job["accessKey"]
+    assert not any(k.startswith("_") for k in job)
+
+    task = post(
+        emulator,
+        "reach_entryvendortask",
+        "get",
+        ks=job["accessKey"],
+        id=task_id,
+        **{"responseProfile[systemName]": "reach_vendor"},
+    )
+    related = task["relatedObjects"]
+    (catalog,) = related["reach_vendor_catalog_item"]["objects"]
+    (profile,) = related["reach_vendor_profile"]["objects"]
+    assert catalog["objectType"] == "KalturaVendorCaptionsCatalogItem"
+    assert catalog["sourceLanguage"] == "English" and catalog["serviceFeature"] == 1
+    assert profile["objectType"] == "KalturaReachProfile"
+    assert profile["maxCharactersPerCaptionLine"] == 26
+    assert profile["labelAdditionForMachineServiceType"] == "(Auto Generated)"
+
+
+def test_errors_are_kaltura_api_exceptions(emulator: KalturaEmulator, vendor: Vendor) -> None:
+    task_id = pending_task(emulator, vendor)
+    vendor_ks = make_gateway(emulator, vendor).vendor_ks()
+
+    not_found = post(emulator, "reach_entryvendortask", "get", ks=vendor_ks, id=task_id)
+    assert not_found["objectType"] == "KalturaAPIException"
+    assert not_found["code"] == "ENTRY_VENDOR_TASK_NOT_FOUND"
+    assert not_found["args"] == {"ID": str(task_id)}
+
+    access_key = emulator.task(task_id)["accessKey"]
+    cannot = post(emulator, "reach_entryvendortask", "extendAccessKey", ks=access_key, id=task_id)
+    assert cannot["code"] == "CANNOT_EXTEND_ACCESS_KEY"
+
+    forged = access_key[:-8] + ("A" * 8 if not access_key.endswith("A" * 8) else "B" * 8)
+    assert post(emulator, "reach_entryvendortask", "get", ks=forged, id=task_id)["code"] == (
+        "INVALID_KS"
+    )
+    assert post(emulator, "reach_entryvendortask", "get", id=task_id)["code"] == "MISSING_KS"
+    assert post(emulator, "nosuch", "get")["code"] == "SERVICE_DOES_NOT_EXISTS"
+
+    # XML (format=2) is what the official client parses: <result><error>...</error></result>
+    r = requests.post(
+        f"{emulator.url}/api_v3/service/reach_entryvendortask/action/get",
+        json={"format": 2, "ks": vendor_ks, "id": task_id},
+    )
+    root = etree.fromstring(r.content)
+    assert root.findtext("result/error/code") == "ENTRY_VENDOR_TASK_NOT_FOUND"
+    assert root.findtext("result/error/objectType") == "KalturaAPIException"
+    assert root.find("executionTime") is not None
+
+
+def test_expired_access_key_is_invalid_ks(emulator: KalturaEmulator, vendor: Vendor) -> None:
+    task_id = emulator.add_task(
+        vendor_partner_id=vendor.partner_id,
+        partner_id=CUSTOMER,
+        media_path=None,
+        access_key_ttl_s=1,
+    )
+    key = emulator.task(task_id)["accessKey"]
+    time.sleep(2.1)
+    with pytest.raises(KalturaException) as info:
+        client(emulator, key).reach.entryVendorTask.get(task_id)
+    assert info.value.code == "INVALID_KS"
+    assert "EXPIRED" in str(info.value)
+
+
+def test_status_rules_and_access_key_extension(emulator: KalturaEmulator, vendor: Vendor) -> None:
+    task_id = pending_task(emulator, vendor)
+    key = emulator.task(task_id)["accessKey"]
+    c = client(emulator, key)
+    c.reach.entryVendorTask.updateJob(task_id, KalturaEntryVendorTask(status=3))
+    extended = c.reach.entryVendorTask.extendAccessKey(task_id)
+    assert extended.accessKey != key
+    client(emulator, extended.accessKey).reach.entryVendorTask.updateJob(
+        task_id, KalturaEntryVendorTask(status=2, outputObjectId="0_abc", accuracy=93)
+    )
+    task = emulator.task(task_id)
+    assert (task["status"], task["outputObjectId"], task["accuracy"]) == (2, "0_abc", 93)
+    with pytest.raises(KalturaException) as info:
+        c.reach.entryVendorTask.updateJob(task_id, KalturaEntryVendorTask(status=6))
+    assert info.value.code == "CANNOT_UPDATE_STATUS_OF_TASK_WHICH_IS_IN_FINAL_STATE"
+    with pytest.raises(KalturaException) as info:
+        c.reach.entryVendorTask.updateJob(task_id, KalturaEntryVendorTask(catalogItemId=5))
+    assert info.value.code == "PROPERTY_VALIDATION_NOT_UPDATABLE"
+
+
+def test_multirequest_references_deliver_a_caption(
+    emulator: KalturaEmulator, vendor: Vendor
+) -> None:
+    task_id = pending_task(emulator, vendor)
+    task = emulator.task(task_id)
+    c = client(emulator, task["accessKey"])
+    content = b"1\n00:00:00,000 --> 00:00:01,000\nhello\n"
+    c.startMultiRequest()
+    token = c.uploadToken.add(KalturaUploadToken(fileName="a.srt"))
+    c.uploadToken.upload(token.id, _Named(content, "a.srt"))
+    asset = c.caption.captionAsset.add(
+        task["entryId"], KalturaCaptionAsset(language="English", label="English", format="1")
+    )
+    c.caption.captionAsset.setContent(asset.id, KalturaUploadedFileTokenResource(token=token.id))
+    results = c.doMultiRequest()
+    assert not [r for r in results if isinstance(r, KalturaException)], results
+    assert results[1].status.getValue() == 2  # FULL_UPLOAD
+    (stored,) = emulator.caption_assets(task["entryId"])
+    assert stored["content"] == content and stored["status"] == 2
+    assert stored["id"] == results[2].id == results[3].id
+    parts = [c for c in emulator.calls if c[0] in ("uploadtoken", "caption_captionasset")]
+    assert len(parts) == 4
+
+    # An error in one part does not stop the others, and is reported in place.
+    c.startMultiRequest()
+    c.caption.captionAsset.get("0_missing")
+    c.uploadToken.add(KalturaUploadToken(fileName="b.srt"))
+    missing, added = c.doMultiRequest()
+    assert isinstance(missing, KalturaException) and missing.code == "CAPTION_ASSET_ID_NOT_FOUND"
+    assert added.id
+
+
+def test_vendor_session_cannot_touch_customer_entries(
+    emulator: KalturaEmulator, vendor: Vendor, tmp_path: Path
+) -> None:
+    media = tmp_path / "m.mp3"
+    media.write_bytes(b"ID3" + bytes(range(256)) * 40)
+    task_id = pending_task(emulator, vendor, media)
+    task = emulator.task(task_id)
+    vendor_ks = make_gateway(emulator, vendor).vendor_ks()
+    assert client(emulator, vendor_ks).flavorAsset.list().totalCount == 0
+
+    other = pending_task(emulator, vendor)
+    other_entry = emulator.task(other)["entryId"]
+    with pytest.raises(KalturaException) as info:
+        client(emulator, task["accessKey"]).caption.captionAsset.add(
+            other_entry, KalturaCaptionAsset(language="English")
+        )
+    assert info.value.code == "ENTRY_ID_NOT_FOUND"
+
+    c = client(emulator, task["accessKey"])
+    (flavor,) = c.flavorAsset.list().objects
+    url = c.flavorAsset.getUrl(flavor.id)
+    assert requests.get(url).content == media.read_bytes()
+    assert requests.get(url.replace(task["accessKey"], vendor_ks)).status_code == 404
+    assert requests.get(url.replace(task["accessKey"], "garbage")).status_code == 403
+
+
+def test_scripted_faults(emulator: KalturaEmulator, vendor: Vendor) -> None:
+    task_id = pending_task(emulator, vendor)
+    c = client(emulator, emulator.task(task_id)["accessKey"])
+    emulator.inject_fault("reach_entryvendortask", "get", "drop")
+    with pytest.raises(KalturaClientException):
+        c.reach.entryVendorTask.get(task_id)
+    emulator.inject_fault("reach_entryvendortask", "get", "http500")
+    with pytest.raises(KalturaClientException):
+        c.reach.entryVendorTask.get(task_id)
+    emulator.inject_fault("reach_entryvendortask", "get", code="SOME_ERROR", message="boom")
+    with pytest.raises(KalturaException) as info:
+        c.reach.entryVendorTask.get(task_id)
+    assert info.value.code == "SOME_ERROR"
+    assert c.reach.entryVendorTask.get(task_id).id == task_id
+
+    emulator.inject_fault("reach_entryvendortask", "updateJob", "drop_after")
+    with pytest.raises(KalturaClientException):
+        c.reach.entryVendorTask.updateJob(task_id, KalturaEntryVendorTask(status=3))
+    assert emulator.task(task_id)["status"] == 3  # it took effect; only the answer was lost
+
+
+class _Named(io.BytesIO):
+    """In-memory file with a name, as the client's multipart upload wants."""
+
+    def __init__(self, data: bytes, name: str) -> None:
+        super().__init__(data)
+        self.name = name
