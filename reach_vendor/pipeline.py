@@ -35,14 +35,20 @@ from reach_vendor.kaltura.gateway import (
     KalturaTransientError,
 )
 from reach_vendor.redact import redact
-from reach_vendor.states import KalturaStatus, Stage, TaskState, retry_delay_s
+from reach_vendor.states import KalturaStatus, Stage, TaskState, retry_delay_s, status_name
 from reach_vendor.store import TaskRecord, TaskStore
 from reach_vendor.task_spec import TaskSpec
 
 log = logging.getLogger(__name__)
 
 # Kaltura errors that mean the task is no longer ours to do.
-_GONE_CODES = frozenset({"ENTRY_VENDOR_TASK_NOT_FOUND", "ENTRY_ID_NOT_FOUND"})
+_GONE_CODES = frozenset(
+    {
+        "ENTRY_VENDOR_TASK_NOT_FOUND",
+        "ENTRY_ID_NOT_FOUND",
+        "CANNOT_UPDATE_STATUS_OF_TASK_WHICH_IS_IN_FINAL_STATE",
+    }
+)
 
 
 class TaskAborted(Exception):
@@ -126,6 +132,7 @@ class Pipeline:
         try:
             if ctx.rec.caption_asset_id is None or ctx.rec.accuracy is None:
                 transcript = self._transcribe(ctx, spec, task_dir, shutdown)
+                self._check_still_wanted(ctx)
                 caption_id, accuracy = self._upload_caption(ctx, spec, transcript)
                 self._finish_delivery(ctx, spec, transcript, caption_id, accuracy)
             else:
@@ -152,7 +159,7 @@ class Pipeline:
             self._finish(ctx, TaskState.DELIVERED, "Kaltura already has the task READY")
             raise _AlreadyDone()
         if spec.status != KalturaStatus.PROCESSING:
-            raise TaskAborted(f"Kaltura reports status {KalturaStatus(spec.status).name}")
+            raise TaskAborted(f"Kaltura reports {status_name(spec.status)}")
         ctx.rec = self.store.update(
             ctx.id,
             state=TaskState.RUNNING,
@@ -161,6 +168,12 @@ class Pipeline:
             expected_finish_time=spec.expected_finish_time,
         )
         return spec
+
+    def _check_still_wanted(self, ctx: _Context) -> None:
+        """A customer may abort between transcription and upload: deliver nothing then."""
+        status = self.gateway.task_status(ctx.rec.kaltura_task_id, ctx.rec.access_key)
+        if status != KalturaStatus.PROCESSING:
+            raise TaskAborted(f"Kaltura reports {status_name(status)}")
 
     def _transcribe(
         self, ctx: _Context, spec: TaskSpec, task_dir: Path, shutdown: threading.Event

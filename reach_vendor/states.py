@@ -24,6 +24,14 @@ class KalturaStatus(IntEnum):
     SCHEDULED = 9
 
 
+def status_name(value: int) -> str:
+    """Readable status for messages, tolerant of values newer than this code."""
+    try:
+        return KalturaStatus(value).name
+    except ValueError:
+        return f"status {value}"
+
+
 class ServiceFeature(IntEnum):
     CAPTIONS = 1
     TRANSLATION = 2
