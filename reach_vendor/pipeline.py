@@ -96,6 +96,9 @@ class Pipeline:
         )
         started = time.monotonic()
         try:
+            if rec.stage == Stage.REPORT_ERROR.value and rec.error:
+                self._fail(ctx, rec.error)
+                return
             self._run(ctx, shutdown)
         except _AlreadyDone:
             pass
@@ -304,12 +307,31 @@ class Pipeline:
         log.log(level, message, extra={**ctx.log_extra, "state": state.value})
 
     def _fail(self, ctx: _Context, reason: str) -> None:
-        """Report ERROR to Kaltura with a reason the customer can read."""
+        """Report ERROR to Kaltura with a reason the customer can read.
+
+        If Kaltura cannot be reached the task stays ours, at the REPORT_ERROR stage, and
+        the report is retried: a task failed only locally would sit in PROCESSING forever.
+        """
         reason = redact(reason)
         try:
             self.gateway.set_error(ctx.rec.kaltura_task_id, ctx.rec.access_key, reason)
-        except (KalturaApiError, KalturaTransientError) as exc:
-            log.warning("could not report ERROR to Kaltura: %s", exc, extra=ctx.log_extra)
+        except KalturaTransientError as exc:
+            attempts = ctx.rec.attempts + 1
+            delay = retry_delay_s(attempts, self.settings.workers.retry_base_s, cap_s=600.0)
+            ctx.rec = self.store.update(
+                ctx.id, stage=Stage.REPORT_ERROR, error=reason, attempts=attempts
+            )
+            self.store.release(
+                ctx.id,
+                self.owner,
+                retry_at=time.time() + delay,
+                reason=f"could not report ERROR yet, retry in {delay:.0f}s: {exc}",
+            )
+            log.warning("could not report ERROR to Kaltura yet: %s", exc, extra=ctx.log_extra)
+            return
+        except KalturaApiError as exc:
+            # Typically the task is final or gone already; nothing more to tell Kaltura.
+            log.warning("Kaltura refused the ERROR report: %s", exc, extra=ctx.log_extra)
         self._finish(ctx, TaskState.FAILED, reason, error=reason)
 
     def _retry_later(self, ctx: _Context, reason: str) -> None:

@@ -66,6 +66,8 @@ class Stage(StrEnum):
     TRANSCRIBE = "transcribe"
     UPLOAD = "upload"
     FINISH = "finish"
+    REPORT_ERROR = "report_error"
+    """The task failed but Kaltura could not be told yet; only the ERROR report remains."""
 
 
 TERMINAL = frozenset({TaskState.DELIVERED, TaskState.FAILED, TaskState.ABORTED})

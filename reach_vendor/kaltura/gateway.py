@@ -27,6 +27,7 @@ from KalturaClient.Plugins.Caption import KalturaCaptionAsset, KalturaCaptionAss
 from KalturaClient.Plugins.Core import (
     KalturaAssetFilter,
     KalturaFilterPager,
+    KalturaNullableBoolean,
     KalturaResponseProfileHolder,
     KalturaUploadedFileTokenResource,
     KalturaUploadToken,
@@ -137,14 +138,29 @@ class KalturaGateway:
             conf.requestTimeout = self._cfg.request_timeout_s
             client = KalturaClient(conf)
             self._local.client = client
+        # A call that failed half-way through building a multirequest leaves it queued;
+        # every call starts from a clean client so that cannot leak into the next one.
+        client.callsQueue = []
+        client.multiRequestReturnType = None
         client.setPartnerId(self._cfg.partner_id)
         client.setKs(ks)
         client.setResponseProfile(None)
         return client
 
-    def _call(self, action: str, ks: str | None, fn: Callable[[KalturaClient], T]) -> T:
-        """Run `fn` with retries on network-level failures; map errors to ours."""
-        attempts = self._cfg.retries + 1
+    def _call(
+        self,
+        action: str,
+        ks: str | None,
+        fn: Callable[[KalturaClient], T],
+        *,
+        attempts: int | None = None,
+    ) -> T:
+        """Run `fn` with retries on network-level failures; map errors to ours.
+
+        Only for calls that are safe to repeat; calls that create things go through
+        `_call_reconciled`.
+        """
+        attempts = attempts or self._cfg.retries + 1
         for attempt in range(1, attempts + 1):
             client = self._client(ks)
             try:
@@ -152,24 +168,53 @@ class KalturaGateway:
             except KalturaException as exc:
                 raise KalturaApiError(str(exc.code), str(exc.message), action) from None
             except KalturaClientException as exc:
-                client.callsQueue = []
-                client.multiRequestReturnType = None
                 detail = redact(str(exc))
                 if attempt == attempts:
                     raise KalturaTransientError(
                         f"{action}: Kaltura unreachable after {attempts} attempts: {detail}"
                     ) from None
-                delay = self.retry_base_s * (2 ** (attempt - 1)) * (0.5 + random.random())
-                log.warning(
-                    "kaltura %s failed (attempt %d/%d), retrying in %.1fs: %s",
-                    action,
-                    attempt,
-                    attempts,
-                    delay,
-                    detail,
-                )
-                time.sleep(delay)
+                self._backoff(action, attempt, attempts, detail)
         raise AssertionError("unreachable")
+
+    def _call_reconciled(
+        self,
+        action: str,
+        ks: str,
+        fn: Callable[[KalturaClient], T],
+        reconcile: Callable[[], T | None],
+    ) -> T:
+        """Run a call that creates something, never repeating it blindly.
+
+        When the answer is lost the request may still have taken effect, so before each
+        retry `reconcile` asks Kaltura what exists; its result, if any, is the answer.
+        """
+        attempts = self._cfg.retries + 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._call(action, ks, fn, attempts=1)
+            except KalturaTransientError as exc:
+                if attempt == attempts:
+                    raise KalturaTransientError(
+                        f"{action}: Kaltura unreachable after {attempts} attempts: {exc}"
+                    ) from None
+                self._backoff(action, attempt, attempts, str(exc))
+                done = reconcile()
+                if done is not None:
+                    log.info("%s had taken effect although its answer was lost", action)
+                    return done
+        raise AssertionError("unreachable")
+
+    def _backoff(self, action: str, attempt: int, attempts: int, detail: str) -> None:
+        delay = self.retry_base_s * (2 ** (attempt - 1)) * (0.5 + random.random())
+        log.warning(
+            "kaltura %s failed (attempt %d/%d), retrying in %.1fs: %s",
+            action,
+            attempt,
+            attempts,
+            delay,
+            detail,
+        )
+        time.sleep(delay)
 
     @staticmethod
     def _raise_first_error(action: str, results: list[Any]) -> None:
@@ -447,7 +492,7 @@ class KalturaGateway:
                     accuracy=accuracy,
                     tags=task_tag(spec.task_id),
                     fileExt=caption.filename.rsplit(".", 1)[-1],
-                    isDefault=False,
+                    isDefault=KalturaNullableBoolean.FALSE_VALUE,
                 )
                 added = c.caption.captionAsset.add(spec.entry_id, asset)
                 asset_id: Any = added.id
@@ -458,7 +503,17 @@ class KalturaGateway:
             )
             return list(c.doMultiRequest())
 
-        results = self._call("caption upload", access_key, run)
+        def reconcile() -> list[Any] | None:
+            nonlocal existing_asset_id
+            found = self.find_caption_asset(spec, access_key)
+            if found is None:
+                return None
+            existing_asset_id = found[0]  # added but empty: only set its content again
+            return [found[0]] if found[1] else None
+
+        results = self._call_reconciled("caption upload", access_key, run, reconcile)
+        if len(results) == 1:
+            return _str(results[0])
         self._raise_first_error("caption upload", results)
         if existing_asset_id is not None:
             return existing_asset_id
@@ -502,7 +557,17 @@ class KalturaGateway:
             )
             return list(c.doMultiRequest())
 
-        results = self._call("transcript upload + READY", access_key, run)
+        def reconcile() -> list[Any] | None:
+            attachment_id = self.find_attachment(spec, access_key)
+            if attachment_id is None:
+                return None
+            if self.task_status(spec.task_id, access_key) != KalturaStatus.READY:
+                self.set_ready(spec.task_id, access_key, caption_asset_id, accuracy)
+            return [attachment_id]
+
+        results = self._call_reconciled("transcript upload + READY", access_key, run, reconcile)
+        if len(results) == 1:
+            return _str(results[0])
         self._raise_first_error("transcript upload + READY", results)
         return _str(results[2].id)
 

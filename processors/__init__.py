@@ -1,0 +1,77 @@
+"""Speech processors, looked up by the name used in the daemon's configuration.
+
+Engines register a factory rather than an instance so that `import processors` stays cheap:
+the daemon, the CLI and the tests import this package, but only the engine that the
+configuration names should pay for loading its libraries and models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from processors.base import (
+    SAMPLE_RATE,
+    ProcessingCancelled,
+    ProcessingRequest,
+    Processor,
+    ProcessorError,
+    Transcript,
+    UnsupportedTaskError,
+    Word,
+)
+
+__all__ = [
+    "SAMPLE_RATE",
+    "ProcessingCancelled",
+    "ProcessingRequest",
+    "Processor",
+    "ProcessorError",
+    "Transcript",
+    "UnknownProcessorError",
+    "UnsupportedTaskError",
+    "Word",
+    "available",
+    "create",
+    "register",
+]
+
+Factory = Callable[[dict[str, Any]], Processor]
+
+_factories: dict[str, Factory] = {}
+
+
+class UnknownProcessorError(ValueError):
+    """The configuration names a processor nobody registered.
+
+    A ValueError and not a ProcessorError: it is a deployment mistake found at start-up,
+    never the fault of a customer's task.
+    """
+
+
+def register(name: str, factory: Factory) -> None:
+    """Make `name` creatable; registering a name again replaces its factory."""
+    _factories[name] = factory
+
+
+def available() -> list[str]:
+    return sorted(_factories)
+
+
+def create(name: str, options: dict[str, Any] | None = None) -> Processor:
+    try:
+        factory = _factories[name]
+    except KeyError:
+        raise UnknownProcessorError(
+            f"unknown processor {name!r}; available: {', '.join(available()) or 'none'}"
+        ) from None
+    return factory(dict(options or {}))
+
+
+def _pocketsphinx(options: dict[str, Any]) -> Processor:
+    from processors.pocketsphinx_engine import PocketSphinxProcessor
+
+    return PocketSphinxProcessor(options)
+
+
+register("pocketsphinx", _pocketsphinx)

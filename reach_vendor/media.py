@@ -1,0 +1,182 @@
+"""Fetching a task's media and turning it into the PCM every processor expects.
+
+Failures are sorted the way the pipeline needs them: `MediaError` (a `ProcessorError`) means
+this media will never work (missing, empty, not audio) and the task goes to ERROR with the
+message shown to the customer; `MediaUnavailable` means the media server could not be reached
+or answered with a temporary error, and the task is retried later. Neither message ever
+contains the URL: Kaltura media URLs carry the session key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import urlsplit
+
+import av
+import requests
+
+from processors.base import SAMPLE_RATE, ProcessorError
+
+# Answers that say "try again later" rather than "this will never work".
+_TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+class MediaError(ProcessorError):
+    """The media cannot be used for this task; retrying will not help."""
+
+
+class MediaUnavailable(Exception):
+    """The media could not be fetched right now (network trouble, server overloaded).
+
+    Deliberately not a ProcessorError, so the pipeline retries instead of failing the task.
+    """
+
+
+def download(url: str, dest: Path, *, timeout_s: float, chunk_size: int = 1 << 16) -> int:
+    """Stream `url` to `dest` and return its size in bytes.
+
+    The body goes to `dest.part` first and is renamed only once complete, so a crash or a
+    dropped connection never leaves something that looks like a finished download.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    try:
+        size = _fetch(url, part, timeout_s, chunk_size)
+        if size == 0:
+            raise MediaError("media download failed: the server sent an empty file")
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    part.replace(dest)
+    return size
+
+
+def _fetch(url: str, part: Path, timeout_s: float, chunk_size: int) -> int:
+    # `from None` throughout: requests quotes the full URL, session key included, in its
+    # exceptions, and a chained cause would put it in every logged traceback.
+    host = _host(url)
+    size = 0
+    try:
+        with requests.get(url, stream=True, timeout=timeout_s) as resp:
+            if resp.status_code >= 400:
+                reason = f"HTTP {resp.status_code} {resp.reason or ''}".rstrip()
+                if resp.status_code in _TRANSIENT_STATUS:
+                    raise MediaUnavailable(f"media download from {host} failed: {reason}")
+                raise MediaError(f"media download failed: {reason}")
+            with part.open("wb") as f:
+                for chunk in resp.iter_content(chunk_size=chunk_size):
+                    f.write(chunk)
+                    size += len(chunk)
+    except (
+        requests.exceptions.InvalidURL,
+        requests.exceptions.InvalidSchema,
+        requests.exceptions.MissingSchema,
+    ):
+        raise MediaError("media download failed: the media URL is not valid") from None
+    except requests.exceptions.Timeout:
+        raise MediaUnavailable(
+            f"media download from {host} failed: no answer within {timeout_s:g}s"
+        ) from None
+    except requests.exceptions.RequestException as exc:
+        raise MediaUnavailable(f"media download from {host} failed: {_describe(exc)}") from None
+    return size
+
+
+def decode_to_pcm(src: Path, dest: Path) -> float:
+    """Decode the first audio stream of any media file to raw s16le mono PCM at
+    SAMPLE_RATE in `dest` and return its duration in seconds.
+
+    Frames are resampled and written one at a time, so an hour of video never has to fit
+    in memory. Packets that fail to decode are skipped, as players do; only media with no
+    decodable audio at all is refused.
+    """
+    part = dest.with_name(dest.name + ".part")
+    try:
+        container = av.open(str(src))
+    except av.FFmpegError as exc:
+        raise MediaError(f"cannot decode media: {_ffmpeg_reason(exc)}") from None
+    samples = 0
+    try:
+        with container, part.open("wb") as out:
+            if not container.streams.audio:
+                raise MediaError("media has no audio stream")
+            stream = container.streams.audio[0]
+            resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+            lead_checked = False
+            for packet in container.demux(stream):
+                try:
+                    frames = packet.decode()
+                except av.FFmpegError:
+                    continue
+                for frame in frames:
+                    if not lead_checked:
+                        lead_checked = True
+                        samples += _write_lead_silence(out, container, frame)
+                    for resampled in resampler.resample(frame):
+                        samples += _write_frame(out, resampled)
+            for resampled in resampler.resample(None):
+                samples += _write_frame(out, resampled)
+    except av.FFmpegError as exc:
+        part.unlink(missing_ok=True)
+        raise MediaError(f"cannot decode media: {_ffmpeg_reason(exc)}") from None
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    if samples == 0:
+        part.unlink(missing_ok=True)
+        raise MediaError("cannot decode media: no audio could be decoded")
+    part.replace(dest)
+    return samples / SAMPLE_RATE
+
+
+def _write_frame(out: BinaryIO, frame: av.AudioFrame) -> int:
+    n: int = frame.samples
+    # Plane buffers are padded for SIMD: only the first n 16-bit samples are audio.
+    out.write(bytes(frame.planes[0])[: n * 2])
+    return n
+
+
+def _write_lead_silence(
+    out: BinaryIO, container: av.container.InputContainer, frame: av.AudioFrame
+) -> int:
+    """Pad with silence when the audio starts later than the media (an offset audio track
+    in a video): caption times must follow the player's clock, not the audio stream's."""
+    if frame.time is None:
+        return 0
+    origin = container.start_time / av.time_base if container.start_time is not None else 0.0
+    lead = frame.time - origin
+    if not 0.01 < lead < 3600:
+        return 0
+    n = round(lead * SAMPLE_RATE)
+    out.write(bytes(n * 2))
+    return n
+
+
+def _host(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+        return f"{parts.hostname}:{parts.port}" if parts.port else parts.hostname or "media host"
+    except ValueError:
+        return "media host"
+
+
+def _describe(exc: requests.exceptions.RequestException) -> str:
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "TLS error"
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        text = str(exc).lower()
+        if "refused" in text:
+            return "connection refused"
+        if "name or service" in text or "resolve" in text or "nodename" in text:
+            return "host name not found"
+        return "connection failed"
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        return "connection dropped during the transfer"
+    return type(exc).__name__
+
+
+def _ffmpeg_reason(exc: av.FFmpegError) -> str:
+    # str(exc) ends with the file path; the strerror part alone is what a customer can use.
+    reason = getattr(exc, "strerror", None) or type(exc).__name__
+    return str(reason)

@@ -1,0 +1,159 @@
+"""Task lifecycle under the faults a vendor meets: key expiry, customer aborts, a flaky
+Kaltura, lost answers, permanent errors. The real daemon (in-process, real threads) runs
+against the emulator with real speech; nothing of ours is replaced."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from reach_vendor.config import load_settings
+from reach_vendor.daemon import Daemon
+from reach_vendor.emulator import KalturaEmulator
+from reach_vendor.states import TaskState
+from tests.conftest import Clip, Vendor, add_speech_task, write_config
+
+READY, PROCESSING, ERROR, ABORTED = 2, 3, 6, 7
+
+
+def make_daemon(tmp_path: Path, emu: KalturaEmulator, vendor: Vendor, **sections: Any) -> Daemon:
+    sections.setdefault("workers", {})
+    sections["workers"] = {"concurrency": 2, "retry_base_s": 0.5, **sections["workers"]}
+    return Daemon(load_settings(write_config(tmp_path, emu, vendor, **sections)))
+
+
+@contextmanager
+def running(daemon: Daemon) -> Iterator[Daemon]:
+    thread = threading.Thread(target=daemon.run_forever, name="daemon-under-test")
+    thread.start()
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+        thread.join(timeout=60)
+        assert not thread.is_alive()
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 90, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what or predicate}")
+
+
+def long_clip(clips: list[Clip], tmp_path: Path, repeat: int = 4) -> Clip:
+    """About 15 s of speech: long enough to act while the processor is busy."""
+    import subprocess
+
+    out = tmp_path / "long.mp3"
+    parts = [str(c.path) for c in clips] * repeat
+    inputs = "|".join(parts)
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-i", f"concat:{inputs}", "-c", "copy", str(out)],
+        check=True,
+    )
+    return Clip(out, " ".join(c.text for c in clips) * repeat)
+
+
+def test_access_key_is_extended_before_it_expires(
+    tmp_path: Path, emulator: KalturaEmulator, vendor: Vendor, clips: list[Clip]
+) -> None:
+    task_id = add_speech_task(emulator, vendor, clips[0], access_key_ttl_s=30)
+    original_key = emulator.task(task_id)["accessKey"]
+    daemon = make_daemon(tmp_path, emulator, vendor, workers={"access_key_margin_s": 29.5})
+    daemon.run_once()
+    task = emulator.task(task_id)
+    assert task["status"] == READY, task.get("errDescription")
+    assert ("reach_entryvendortask", "extendAccessKey") in emulator.calls
+    assert task["accessKey"] != original_key
+    rec = daemon.store.by_kaltura_id(task_id)
+    assert rec is not None and rec.access_key == task["accessKey"]
+    assert rec.access_key_expires_at and rec.access_key_expires_at > time.time() + 20
+
+
+def test_customer_abort_mid_processing_stops_the_task(
+    tmp_path: Path, emulator: KalturaEmulator, vendor: Vendor, clips: list[Clip]
+) -> None:
+    clip = long_clip(clips, tmp_path)
+    task_id = add_speech_task(emulator, vendor, clip)
+    daemon = make_daemon(tmp_path, emulator, vendor, workers={"lease_s": 3})
+    with running(daemon):
+        wait_for(
+            lambda: (r := daemon.store.by_kaltura_id(task_id)) is not None
+            and r.stage == "transcribe",
+            what="transcription to start",
+        )
+        emulator.abort_task(task_id)
+        wait_for(
+            lambda: (r := daemon.store.by_kaltura_id(task_id)) is not None
+            and r.state == TaskState.ABORTED,
+            what="the daemon to notice the abort",
+        )
+    task = emulator.task(task_id)
+    assert task["status"] == ABORTED
+    assert emulator.caption_assets(task["entryId"]) == []
+    assert not [c for c in emulator.calls if c[0] == "caption_captionasset" and c[1] == "add"]
+
+
+def test_transient_kaltura_failures_are_retried_until_delivered(
+    tmp_path: Path, emulator: KalturaEmulator, vendor: Vendor, clips: list[Clip]
+) -> None:
+    task_id = add_speech_task(emulator, vendor, clips[1])
+    # retries=2 in the config: three 500s exhaust one attempt's client-side retries.
+    emulator.inject_fault("reach_entryvendortask", "updateJob", "http500", times=3)
+    daemon = make_daemon(tmp_path, emulator, vendor)
+    with running(daemon):
+        wait_for(lambda: emulator.task(task_id)["status"] == READY, what="READY")
+        wait_for(
+            lambda: (r := daemon.store.by_kaltura_id(task_id)) is not None
+            and r.state == TaskState.DELIVERED
+        )
+    rec = daemon.store.by_kaltura_id(task_id)
+    assert rec is not None and rec.attempts == 1
+    assert any("retry" in e.message for e in daemon.store.events(rec.id or 0))
+    assert len(emulator.caption_assets(emulator.task(task_id)["entryId"])) == 1
+
+
+def test_lost_answers_do_not_duplicate_deliverables(
+    tmp_path: Path, emulator: KalturaEmulator, vendor: Vendor, clips: list[Clip]
+) -> None:
+    """Kaltura did the work but the answer never arrived: a retry must not redo it."""
+    task_id = add_speech_task(emulator, vendor, clips[2])
+    # The caption multirequest and the transcript+READY multirequest both take effect
+    # and lose their answers, as many times as the client retries within one attempt.
+    emulator.inject_fault("caption_captionAsset", "setContent", "drop_after", times=3)
+    emulator.inject_fault("attachment_attachmentAsset", "setContent", "drop_after", times=3)
+    daemon = make_daemon(tmp_path, emulator, vendor)
+    with running(daemon):
+        wait_for(
+            lambda: (r := daemon.store.by_kaltura_id(task_id)) is not None
+            and r.state in (TaskState.DELIVERED, TaskState.FAILED),
+            what="the task to end",
+        )
+    task = emulator.task(task_id)
+    assert task["status"] == READY, task.get("errDescription")
+    captions = emulator.caption_assets(task["entryId"])
+    assert len(captions) == 1 and captions[0]["content"]
+    assert str(task["outputObjectId"]) == captions[0]["id"]
+    assert len(emulator.attachment_assets(task["entryId"])) == 1
+
+
+def test_permanent_problems_end_in_error_with_a_reason(
+    tmp_path: Path, emulator: KalturaEmulator, vendor: Vendor, clips: list[Clip]
+) -> None:
+    french = add_speech_task(emulator, vendor, clips[0], source_language="French")
+    good = add_speech_task(emulator, vendor, clips[1])
+    daemon = make_daemon(tmp_path, emulator, vendor)
+    daemon.run_once()
+    task = emulator.task(french)
+    assert task["status"] == ERROR
+    assert "French" in task["errDescription"]
+    assert emulator.task(good)["status"] == READY
+    rec = daemon.store.by_kaltura_id(french)
+    assert rec is not None and rec.state == TaskState.FAILED and rec.attempts == 0

@@ -1,0 +1,198 @@
+"""Media download and decoding against a real HTTP server and real encoded speech."""
+
+from __future__ import annotations
+
+import array
+import json
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import traceback
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from processors.base import ProcessorError
+from reach_vendor.media import MediaError, MediaUnavailable, decode_to_pcm, download
+
+SECRET_KS = "djJ8MTAxfHNlY3JldHNlc3Npb25rZXlub3Rmb3Jsb2dz"
+SENTENCE = "The weather is nice today and we are going to the park."
+
+
+class _Handler(BaseHTTPRequestHandler):
+    routes: dict[str, tuple[int, bytes]] = {}
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        path = self.path.split("?")[0]
+        if path.endswith("/slow"):
+            time.sleep(2)
+        status, body = self.routes.get(path.rsplit("/", 1)[-1], (404, b"not here"))
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    payload = bytes(range(256)) * 4000  # ~1 MB, several chunks
+    _Handler.routes = {
+        "media.mp4": (200, payload),
+        "empty.mp4": (200, b""),
+        "busy.mp4": (503, b"try later"),
+        "forbidden.mp4": (403, b"no"),
+        "slow": (200, b"late"),
+    }
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    host, port = httpd.server_address[:2]
+    # Shaped like a Kaltura flavor URL: the session key travels in the path.
+    yield f"http://{host!s}:{port}/p/101/sp/10100/ks/{SECRET_KS}/flavorId/0_abc"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _logged_traceback(exc: BaseException) -> str:
+    """What `log.exception` would write: the message and every chained cause."""
+    return "".join(traceback.format_exception(exc))
+
+
+def test_download_streams_to_disk(server: str, tmp_path: Path) -> None:
+    dest = tmp_path / "task" / "media.mp4"
+    size = download(f"{server}/media.mp4", dest, timeout_s=5, chunk_size=4096)
+    assert size == 256 * 4000
+    assert dest.read_bytes() == bytes(range(256)) * 4000
+    assert list(dest.parent.iterdir()) == [dest]
+
+
+@pytest.mark.parametrize("name, status", [("missing.mp4", 404), ("forbidden.mp4", 403)])
+def test_http_error_is_a_task_error_without_the_url(
+    server: str, tmp_path: Path, name: str, status: int
+) -> None:
+    dest = tmp_path / "media.mp4"
+    with pytest.raises(MediaError) as err:
+        download(f"{server}/{name}", dest, timeout_s=5)
+    message = str(err.value)
+    assert isinstance(err.value, ProcessorError)
+    assert "download" in message and str(status) in message
+    assert SECRET_KS not in message and "http" not in message.lower().replace("http ", "")
+    assert SECRET_KS not in _logged_traceback(err.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_server_busy_is_transient(server: str, tmp_path: Path) -> None:
+    with pytest.raises(MediaUnavailable, match="503") as err:
+        download(f"{server}/busy.mp4", tmp_path / "media.mp4", timeout_s=5)
+    assert not isinstance(err.value, ProcessorError)
+    assert SECRET_KS not in _logged_traceback(err.value)
+
+
+def test_empty_body_is_a_task_error(server: str, tmp_path: Path) -> None:
+    with pytest.raises(MediaError, match="empty"):
+        download(f"{server}/empty.mp4", tmp_path / "media.mp4", timeout_s=5)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_refused_connection_is_transient(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/p/101/ks/{SECRET_KS}/media.mp4"
+    with pytest.raises(MediaUnavailable) as err:
+        download(url, tmp_path / "media.mp4", timeout_s=5)
+    assert not isinstance(err.value, ProcessorError)
+    assert "download" in str(err.value) and "refused" in str(err.value)
+    assert SECRET_KS not in _logged_traceback(err.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_silent_server_times_out_as_transient(server: str, tmp_path: Path) -> None:
+    started = time.monotonic()
+    with pytest.raises(MediaUnavailable, match="no answer within 0.5s"):
+        download(f"{server}/slow", tmp_path / "media.mp4", timeout_s=0.5)
+    assert time.monotonic() - started < 1.9
+
+
+# -- decoding -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def speech_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not shutil.which("flite") or not shutil.which("ffmpeg"):
+        pytest.skip("flite and ffmpeg are needed (scripts/test.sh installs them)")
+    return tmp_path_factory.mktemp("media-speech")
+
+
+def _audio_duration(path: Path) -> float:
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries",
+         "stream=duration", "-of", "json", str(path)],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    return float(json.loads(out)["streams"][0]["duration"])
+
+
+@pytest.mark.parametrize("fmt", ["mp3", "mp4", "ogg", "wav"])
+def test_decode_speech_to_pcm(speech_dir: Path, fmt: str) -> None:
+    from tests.speech import make_speech
+
+    src = make_speech(SENTENCE, speech_dir / f"speech.{fmt}", fmt=fmt)
+    pcm = speech_dir / f"speech-{fmt}.pcm"
+    duration = decode_to_pcm(src, pcm)
+
+    assert duration == pytest.approx(_audio_duration(src), abs=0.2)
+    assert pcm.stat().st_size == round(duration * 16000) * 2
+    samples = array.array("h", pcm.read_bytes())
+    assert max(abs(s) for s in samples) > 3000  # speech, not silence
+    assert not (speech_dir / f"speech-{fmt}.pcm.part").exists()
+
+
+def test_audio_starting_late_keeps_the_media_timeline(speech_dir: Path) -> None:
+    from tests.speech import make_speech
+
+    wav = make_speech(SENTENCE, speech_dir / "late.wav", fmt="wav")
+    src = speech_dir / "late.mp4"
+    subprocess.run(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+         "color=c=blue:s=160x120:r=10:d=6", "-itsoffset", "2", "-i", str(wav),
+         "-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-preset", "ultrafast",
+         "-c:a", "aac", str(src)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    pcm = speech_dir / "late.pcm"
+    duration = decode_to_pcm(src, pcm)
+    assert duration == pytest.approx(2 + _audio_duration(wav), abs=0.2)
+    lead = array.array("h", pcm.read_bytes()[: 16000 * 2 * 18 // 10])
+    assert max(abs(s) for s in lead) < 100  # the first 1.8 s are the silence we added
+
+
+def test_video_without_audio_is_refused(speech_dir: Path) -> None:
+    src = speech_dir / "silent-film.mp4"
+    subprocess.run(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+         "color=c=red:s=160x120:r=10:d=1", "-c:v", "libx264", "-preset", "ultrafast",
+         str(src)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    with pytest.raises(MediaError, match="media has no audio stream"):
+        decode_to_pcm(src, speech_dir / "silent-film.pcm")
+    assert not (speech_dir / "silent-film.pcm").exists()
+    assert not (speech_dir / "silent-film.pcm.part").exists()
+
+
+def test_garbage_is_refused(tmp_path: Path) -> None:
+    src = tmp_path / "media.mp4"
+    src.write_bytes(b"<html>this is an error page, not a video</html>" * 50)
+    with pytest.raises(MediaError, match="cannot decode media") as err:
+        decode_to_pcm(src, tmp_path / "audio.pcm")
+    assert str(tmp_path) not in str(err.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["media.mp4"]
