@@ -418,7 +418,26 @@ class KalturaGateway:
             flavor_params_ids=flavor_ids,
             dictionary=_str(task.dictionary),
             expected_finish_time=_int(task.expectedFinishTime),
+            transcript_asset_id=_str(attr(_job_data(task), "textTranscriptAssetId")) or None,
         )
+
+    # -- alignment ------------------------------------------------------------------
+
+    def transcript_url(self, spec: TaskSpec, access_key: str) -> str:
+        """Download URL of the text an ALIGNMENT task's customer wants timed.
+
+        The text is an attachment asset on the entry; its id comes with the task
+        (`taskJobData.textTranscriptAssetId`), and the URL carries the access key.
+        """
+        asset_id = spec.transcript_asset_id
+        if not asset_id:
+            raise ValueError("the task names no transcript attachment")
+        url = self._call(
+            "attachment_attachmentAsset.getUrl",
+            access_key,
+            lambda c: c.attachment.attachmentAsset.getUrl(asset_id),
+        )
+        return str(url)
 
     # -- media ----------------------------------------------------------------------
 
@@ -611,6 +630,11 @@ class KalturaGateway:
                 ),
             ),
         )
+
+
+def _job_data(task: Any) -> Any:
+    data = getattr(task, "taskJobData", None)
+    return None if data is NotImplemented else data
 
 
 def choose_flavor(flavors: list[FlavorInfo], wanted_params_ids: tuple[int, ...]) -> FlavorInfo:
