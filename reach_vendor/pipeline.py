@@ -25,9 +25,10 @@ from processors.base import (
     ProcessorError,
     Transcript,
     UnsupportedTaskError,
+    Word,
 )
 from processors.routing import ProcessorPool, TaskTraits
-from reach_vendor import captions, media
+from reach_vendor import caption_rules, captions, media
 from reach_vendor.config import Settings
 from reach_vendor.kaltura.gateway import (
     Deliverable,
@@ -294,7 +295,9 @@ class Pipeline:
         self, ctx: _Context, spec: TaskSpec, transcript: Transcript
     ) -> tuple[str, int]:
         self._stage(ctx, Stage.UPLOAD, "uploading captions")
-        cues = captions.build_cues(transcript.words, max_chars_per_line=spec.max_chars_per_line)
+        cues = captions.build_cues(
+            _shown(spec, transcript), max_chars_per_line=spec.max_chars_per_line
+        )
         text, ext = captions.render(cues, spec.output_format, spec.language_code)
         caption = Deliverable(text.encode("utf-8"), f"{spec.entry_id}_{spec.task_id}.{ext}")
         accuracy = max(0, min(100, round(transcript.accuracy * 100)))
@@ -323,16 +326,24 @@ class Pipeline:
         self, ctx: _Context, spec: TaskSpec, transcript: Transcript, caption_id: str, accuracy: int
     ) -> None:
         self._stage(ctx, Stage.FINISH, "attaching transcript and setting READY")
-        text = captions.transcript_text(transcript.words)
-        deliverable = Deliverable(text.encode("utf-8"), f"{spec.entry_id}_{spec.task_id}.txt")
+        # Both: the text is what people read and search; the JSON word timings let the
+        # customer (or a later alignment) re-cut captions without paying for ASR again.
+        # The reach profile has no field to choose, and two small files cost nothing.
+        words = _shown(spec, transcript)
+        name = f"{spec.entry_id}_{spec.task_id}"
+        deliverables = [
+            Deliverable(captions.transcript_text(words).encode("utf-8"), f"{name}.txt"),
+            Deliverable(captions.transcript_json(words).encode("utf-8"), f"{name}.json"),
+        ]
         if self.gateway.find_attachment(spec, ctx.rec.access_key) is None:
             attachment_id = self.gateway.upload_transcript_and_finish(
-                spec, ctx.rec.access_key, deliverable, caption_id, accuracy
+                spec, ctx.rec.access_key, deliverables, caption_id, accuracy
             )
         else:
             attachment_id = None
             self.gateway.set_ready(spec.task_id, ctx.rec.access_key, caption_id, accuracy)
-        self._keep_copy(ctx, deliverable)
+        for deliverable in deliverables:
+            self._keep_copy(ctx, deliverable)
         self._finish(
             ctx,
             TaskState.DELIVERED,
@@ -409,6 +420,16 @@ class Pipeline:
         log.warning(
             "attempt %d failed, retry in %.0fs: %s", attempts, delay, reason, extra=ctx.log_extra
         )
+
+
+def _shown(spec: TaskSpec, transcript: Transcript) -> list[Word]:
+    """The words as the customer's reach profile wants them in captions and transcript."""
+    return caption_rules.apply(
+        transcript.words,
+        profanity_removal=spec.enable_profanity_removal,
+        speaker_change_indication=spec.enable_speaker_change_indication,
+        audio_tags=spec.enable_audio_tags,
+    )
 
 
 class _AlreadyDone(TaskAborted):

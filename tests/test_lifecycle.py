@@ -141,7 +141,8 @@ def test_lost_answers_do_not_duplicate_deliverables(
     captions = emulator.caption_assets(task["entryId"])
     assert len(captions) == 1 and captions[0]["content"]
     assert str(task["outputObjectId"]) == captions[0]["id"]
-    assert len(emulator.attachment_assets(task["entryId"])) == 1
+    attachments = emulator.attachment_assets(task["entryId"])
+    assert sorted(a["filename"].rsplit(".", 1)[1] for a in attachments) == ["json", "txt"]
 
 
 def test_permanent_problems_end_in_error_with_a_reason(

@@ -16,7 +16,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -542,30 +542,34 @@ class KalturaGateway:
         self,
         spec: TaskSpec,
         access_key: str,
-        transcript: Deliverable,
+        transcripts: Deliverable | Sequence[Deliverable],
         caption_asset_id: str,
         accuracy: int,
     ) -> str:
-        """Attach the transcript and set the task READY in one round trip.
+        """Attach the transcript(s) and set the task READY in one round trip; returns the
+        first attachment's id.
 
         READY goes last in the same multirequest, so Kaltura never sees a READY task
         whose deliverables are missing.
         """
+        files = [transcripts] if isinstance(transcripts, Deliverable) else list(transcripts)
 
         def run(c: KalturaClient) -> list[Any]:
             c.startMultiRequest()
-            token = c.uploadToken.add(KalturaUploadToken(fileName=transcript.filename))
-            c.uploadToken.upload(token.id, _NamedBytes(transcript))
-            attachment = KalturaAttachmentAsset(
-                filename=transcript.filename,
-                title=f"Transcript ({spec.source_language})",
-                format=_attachment_format(transcript.filename),
-                tags=task_tag(spec.task_id),
-            )
-            added = c.attachment.attachmentAsset.add(spec.entry_id, attachment)
-            c.attachment.attachmentAsset.setContent(
-                added.id, KalturaUploadedFileTokenResource(token=token.id)
-            )
+            for transcript in files:
+                token = c.uploadToken.add(KalturaUploadToken(fileName=transcript.filename))
+                c.uploadToken.upload(token.id, _NamedBytes(transcript))
+                kind = "word timings" if transcript.filename.endswith(".json") else "text"
+                attachment = KalturaAttachmentAsset(
+                    filename=transcript.filename,
+                    title=f"Transcript ({spec.source_language}, {kind})",
+                    format=_attachment_format(transcript.filename),
+                    tags=task_tag(spec.task_id),
+                )
+                added = c.attachment.attachmentAsset.add(spec.entry_id, attachment)
+                c.attachment.attachmentAsset.setContent(
+                    added.id, KalturaUploadedFileTokenResource(token=token.id)
+                )
             c.reach.entryVendorTask.updateJob(
                 spec.task_id,
                 KalturaEntryVendorTask(
