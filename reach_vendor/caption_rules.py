@@ -42,6 +42,9 @@ PROFANITY = frozenset(
 NO_SPEECH_GAP_S = 10.0
 """Silence shorter than this is a pause in talk, not something to label."""
 NO_SPEECH_TAG = "[NO SPEECH]"
+_TAG_DELAY_S = 2.0
+"""The tag appears this long into the silence: past the pause that closes a cue (1.5 s), so
+it is a caption of its own and never glued to the last words spoken."""
 SPEAKER_MARK = ">>"
 
 _WORD_RE = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)?")
@@ -122,7 +125,7 @@ def _no_speech_tags(words: list[Word], duration_s: float | None) -> list[Word]:
     for w in [*words, None]:
         gap_end = w.start if w is not None else duration_s
         if gap_end is not None and gap_end - prev_end >= NO_SPEECH_GAP_S:
-            start = prev_end + 0.5
+            start = prev_end + _TAG_DELAY_S
             out.append(Word(NO_SPEECH_TAG, round(start, 3), round(start + 3.0, 3)))
         if w is not None:
             out.append(w)

@@ -170,6 +170,7 @@ def _split_long(toks: list[_Tok], limit: int) -> list[_Tok]:
                     tok.start + span * a / n,
                     tok.start + span * b / n,
                     tok.glue or i > 0,
+                    tok.new_speaker and i == 0,
                 )
             )
     return out

@@ -46,9 +46,7 @@ def _sounding(samples: array.array[int], start: int, end: int) -> tuple[float, f
     """First and last 5 ms window with sound, within [start, end) samples."""
     win = SAMPLE_RATE // 200
     loud = [
-        i
-        for i in range(start, end - win, win)
-        if max(abs(s) for s in samples[i : i + win]) > 300
+        i for i in range(start, end - win, win) if max(abs(s) for s in samples[i : i + win]) > 300
     ]
     return loud[0] / SAMPLE_RATE, (loud[-1] + win) / SAMPLE_RATE
 
@@ -79,9 +77,7 @@ def truth(tmp_path_factory: pytest.TempPathFactory) -> Truth:
             offset += GAPS_S[i]
     pcm.write_bytes(b"".join(chunks))
     samples = array.array("h", pcm.read_bytes())
-    spans = [
-        _sounding(samples, round(a * SAMPLE_RATE), round(b * SAMPLE_RATE)) for a, b in parts
-    ]
+    spans = [_sounding(samples, round(a * SAMPLE_RATE), round(b * SAMPLE_RATE)) for a, b in parts]
     return Truth(pcm, len(samples) / SAMPLE_RATE, spans)
 
 

@@ -85,14 +85,17 @@ def test_customer_abort_mid_processing_stops_the_task(
     daemon = make_daemon(tmp_path, emulator, vendor, workers={"lease_s": 3})
     with running(daemon):
         wait_for(
-            lambda: (r := daemon.store.by_kaltura_id(task_id)) is not None
-            and r.stage == "transcribe",
+            lambda: (
+                (r := daemon.store.by_kaltura_id(task_id)) is not None and r.stage == "transcribe"
+            ),
             what="transcription to start",
         )
         emulator.abort_task(task_id)
         wait_for(
-            lambda: (r := daemon.store.by_kaltura_id(task_id)) is not None
-            and r.state == TaskState.ABORTED,
+            lambda: (
+                (r := daemon.store.by_kaltura_id(task_id)) is not None
+                and r.state == TaskState.ABORTED
+            ),
             what="the daemon to notice the abort",
         )
     task = emulator.task(task_id)
@@ -111,8 +114,10 @@ def test_transient_kaltura_failures_are_retried_until_delivered(
     with running(daemon):
         wait_for(lambda: emulator.task(task_id)["status"] == READY, what="READY")
         wait_for(
-            lambda: (r := daemon.store.by_kaltura_id(task_id)) is not None
-            and r.state == TaskState.DELIVERED
+            lambda: (
+                (r := daemon.store.by_kaltura_id(task_id)) is not None
+                and r.state == TaskState.DELIVERED
+            )
         )
     rec = daemon.store.by_kaltura_id(task_id)
     assert rec is not None and rec.attempts == 1
@@ -132,8 +137,10 @@ def test_lost_answers_do_not_duplicate_deliverables(
     daemon = make_daemon(tmp_path, emulator, vendor)
     with running(daemon):
         wait_for(
-            lambda: (r := daemon.store.by_kaltura_id(task_id)) is not None
-            and r.state in (TaskState.DELIVERED, TaskState.FAILED),
+            lambda: (
+                (r := daemon.store.by_kaltura_id(task_id)) is not None
+                and r.state in (TaskState.DELIVERED, TaskState.FAILED)
+            ),
             what="the task to end",
         )
     task = emulator.task(task_id)
