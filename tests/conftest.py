@@ -78,7 +78,7 @@ def add_speech_task(emu: KalturaEmulator, vendor: Vendor, clip: Clip | None, **k
         vendor_partner_id=vendor.partner_id,
         partner_id=kw.pop("partner_id", 4124832),
         media_path=clip.path if clip else None,
-        media_ext="mp3",
+        media_ext=clip.path.suffix.lstrip(".") if clip else "mp3",
         **kw,
     )
 
