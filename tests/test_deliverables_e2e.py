@@ -59,6 +59,7 @@ def test_routed_engines_alignment_and_refusals(
         transcript_text=script,
     )
     translation_task = add_speech_task(emulator, vendor, clips[2], service_feature=2)
+    textless_alignment = add_speech_task(emulator, vendor, clips[2], service_feature=3)
     silent = Clip(_silence(tmp_path / "silence.mp3"), "")
     silent_task = add_speech_task(emulator, vendor, silent)
 
@@ -129,6 +130,9 @@ def test_routed_engines_alignment_and_refusals(
     task = emulator.task(silent_task)
     assert task["status"] == ERROR
     assert "no speech" in task["errDescription"]
-    for task_id in (translation_task, silent_task):
+    task = emulator.task(textless_alignment)
+    assert task["status"] == ERROR
+    assert "no text transcript" in task["errDescription"]
+    for task_id in (translation_task, silent_task, textless_alignment):
         rec = daemon.store.by_kaltura_id(task_id)
         assert rec is not None and rec.state == TaskState.FAILED
