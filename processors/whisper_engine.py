@@ -80,8 +80,9 @@ class WhisperProcessor:
             raise ValueError("faster-whisper option 'vad_filter' must be true or false")
         self.vad_filter = vad
 
-        # Must be set before huggingface_hub is imported: it reads the variable once.
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        # Set before huggingface_hub is imported (it reads the variable once), and forced:
+        # a daemon must never fetch weights, whatever the environment says.
+        os.environ["HF_HUB_OFFLINE"] = "1"
         from faster_whisper import WhisperModel
 
         try:
