@@ -66,7 +66,10 @@ def test_access_key_is_extended_before_it_expires(
 ) -> None:
     task_id = add_speech_task(emulator, vendor, clips[0], access_key_ttl_s=30)
     original_key = emulator.task(task_id)["accessKey"]
-    daemon = make_daemon(tmp_path, emulator, vendor, workers={"access_key_margin_s": 29.5})
+    # KS expiries are whole seconds, so a 30 s key has 29-30 s left when issued: a margin
+    # of 30 s makes the extension due however fast the daemon reaches the task (29.5 was
+    # flaky when the suite ran warm and the task started within half a second).
+    daemon = make_daemon(tmp_path, emulator, vendor, workers={"access_key_margin_s": 30})
     daemon.run_once()
     task = emulator.task(task_id)
     assert task["status"] == READY, task.get("errDescription")
