@@ -149,3 +149,26 @@ def test_engines_are_created_once_and_shared(monkeypatch: pytest.MonkeyPatch) ->
     assert pool.for_task(CAPTIONS_EN) is first
     assert pool.for_task(TaskTraits(1, 2, "English", 8)) is not first
     assert made == [{"n": 2}, {"n": 1}]
+
+
+def test_check_config_loads_the_engines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    from reach_vendor import cli
+
+    missing = tmp_path / "models" / "tiny.en"
+    data = {
+        **BASE,
+        "processors": {
+            "engines": {"whisper": {"type": "faster-whisper", "model_dir": str(missing)}},
+            "routes": [{"match": {"language": "English"}, "processor": "whisper"}],
+        },
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert cli.main(["check-config", "--offline", "--config", str(path)]) == 78
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "reach-vendor: config error: processors.engines.whisper: faster-whisper option "
+        f"'model_dir': {missing} is not a directory"
+    )
