@@ -26,7 +26,7 @@ DEFAULT_CONFIG = Path(os.environ.get("REACH_VENDOR_CONFIG", "/etc/reach-vendor/c
 def _load(path: Path) -> Settings:
     settings = load_settings(path)
     # Resolve secrets now so a missing token file is a config error, not a crash later.
-    settings.kaltura.app_token.resolve_token()
+    settings.resolve_secrets()
     return settings
 
 

@@ -20,6 +20,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 import processors
 from processors.base import Processor
+from reach_vendor import metrics
 from reach_vendor.config import Settings
 from reach_vendor.kaltura.gateway import KalturaApiError, KalturaGateway, KalturaTransientError
 from reach_vendor.pipeline import Pipeline
@@ -54,6 +55,7 @@ class Daemon:
         self._busy = 0
         self._busy_lock = threading.Lock()
         self.last_poll_error: str | None = None
+        self._scheduler: BackgroundScheduler | None = None
 
     # -- polling --------------------------------------------------------------------
 
@@ -63,15 +65,25 @@ class Daemon:
             offered = self.gateway.fetch_jobs()
         except (KalturaApiError, KalturaTransientError) as exc:
             self.last_poll_error = str(exc)
+            metrics.poll_done(ok=False)
             log.error("getJobs failed: %s", exc)
             return 0
         self.last_poll_error = None
+        metrics.poll_done(ok=True)
         new = self.store.record_offered(offered)
         if offered:
             log.info("getJobs offered %d tasks, %d new", len(offered), new)
         with self._wake:
             self._wake.notify_all()
         return new
+
+    def poll_now(self) -> None:
+        """Poll at once instead of at the next interval (Kaltura event notifications reach
+        us through the status API's POST /v1/notify). A sweep already running is not
+        doubled: the scheduler's max_instances=1 skips the extra run."""
+        scheduler = self._scheduler
+        if scheduler is not None and scheduler.running:
+            scheduler.modify_job("getJobs", next_run_time=_now_utc())
 
     # -- workers --------------------------------------------------------------------
 
@@ -113,6 +125,7 @@ class Daemon:
     def run_forever(self, on_ready: Callable[[], None] | None = None) -> None:
         """Poll on schedule and work until `stop()`; in-flight tasks are released."""
         scheduler = BackgroundScheduler(timezone="UTC")
+        self._scheduler = scheduler
         scheduler.add_job(
             self.poll,
             "interval",
