@@ -183,7 +183,9 @@ class Settings(_Section):
         """Read every secret now, so a missing file is a config error at start-up."""
         self.kaltura.app_token.resolve_token()
         if self.status_api.enabled and self.status_api.bearer is not None:
-            self.status_api.bearer.resolve("status_api.bearer")
+            token = self.status_api.bearer.resolve("status_api.bearer")
+            if len(token) < 16:
+                raise ConfigError("status_api.bearer: the token must be at least 16 characters")
 
 
 def _first_error_line(exc: ValidationError) -> str:

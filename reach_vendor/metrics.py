@@ -15,7 +15,14 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    disable_created_metrics,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import start_http_server
 from prometheus_client.registry import Collector
@@ -25,6 +32,8 @@ from reach_vendor.config import MetricsConfig
 from reach_vendor.states import ServiceFeature, TaskState
 from reach_vendor.store import TaskRecord, TaskStore
 
+# `_created` series double the exposition for no alerting value.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 REGISTRY = CollectorRegistry()
 
 KALTURA_REQUESTS = Counter(
