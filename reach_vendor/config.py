@@ -115,6 +115,8 @@ class WorkersConfig(_Section):
     lease_s: float = Field(default=600, gt=0)
     access_key_margin_s: float = Field(default=3600, ge=0)
     """Extend a task's access key when less than this is left before it expires."""
+    shutdown_grace_s: float = Field(default=60, ge=0)
+    """At SIGTERM, how long running tasks get to finish or release (below TimeoutStopSec)."""
 
 
 class ProcessorsConfig(_Section):

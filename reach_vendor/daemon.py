@@ -180,8 +180,13 @@ class Daemon:
     def _stop_workers(self, threads: list[threading.Thread]) -> None:
         with self._wake:
             self._wake.notify_all()
+        # One grace period for all workers (not per thread), kept below systemd's TimeoutStopSec.
+        deadline = time.monotonic() + self.settings.workers.shutdown_grace_s
         for t in threads:
-            t.join(timeout=60)
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
+        busy = [t.name for t in threads if t.is_alive()]
+        if busy:
+            log.warning("grace period over, still busy: %s; leases will expire", ", ".join(busy))
         log.info("reach-vendor stopped")
 
 
