@@ -66,6 +66,9 @@ def test_access_key_is_extended_before_it_expires(
 ) -> None:
     task_id = add_speech_task(emulator, vendor, clips[0], access_key_ttl_s=30)
     original_key = emulator.task(task_id)["accessKey"]
+    # KS expiry is whole seconds (29-30 s left at issue): after 1 s, less than the 29.5 s
+    # margin is left whatever the fraction, so a fast (warm) run cannot skip the extension.
+    time.sleep(1.0)
     daemon = make_daemon(tmp_path, emulator, vendor, workers={"access_key_margin_s": 29.5})
     daemon.run_once()
     task = emulator.task(task_id)
