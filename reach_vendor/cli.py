@@ -13,12 +13,19 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from reach_vendor import __version__
 from reach_vendor.config import EX_CONFIG, ConfigError, Settings, load_settings
 from reach_vendor.logs import setup_logging
+from reach_vendor.redact import redact
+from reach_vendor.states import TaskState
+
+if TYPE_CHECKING:
+    from reach_vendor.store import TaskRecord, TaskStore
 
 DEFAULT_CONFIG = Path(os.environ.get("REACH_VENDOR_CONFIG", "/etc/reach-vendor/config.yaml"))
 
@@ -26,7 +33,7 @@ DEFAULT_CONFIG = Path(os.environ.get("REACH_VENDOR_CONFIG", "/etc/reach-vendor/c
 def _load(path: Path) -> Settings:
     settings = load_settings(path)
     # Resolve secrets now so a missing token file is a config error, not a crash later.
-    settings.kaltura.app_token.resolve_token()
+    settings.resolve_secrets()
     return settings
 
 
@@ -41,15 +48,25 @@ def _install_signal_handlers(stop: object) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     settings = _load(args.config)
+    from reach_vendor import metrics, status_api
     from reach_vendor.daemon import Daemon
 
     setup_logging(settings.logging.format, settings.logging.level)
     daemon = Daemon(settings)
     _install_signal_handlers(daemon.stop)
-    if args.once:
-        daemon.run_once()
-    else:
-        daemon.run_forever()
+    with ExitStack() as servers:
+        try:
+            servers.enter_context(metrics.serve(settings.metrics, daemon.store))
+            servers.enter_context(
+                status_api.serve(settings.status_api, daemon.store, daemon.poll_now)
+            )
+        except OSError as exc:
+            print(f"reach-vendor: cannot listen: {exc.strerror or exc}", file=sys.stderr)
+            return 1
+        if args.once:
+            daemon.run_once()
+        else:
+            daemon.run_forever()
     return 0
 
 
@@ -79,22 +96,86 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ts(value: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(value)) if value else "-"
+
+
 def cmd_tasks(args: argparse.Namespace) -> int:
+    from reach_vendor import ops_queries, task_admin
     from reach_vendor.store import TaskStore
 
     settings = _load(args.config)
     store = TaskStore(settings.database.url)
-    rows = store.all()
+    try:
+        if args.action == "list":
+            _print_task_table(ops_queries.find_tasks(store, state=args.state, limit=args.limit))
+            return 0
+        if args.task_id is None:
+            print(f"reach-vendor: tasks {args.action} needs a Kaltura task id", file=sys.stderr)
+            return 2
+        if args.action == "show":
+            return _show_task(store, args.task_id)
+        from reach_vendor.kaltura.gateway import KalturaGateway
+
+        gateway = KalturaGateway(settings.kaltura, settings.kaltura.app_token.resolve_token())
+        if args.action == "retry":
+            print(task_admin.retry(store, gateway, args.task_id))
+        else:
+            print(task_admin.cancel(store, gateway, args.task_id, args.report_error))
+        return 0
+    except task_admin.AdminError as exc:
+        print(f"reach-vendor: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+
+
+def _print_task_table(rows: Sequence[TaskRecord]) -> None:
     print(
-        f"{'TASK':>10}  {'PARTNER':>8}  {'ENTRY':<12}  {'STATE':<10}  {'STAGE':<10}  "
-        f"{'TRIES':>5}  {'UPDATED':<19}  ERROR"
+        f"{'TASK':>10}  {'PARTNER':>8}  {'ENTRY':<12}  {'STATE':<10}  {'STAGE':<12}  "
+        f"{'TRIES':>5}  {'DEADLINE (UTC)':<19}  {'UPDATED (UTC)':<19}  ERROR"
     )
     for r in rows:
-        updated = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r.updated_at))
         print(
             f"{r.kaltura_task_id:>10}  {r.partner_id:>8}  {r.entry_id:<12}  {r.state:<10}  "
-            f"{r.stage or '-':<10}  {r.attempts:>5}  {updated:<19}  {r.error or ''}"
+            f"{r.stage or '-':<12}  {r.attempts:>5}  {_ts(r.expected_finish_time):<19}  "
+            f"{_ts(r.updated_at):<19}  {redact(r.error or '')}"
         )
+
+
+def _show_task(store: TaskStore, kaltura_task_id: int) -> int:
+    rec = store.by_kaltura_id(kaltura_task_id)
+    if rec is None:
+        print(f"reach-vendor: task {kaltura_task_id}: not in the store", file=sys.stderr)
+        return 1
+    fields = [
+        ("kaltura task", rec.kaltura_task_id),
+        ("local id", rec.id),
+        ("partner", rec.partner_id),
+        ("entry", rec.entry_id),
+        ("state", rec.state),
+        ("stage", rec.stage or "-"),
+        ("attempts", rec.attempts),
+        (
+            "lease",
+            f"{rec.lease_owner} until {_ts(rec.lease_expires_at)}" if rec.lease_owner else "-",
+        ),
+        ("next attempt", _ts(rec.next_attempt_at) if rec.next_attempt_at > time.time() else "-"),
+        ("deadline", _ts(rec.expected_finish_time)),
+        ("access key expires", _ts(rec.access_key_expires_at)),
+        ("created", _ts(rec.created_at)),
+        ("started", _ts(rec.started_at)),
+        ("finished", _ts(rec.finished_at)),
+        ("caption asset", rec.caption_asset_id or "-"),
+        ("transcript asset", rec.transcript_asset_id or "-"),
+        ("accuracy", rec.accuracy if rec.accuracy is not None else "-"),
+        ("error", redact(rec.error) if rec.error else "-"),
+    ]
+    for name, value in fields:
+        print(f"{name + ':':<20}{value}")
+    print("history:")
+    for e in store.events(rec.id or 0):
+        print(f"  {_ts(e.at)}  {e.state:<10} {e.stage or '-':<12} {redact(e.message)}")
     return 0
 
 
@@ -117,9 +198,26 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--offline", action="store_true", help="do not contact Kaltura")
     check.set_defaults(func=cmd_check_config)
 
-    tasks = sub.add_parser("tasks", help="list the tasks in the store")
-    tasks.add_argument("action", choices=["list"], nargs="?", default="list")
+    tasks = sub.add_parser(
+        "tasks",
+        help="list, show, retry or cancel tasks in the store",
+        description="list/show read the store. retry: an open task waiting for a retry runs "
+        "now; a failed/aborted one is taken back only if Kaltura still has it PENDING or "
+        "PROCESSING. cancel: stop local work on an open task; Kaltura's status is changed "
+        "only with --report-error.",
+    )
+    tasks.add_argument(
+        "action", choices=["list", "show", "retry", "cancel"], nargs="?", default="list"
+    )
+    tasks.add_argument("task_id", type=int, nargs="?", help="Kaltura task id (show/retry/cancel)")
     tasks.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    tasks.add_argument(
+        "--state", choices=[s.value for s in TaskState], help="list: only this state"
+    )
+    tasks.add_argument("--limit", type=int, default=100, help="list: at most this many rows")
+    tasks.add_argument(
+        "--report-error", metavar="REASON", help="cancel: also set the task ERROR in Kaltura"
+    )
     tasks.set_defaults(func=cmd_tasks)
 
     version = sub.add_parser("version", help="print the version")

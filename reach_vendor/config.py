@@ -8,13 +8,15 @@ Secrets may be given inline for the demo, but production configs point at files
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -39,42 +41,66 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class AppTokenConfig(_Section):
-    id: str = Field(min_length=1)
+class SecretConfig(_Section):
+    """Where a secret is kept. Exactly one source; files and systemd credentials are the
+    production choice (a secret inline in YAML ends up in backups and diffs)."""
+
     token: str | None = Field(default=None, repr=False)
     token_file: Path | None = None
     token_env: str | None = None
-    hash_type: Literal["SHA1", "SHA256", "SHA512", "MD5"] = "SHA256"
-    session_expiry_s: int = Field(default=86400, ge=60)
+    token_credential: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+$")
+    """Name of a systemd credential (`LoadCredential=`), read from $CREDENTIALS_DIRECTORY."""
 
     @model_validator(mode="after")
-    def _one_source(self) -> AppTokenConfig:
-        sources = [s for s in (self.token, self.token_file, self.token_env) if s]
+    def _one_source(self) -> SecretConfig:
+        sources = [
+            s for s in (self.token, self.token_file, self.token_env, self.token_credential) if s
+        ]
         if len(sources) != 1:
-            raise ValueError("give exactly one of token, token_file, token_env")
+            raise ValueError("give exactly one of token, token_file, token_env, token_credential")
         return self
 
-    def resolve_token(self) -> str:
-        """Read the token from wherever it is kept; called once at start-up."""
+    def resolve(self, key: str) -> str:
+        """Read the secret from wherever it is kept; `key` names this section in errors."""
         if self.token:
             return self.token
-        if self.token_file:
-            try:
-                value = self.token_file.read_text().strip()
-            except OSError as exc:
+        if self.token_credential:
+            directory = os.environ.get("CREDENTIALS_DIRECTORY")
+            if not directory:
                 raise ConfigError(
-                    f"kaltura.app_token.token_file: cannot read {self.token_file}: {exc.strerror}"
-                ) from None
-            if not value:
-                raise ConfigError(f"kaltura.app_token.token_file: {self.token_file} is empty")
-            return value
+                    f"{key}.token_credential: $CREDENTIALS_DIRECTORY is not set "
+                    "(not started by systemd with LoadCredential=?)"
+                )
+            return _read_secret_file(
+                Path(directory) / self.token_credential, f"{key}.token_credential"
+            )
+        if self.token_file:
+            return _read_secret_file(self.token_file, f"{key}.token_file")
         assert self.token_env
         value = os.environ.get(self.token_env, "").strip()
         if not value:
-            raise ConfigError(
-                f"kaltura.app_token.token_env: environment variable {self.token_env} is not set"
-            )
+            raise ConfigError(f"{key}.token_env: environment variable {self.token_env} is not set")
         return value
+
+
+def _read_secret_file(path: Path, key: str) -> str:
+    try:
+        value = path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"{key}: cannot read {path}: {exc.strerror}") from None
+    if not value:
+        raise ConfigError(f"{key}: {path} is empty")
+    return value
+
+
+class AppTokenConfig(SecretConfig):
+    id: str = Field(min_length=1)
+    hash_type: Literal["SHA1", "SHA256", "SHA512", "MD5"] = "SHA256"
+    session_expiry_s: int = Field(default=86400, ge=60)
+
+    def resolve_token(self) -> str:
+        """Read the token from wherever it is kept; called once at start-up."""
+        return self.resolve("kaltura.app_token")
 
 
 class KalturaConfig(_Section):
@@ -103,6 +129,8 @@ class WorkersConfig(_Section):
     lease_s: float = Field(default=600, gt=0)
     access_key_margin_s: float = Field(default=3600, ge=0)
     """Extend a task's access key when less than this is left before it expires."""
+    shutdown_grace_s: float = Field(default=60, ge=0)
+    """At SIGTERM, how long running tasks get to finish or release (below TimeoutStopSec)."""
 
 
 class RouteMatchConfig(_Section):
@@ -224,6 +252,42 @@ class LoggingConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
+def _check_host(value: str) -> str:
+    if value != "localhost":
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError("must be an IP address or localhost") from None
+    return value
+
+
+Host = Annotated[str, AfterValidator(_check_host)]
+
+
+class MetricsConfig(_Section):
+    """Prometheus /metrics. Loopback by default: let a local agent or proxy scrape it."""
+
+    enabled: bool = False
+    host: Host = "127.0.0.1"
+    port: int = Field(default=9464, ge=1, le=65535)
+
+
+class StatusApiConfig(_Section):
+    """Read-only task status over HTTP (plus POST /v1/notify), for ops tools and the ops page."""
+
+    enabled: bool = False
+    host: Host = "127.0.0.1"
+    port: int = Field(default=8470, ge=1, le=65535)
+    bearer: SecretConfig | None = None
+    """The token clients send as `Authorization: Bearer ...`; required when enabled."""
+
+    @model_validator(mode="after")
+    def _token_when_enabled(self) -> StatusApiConfig:
+        if self.enabled and self.bearer is None:
+            raise ValueError("enabled needs a bearer token (bearer.token_file or another source)")
+        return self
+
+
 class Settings(_Section):
     kaltura: KalturaConfig
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
@@ -232,6 +296,16 @@ class Settings(_Section):
     processors: ProcessorsConfig = Field(default_factory=ProcessorsConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    status_api: StatusApiConfig = Field(default_factory=StatusApiConfig)
+
+    def resolve_secrets(self) -> None:
+        """Read every secret now, so a missing file is a config error at start-up."""
+        self.kaltura.app_token.resolve_token()
+        if self.status_api.enabled and self.status_api.bearer is not None:
+            token = self.status_api.bearer.resolve("status_api.bearer")
+            if len(token) < 16:
+                raise ConfigError("status_api.bearer: the token must be at least 16 characters")
 
 
 def _first_error_line(exc: ValidationError) -> str:

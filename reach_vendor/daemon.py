@@ -20,6 +20,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from processors.base import Processor
 from processors.routing import ProcessorPool
+from reach_vendor import metrics
 from reach_vendor.config import ConfigError, Settings
 from reach_vendor.kaltura.gateway import KalturaApiError, KalturaGateway, KalturaTransientError
 from reach_vendor.pipeline import Pipeline
@@ -53,6 +54,7 @@ class Daemon:
         self._busy = 0
         self._busy_lock = threading.Lock()
         self.last_poll_error: str | None = None
+        self._scheduler: BackgroundScheduler | None = None
 
     # -- polling --------------------------------------------------------------------
 
@@ -62,15 +64,25 @@ class Daemon:
             offered = self.gateway.fetch_jobs()
         except (KalturaApiError, KalturaTransientError) as exc:
             self.last_poll_error = str(exc)
+            metrics.poll_done(ok=False)
             log.error("getJobs failed: %s", exc)
             return 0
         self.last_poll_error = None
+        metrics.poll_done(ok=True)
         new = self.store.record_offered(offered)
         if offered:
             log.info("getJobs offered %d tasks, %d new", len(offered), new)
         with self._wake:
             self._wake.notify_all()
         return new
+
+    def poll_now(self) -> None:
+        """Poll at once instead of at the next interval (Kaltura event notifications reach
+        us through the status API's POST /v1/notify). A sweep already running is not
+        doubled: the scheduler's max_instances=1 skips the extra run."""
+        scheduler = self._scheduler
+        if scheduler is not None and scheduler.running:
+            scheduler.modify_job("getJobs", next_run_time=_now_utc())
 
     # -- workers --------------------------------------------------------------------
 
@@ -112,6 +124,7 @@ class Daemon:
     def run_forever(self, on_ready: Callable[[], None] | None = None) -> None:
         """Poll on schedule and work until `stop()`; in-flight tasks are released."""
         scheduler = BackgroundScheduler(timezone="UTC")
+        self._scheduler = scheduler
         scheduler.add_job(
             self.poll,
             "interval",
@@ -166,8 +179,13 @@ class Daemon:
     def _stop_workers(self, threads: list[threading.Thread]) -> None:
         with self._wake:
             self._wake.notify_all()
+        # One grace period for all workers (not per thread), kept below systemd's TimeoutStopSec.
+        deadline = time.monotonic() + self.settings.workers.shutdown_grace_s
         for t in threads:
-            t.join(timeout=60)
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
+        busy = [t.name for t in threads if t.is_alive()]
+        if busy:
+            log.warning("grace period over, still busy: %s; leases will expire", ", ".join(busy))
         log.info("reach-vendor stopped")
 
 

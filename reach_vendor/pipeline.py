@@ -28,7 +28,7 @@ from processors.base import (
     Word,
 )
 from processors.routing import ProcessorPool, TaskTraits
-from reach_vendor import caption_rules, captions, media
+from reach_vendor import caption_rules, captions, media, metrics
 from reach_vendor.config import Settings
 from reach_vendor.kaltura.gateway import (
     Deliverable,
@@ -160,6 +160,7 @@ class Pipeline:
 
     def _stage(self, ctx: _Context, stage: Stage, message: str) -> None:
         ctx.rec = self.store.update(ctx.id, stage=stage, message=message)
+        metrics.stage_started(ctx.id, stage.value)
         log.info(message, extra={**ctx.log_extra, "stage": stage.value})
 
     def _start(self, ctx: _Context) -> TaskSpec:
@@ -370,6 +371,7 @@ class Pipeline:
         ctx.rec = self.store.update(
             ctx.id, state=state, message=message, release_lease=True, **fields
         )
+        metrics.task_finished(ctx.rec)
         level = logging.INFO if state == TaskState.DELIVERED else logging.WARNING
         log.log(level, message, extra={**ctx.log_extra, "state": state.value})
 
@@ -487,6 +489,7 @@ class _TaskKeeper(threading.Thread):
             access_key=new_key,
             access_key_expires_at=new_expiry,
         )
+        metrics.ACCESS_KEY_EXTENSIONS.inc()
         log.info("access key extended", extra=ctx.log_extra)
 
     def _tick(self) -> None:

@@ -9,6 +9,11 @@ need_apt=()
 command -v flite >/dev/null || need_apt+=(flite)
 command -v ffmpeg >/dev/null || need_apt+=(ffmpeg)
 command -v sox >/dev/null || need_apt+=(sox)
+# The ops page is tested in a real headless browser.
+command -v chromium >/dev/null || need_apt+=(chromium)
+command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
+# promtool validates deploy/prometheus-alerts.yml.
+command -v promtool >/dev/null || need_apt+=(prometheus)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   $SUDO apt-get update -qq
@@ -19,7 +24,7 @@ fi
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test,postgres]' 2>&1 \
   | grep -v '^WARNING: Location' || true
 
-.venv/bin/ruff check reach_vendor processors tests
+.venv/bin/ruff check reach_vendor processors tests bench
 .venv/bin/mypy reach_vendor processors
 # pytest exits 5 when it collects no tests: with `set -e` that fails the run, as it should.
 .venv/bin/python -m pytest -q "$@"

@@ -94,3 +94,141 @@ def test_cli_exits_78_with_one_line(tmp_path: Path) -> None:
     assert len(lines) == 1, proc.stderr
     assert "kaltura.partner_id" in lines[0]
     assert "supersecretvalue" not in proc.stderr + proc.stdout
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    import os
+
+    return subprocess.run(
+        [sys.executable, "-m", "reach_vendor", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
+
+
+_KALTURA = (
+    "kaltura:\n  service_url: http://127.0.0.1:1\n  partner_id: 10\n"
+    "  app_token: {id: x, token: supersecretvalue}\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(
+            _KALTURA.replace("  partner_id: 10\n", ""),
+            "kaltura.partner_id: required key is missing",
+            id="missing-key",
+        ),
+        pytest.param(
+            _KALTURA.replace("partner_id: 10", "partner_id: ten"),
+            "kaltura.partner_id: Input should be a valid integer",
+            id="wrong-type",
+        ),
+        pytest.param(
+            _KALTURA + "pollling: {interval_s: 3}\n", "pollling: unknown key", id="unknown"
+        ),
+        pytest.param(
+            _KALTURA + "workers: {concurrency: 0}\n",
+            "workers.concurrency: Input should be greater than or equal to 1",
+            id="bad-value",
+        ),
+        pytest.param(
+            _KALTURA + "status_api: {enabled: true, host: example.org}\n",
+            "status_api.host: must be an IP address or localhost",
+            id="bad-host",
+        ),
+        pytest.param(
+            _KALTURA + "status_api: {enabled: true}\n",
+            "status_api: enabled needs a bearer token",
+            id="api-without-token",
+        ),
+        pytest.param(
+            _KALTURA + "status_api: {enabled: true, bearer: {token: short}}\n",
+            "status_api.bearer: the token must be at least 16 characters",
+            id="short-bearer",
+        ),
+        pytest.param(
+            _KALTURA.replace("token: supersecretvalue", "token_file: /nonexistent/app_token"),
+            "kaltura.app_token.token_file: cannot read /nonexistent/app_token: No such file",
+            id="missing-secret-file",
+        ),
+        pytest.param(
+            _KALTURA.replace("token: supersecretvalue", "token_env: REACH_VENDOR_TEST_UNSET"),
+            "kaltura.app_token.token_env: environment variable REACH_VENDOR_TEST_UNSET is not set",
+            id="missing-secret-env",
+        ),
+        pytest.param(
+            _KALTURA.replace("token: supersecretvalue", "token_credential: app_token"),
+            "kaltura.app_token.token_credential: $CREDENTIALS_DIRECTORY is not set",
+            id="credential-outside-systemd",
+        ),
+        pytest.param(_KALTURA + "polling: [1,\n", "line 6: not valid YAML", id="bad-yaml"),
+        pytest.param("- just\n- a list\n", "(top level): expected a mapping", id="not-a-mapping"),
+    ],
+)
+def test_every_config_error_class_exits_78_with_one_line(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(text)
+    proc = _cli(
+        "check-config", "--offline", "--config", str(cfg), env={"CREDENTIALS_DIRECTORY": ""}
+    )
+    assert proc.returncode == 78, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("reach-vendor: config error: "), lines[0]
+    assert expected in lines[0], lines[0]
+    assert "supersecretvalue" not in proc.stderr + proc.stdout
+
+
+def test_missing_config_file_exits_78(tmp_path: Path) -> None:
+    proc = _cli("run", "--once", "--config", str(tmp_path / "nope.yaml"))
+    assert proc.returncode == 78
+    assert proc.stderr.strip().endswith("nope.yaml: cannot read config: No such file or directory")
+
+
+def test_secrets_come_from_systemd_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "app_token").write_text("token-from-credential\n")
+    (tmp_path / "status_token").write_text("bearer-from-credential-0123456789\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    data = {
+        "kaltura": {**GOOD["kaltura"], "app_token": {"id": "1_a", "token_credential": "app_token"}},
+        "status_api": {"enabled": True, "bearer": {"token_credential": "status_token"}},
+    }
+    settings = parse_settings(data)
+    settings.resolve_secrets()
+    assert settings.kaltura.app_token.resolve_token() == "token-from-credential"
+    assert settings.status_api.bearer is not None
+    assert settings.status_api.bearer.resolve("x") == "bearer-from-credential-0123456789"
+
+
+def test_example_config_documents_every_key() -> None:
+    """deploy/config.example.yaml is valid and names every key the settings accept."""
+    import yaml
+
+    from reach_vendor.config import Settings
+
+    example = Path(__file__).resolve().parent.parent / "deploy" / "config.example.yaml"
+    text = example.read_text()
+    parse_settings(yaml.safe_load(text))
+
+    def keys(model: type, prefix: str) -> list[str]:
+        from pydantic import BaseModel
+
+        out = []
+        for name, field in model.model_fields.items():  # type: ignore[attr-defined]
+            out.append(name)
+            ann = field.annotation
+            for candidate in getattr(ann, "__args__", (ann,)):
+                if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                    out.extend(keys(candidate, f"{prefix}{name}."))
+        return out
+
+    missing = [k for k in keys(Settings, "") if f"{k}:" not in text]
+    assert not missing, f"undocumented config keys: {missing}"

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import stat
 import subprocess
 import time
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import srt
@@ -25,8 +28,48 @@ from tests.conftest import (
     secrets_seen,
     write_config,
 )
+from tests.ops_support import free_port, get_json, http
 
 READY, ERROR = 2, 6
+DELIVERED_LABELS = (("feature", "captions"), ("partner", "4124832"), ("state", "delivered"))
+MetricKey = tuple[str, tuple[tuple[str, str], ...]]
+
+
+def parse_metrics(text: str) -> dict[MetricKey, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def scrape_when(port: int, ready: Callable[[dict[MetricKey, float]], bool]) -> str:
+    """Scrape /metrics over HTTP until `ready` holds (the store update trails Kaltura's)."""
+    deadline = time.monotonic() + 30
+    while True:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read()
+        if ready(parse_metrics(text.decode())) or time.monotonic() > deadline:
+            return text.decode()
+        time.sleep(0.2)
+
+
+def status_api_output(port: int, token: str, n_tasks: int) -> str:
+    """Everything the status API and the ops page serve about the run, as one text."""
+    base = f"http://127.0.0.1:{port}"
+    status, listing = get_json(base + "/v1/tasks?includeMessages=true", token)
+    assert status == 200 and listing["count"] == n_tasks
+    assert {t["statusText"] for t in listing["tasks"]} == {"READY"}
+    texts = [json.dumps(listing)]
+    for task in listing["tasks"]:
+        for path in (task["links"][0]["href"], task["links"][1]["href"]):
+            status, body = get_json(base + path, token)
+            assert status == 200
+            texts.append(json.dumps(body))
+    texts.append(json.dumps(get_json(base + "/v1/summary", token)[1]))
+    texts.append(http("GET", base + "/")[2].decode())
+    return "\n".join(texts)
 
 
 def wait_for(predicate: object, timeout: float, what: str) -> None:
@@ -42,8 +85,22 @@ def test_daemon_delivers_every_task(
     tmp_path: Path, emulator: KalturaEmulator, vendor: Vendor, clips: list[Clip]
 ) -> None:
     task_ids = [add_speech_task(emulator, vendor, clip) for clip in clips]
-    cfg = write_config(tmp_path, emulator, vendor)
+    bearer = secrets.token_urlsafe(24)
+    (tmp_path / "status_token").write_text(bearer)
+    metrics_port, api_port = free_port(), free_port()
+    cfg = write_config(
+        tmp_path,
+        emulator,
+        vendor,
+        metrics={"enabled": True, "port": metrics_port},
+        status_api={
+            "enabled": True,
+            "port": api_port,
+            "bearer": {"token_file": str(tmp_path / "status_token")},
+        },
+    )
     log_path = tmp_path / "daemon.log"
+    scraped = api_output = ""
     with log_path.open("w") as log_file:
         proc = subprocess.Popen(
             daemon_command(cfg),
@@ -58,6 +115,11 @@ def test_daemon_delivers_every_task(
                 timeout=180,
                 what="all tasks READY",
             )
+            scraped = scrape_when(
+                metrics_port,
+                lambda m: m.get(("reach_vendor_tasks_finished_total", DELIVERED_LABELS)) == 4,
+            )
+            api_output = status_api_output(api_port, bearer, len(task_ids))
         finally:
             proc.send_signal(signal.SIGTERM)
             code = proc.wait(timeout=60)
@@ -91,8 +153,23 @@ def test_daemon_delivers_every_task(
         timed = json.loads(bytes(transcripts["json"]["content"]))["words"]
         assert timed and all(w["start"] <= w["end"] for w in timed)
 
-    for secret in secrets_seen(emulator, vendor):
+    samples = parse_metrics(scraped)
+    assert samples[("reach_vendor_tasks", DELIVERED_LABELS)] == 4
+    for stage in ("claim", "download", "decode", "transcribe", "upload", "finish"):
+        assert samples[("reach_vendor_stage_duration_seconds_count", (("stage", stage),))] == 4
+    assert samples[("reach_vendor_queue_depth", ())] == 0
+    assert samples[("reach_vendor_tasks_in_flight", ())] == 0
+    started = (("action", "reach_entryvendortask.updateJob+get"),)
+    assert samples[("reach_vendor_kaltura_requests_total", started)] == 4
+    assert samples[("reach_vendor_polls_total", (("outcome", "ok"),))] >= 1
+    assert not [k for k in samples if k[0] == "reach_vendor_kaltura_errors_total"]
+    assert samples[("reach_vendor_access_key_extensions_total", ())] == 0
+
+    # Secrets: not in the logs, the metrics, or anything the status API and ops page serve.
+    for secret in [*secrets_seen(emulator, vendor), bearer]:
         assert secret not in output
+        assert secret not in scraped
+        assert secret not in api_output
     db = tmp_path / "reach.sqlite3"
     assert stat.S_IMODE(db.stat().st_mode) == 0o600
 

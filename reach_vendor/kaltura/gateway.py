@@ -34,6 +34,7 @@ from KalturaClient.Plugins.Core import (
 )
 from KalturaClient.Plugins.Reach import KalturaEntryVendorTask, KalturaEntryVendorTaskFilter
 
+from reach_vendor import metrics
 from reach_vendor.config import KalturaConfig
 from reach_vendor.kaltura.ks import ks_expiry
 from reach_vendor.redact import redact, register_secret
@@ -163,11 +164,14 @@ class KalturaGateway:
         attempts = attempts or self._cfg.retries + 1
         for attempt in range(1, attempts + 1):
             client = self._client(ks)
+            metrics.kaltura_request(action)
             try:
                 return fn(client)
             except KalturaException as exc:
+                metrics.kaltura_error(action, "api")
                 raise KalturaApiError(str(exc.code), str(exc.message), action) from None
             except KalturaClientException as exc:
+                metrics.kaltura_error(action, "transport")
                 detail = redact(str(exc))
                 if attempt == attempts:
                     raise KalturaTransientError(
