@@ -75,3 +75,13 @@ def _pocketsphinx(options: dict[str, Any]) -> Processor:
 
 
 register("pocketsphinx", _pocketsphinx)
+
+
+def _register_remote() -> None:
+    from processors import remote
+
+    for type_name in remote.TYPES:
+        register(type_name, remote.factory(type_name))
+
+
+_register_remote()

@@ -92,9 +92,33 @@ class WorkersConfig(_Section):
     """Extend a task's access key when less than this is left before it expires."""
 
 
+class EngineConfig(BaseModel):
+    """One named engine: a processor type plus that type's own options.
+
+    The options are not declared here but checked by the processor's factory when the daemon
+    starts, so each backend owns its option names and this file does not grow per backend.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(min_length=1)
+
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
 class ProcessorsConfig(_Section):
     default: str = "pocketsphinx"
+    """Name of the engine that serves tasks: a key of `engines` or a built-in type."""
     options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """Options of built-in types used without an `engines` entry, by type name."""
+    engines: dict[str, EngineConfig] = Field(default_factory=dict)
+
+    def engine(self, name: str) -> tuple[str, dict[str, Any]]:
+        """The processor type and options behind an engine name."""
+        if name in self.engines:
+            return self.engines[name].type, self.engines[name].options()
+        return name, dict(self.options.get(name) or {})
 
 
 class StorageConfig(_Section):

@@ -44,8 +44,7 @@ class Daemon:
             settings.kaltura, settings.kaltura.app_token.resolve_token()
         )
         self.processor = processor or processors.create(
-            settings.processors.default,
-            settings.processors.options.get(settings.processors.default),
+            *settings.processors.engine(settings.processors.default)
         )
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.pipeline = Pipeline(settings, self.store, self.gateway, self.processor, self.owner)

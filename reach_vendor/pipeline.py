@@ -10,6 +10,7 @@ back (aborted: stop and deliver nothing).
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import shutil
@@ -210,6 +211,10 @@ class Pipeline:
             language=spec.source_language,
             service_feature=spec.service_feature,
             dictionary=spec.dictionary,
+            reference=f"reach-{ctx.rec.partner_id}-{ctx.rec.kaltura_task_id}-v{ctx.rec.version}",
+            checkpoint=json.loads(ctx.rec.processor_state or "{}"),
+            save_checkpoint=lambda state: self._save_checkpoint(ctx, state),
+            shutdown=shutdown,
         )
         keeper = _TaskKeeper(self, ctx, request, shutdown)
         keeper.extend_key_if_due()
@@ -233,6 +238,9 @@ class Pipeline:
             },
         )
         return transcript
+
+    def _save_checkpoint(self, ctx: _Context, state: dict[str, Any]) -> None:
+        ctx.rec = self.store.update(ctx.id, processor_state=json.dumps(state, sort_keys=True))
 
     def _upload_caption(
         self, ctx: _Context, spec: TaskSpec, transcript: Transcript
