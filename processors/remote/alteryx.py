@@ -66,7 +66,7 @@ def _reason(disposition: str, messages: Any) -> str:
 
 class AlteryxBackend:
     name = "alteryx"
-    min_poll_interval_s = 1.0
+    min_poll_interval_s = 0.0  # no per-job limit documented; PollPolicy sets the pace
 
     def __init__(self, opts: Options) -> None:
         base_url = opts.text("base_url")

@@ -90,7 +90,7 @@ def _aws_error(exc: Exception, what: str) -> Exception:
 
 class AmazonTranscribeBackend:
     name = "amazon_transcribe"
-    min_poll_interval_s = 1.0
+    min_poll_interval_s = 0.0  # no per-job limit documented; PollPolicy sets the pace
 
     def __init__(self, opts: Options) -> None:
         self.staging = S3Staging(opts)

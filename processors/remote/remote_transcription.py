@@ -57,7 +57,7 @@ def map_details(answer: Any) -> RemoteStatus:
 
 class RemoteTranscriptionBackend:
     name = "remote_transcription"
-    min_poll_interval_s = 1.0
+    min_poll_interval_s = 0.0  # no per-job limit documented; PollPolicy sets the pace
 
     def __init__(self, opts: Options) -> None:
         self.http = HttpService(

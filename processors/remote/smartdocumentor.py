@@ -83,7 +83,7 @@ def map_status(answer: dict[str, Any]) -> RemoteStatus:
 
 class SmartDocumentorBackend:
     name = "smartdocumentor"
-    min_poll_interval_s = 1.0
+    min_poll_interval_s = 0.0  # no per-job limit documented; PollPolicy sets the pace
 
     def __init__(self, opts: Options) -> None:
         base_url = opts.text("base_url", "https://cloud.smartdocumentor.net")

@@ -77,7 +77,7 @@ class _SessionExpired(Exception):
     pass
 
 
-def _check(answer: Any, what: str) -> dict[str, Any]:
+def _check(answer: Any, what: str, retry_after_s: float = POLL_LIMIT_S) -> dict[str, Any]:
     """Vault's envelope -> the answer, or the driver's error kinds."""
     if not isinstance(answer, dict):
         raise RemoteUnavailable(f"Vault {what}: unreadable answer")
@@ -89,7 +89,7 @@ def _check(answer: Any, what: str) -> dict[str, Any]:
     if "INVALID_SESSION_ID" in types:
         raise _SessionExpired()
     if "API_LIMIT_EXCEEDED" in types:
-        raise RemoteUnavailable(f"Vault {what}: API_LIMIT_EXCEEDED", retry_after_s=POLL_LIMIT_S)
+        raise RemoteUnavailable(f"Vault {what}: API_LIMIT_EXCEEDED", retry_after_s=retry_after_s)
     if {"USERNAME_OR_PASSWORD_INCORRECT", "INSUFFICIENT_ACCESS", "NO_PERMISSION"} & set(types):
         raise RemoteAuthError(f"Vault {what}: {', '.join(types)}")
     raise ProcessorError(f"Vault {what} failed: {', '.join(types) or 'FAILURE'} {message}".strip())
@@ -141,6 +141,7 @@ class VeevaVaultBackend:
                         method, path, headers={"Authorization": self._session_id}, **kwargs
                     ),
                     what,
+                    self.min_poll_interval_s,
                 )
             except (_SessionExpired, RemoteAuthError):
                 self._session_id = None
