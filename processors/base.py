@@ -30,6 +30,12 @@ class UnsupportedTaskError(ProcessorError):
     """The processor cannot serve this task's feature or language."""
 
 
+class ProcessorUnavailable(Exception):
+    """The processor's service cannot serve now (unreachable, rate-limited, credentials
+    refused): nobody's fault in the task, so the daemon retries the task later instead of
+    failing it. Its message must not contain secrets either."""
+
+
 class ProcessingCancelled(Exception):
     """Raised when `ProcessingRequest.cancel` was set while the processor ran."""
 

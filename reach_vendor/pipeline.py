@@ -25,6 +25,7 @@ from processors.base import (
     ProcessingRequest,
     Processor,
     ProcessorError,
+    ProcessorUnavailable,
     Transcript,
 )
 from reach_vendor import captions, media
@@ -120,7 +121,7 @@ class Pipeline:
                 self._finish(ctx, TaskState.FAILED, f"access key rejected, cannot continue: {exc}")
             else:
                 self._fail(ctx, f"Kaltura rejected a request: {exc}")
-        except KalturaTransientError as exc:
+        except (KalturaTransientError, ProcessorUnavailable) as exc:
             self._retry_later(ctx, str(exc))
         except Exception as exc:  # a bug or an unexpected environment problem
             log.exception("unexpected error", extra=ctx.log_extra)

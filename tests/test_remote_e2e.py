@@ -218,3 +218,37 @@ def test_restart_mid_job_resumes_polling_without_a_second_submission(
     assert fake.submissions == 1 and len(fake.uploads) == 1
     (job,) = fake.jobs.values()
     assert job.polls > 2  # the same job, polled again after the restart
+
+
+def test_refused_credentials_are_retried_then_reported_without_the_secret(
+    tmp_path: Path,
+    emulator: KalturaEmulator,
+    vendor: Vendor,
+    clips: list[Clip],
+    moto_endpoint: str,
+    stack: ExitStack,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A 401 is the vendor's configuration, not the customer's task: retried like an
+    outage (an operator may fix the file meanwhile), ERROR only after max_attempts."""
+    caplog.set_level("DEBUG")
+    services = Services("smartdocumentor", tmp_path, moto_endpoint, stack)
+    services.options["client_secret_file"] = write_secret(tmp_path, "bad", "sd-wrong-secret-77")
+    task_id = add_speech_task(emulator, vendor, clips[0])
+    daemon = make_daemon(
+        tmp_path,
+        emulator,
+        vendor,
+        processors=services.processors_section(),
+        workers={"max_attempts": 2, "retry_base_s": 0.1},
+    )
+    with running(daemon):
+        wait_for(lambda: emulator.task(task_id)["status"] in (READY, ERROR), timeout=30)
+    task = emulator.task(task_id)
+    assert task["status"] == ERROR
+    assert "gave up after 2 attempts" in task["errDescription"]
+    assert "HTTP 401" in task["errDescription"]
+    assert "sd-wrong-secret-77" not in task["errDescription"]
+    assert "sd-wrong-secret-77" not in caplog.text
+    assert services.fake.submissions == 0
+    assert s3(moto_endpoint).list_objects_v2(Bucket=services.bucket).get("KeyCount") == 0

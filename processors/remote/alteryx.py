@@ -29,7 +29,7 @@ from processors.remote import transcripts
 from processors.remote.driver import Job, RemoteState, RemoteStatus
 from processors.remote.http import BearerToken, HttpService, RemoteNotFound
 from processors.remote.options import Options
-from processors.remote.staging import S3Staging, stage_for_url
+from processors.remote.staging import S3Staging, removed_on_failure, stage_for_url
 
 _LIFECYCLE = {
     "queued": RemoteState.QUEUED,
@@ -99,11 +99,12 @@ class AlteryxBackend:
             {"name": self.media_question, "value": url},
             {"name": self.language_question, "value": request.language},
         ]
-        answer = self.token.json(
-            "POST",
-            f"/v3/workflows/{self.workflow_id}/jobs",
-            json={"questions": questions, "priority": self.priority},
-        )
+        with removed_on_failure(self.staging, key):
+            answer = self.token.json(
+                "POST",
+                f"/v3/workflows/{self.workflow_id}/jobs",
+                json={"questions": questions, "priority": self.priority},
+            )
         job_id = answer.get("id") if isinstance(answer, dict) else None
         if not job_id:
             raise ProcessorError("Alteryx Server did not return a job id")

@@ -131,8 +131,10 @@ class AmazonTranscribeBackend:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "ConflictException":
                 return job  # started before a crash: the same job, not a new one
+            self.cleanup(job)
             raise _aws_error(exc, "StartTranscriptionJob") from None
         except BotoCoreError as exc:
+            self.cleanup(job)
             raise _aws_error(exc, "StartTranscriptionJob") from None
         return job
 

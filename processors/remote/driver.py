@@ -26,6 +26,7 @@ from processors.base import (
     ProcessingCancelled,
     ProcessingRequest,
     ProcessorError,
+    ProcessorUnavailable,
     Transcript,
     UnsupportedTaskError,
 )
@@ -60,7 +61,7 @@ class RemoteStatus:
     """Whatever the backend needs later to fetch the outputs (output ids, links...)."""
 
 
-class RemoteUnavailable(Exception):
+class RemoteUnavailable(ProcessorUnavailable):
     """The service cannot answer now (network, 5xx, rate limit): try again later.
 
     Not a ProcessorError: it is nobody's fault and says nothing about the task, so polling
@@ -72,7 +73,7 @@ class RemoteUnavailable(Exception):
         self.retry_after_s = retry_after_s
 
 
-class RemoteAuthError(Exception):
+class RemoteAuthError(ProcessorUnavailable):
     """The service rejected our credentials: a vendor configuration problem.
 
     Not a ProcessorError either: the customer's task is not at fault, so the pipeline

@@ -29,7 +29,7 @@ from processors.remote import transcripts
 from processors.remote.driver import Job, RemoteState, RemoteStatus
 from processors.remote.http import BearerToken, HttpService, RemoteNotFound
 from processors.remote.options import Options
-from processors.remote.staging import S3Staging, safe_name, stage_for_url
+from processors.remote.staging import S3Staging, removed_on_failure, safe_name, stage_for_url
 
 API = "/api/v1.0/external/sdtask"
 
@@ -112,7 +112,8 @@ class SmartDocumentorBackend:
         }
         if self.workspace_id:
             body["workspaceId"] = int(self.workspace_id)
-        answer = self.token.json("POST", f"{API}/process", json=body)
+        with removed_on_failure(self.staging, key):
+            answer = self.token.json("POST", f"{API}/process", json=body)
         task_id = answer.get("taskId") if isinstance(answer, dict) else None
         if task_id is None:
             raise ProcessorError("SmartDocumentor did not return a taskId")

@@ -11,6 +11,8 @@ so that hours of audio neither sit in memory nor fail as one huge PUT.
 from __future__ import annotations
 
 import wave
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +101,18 @@ class S3Staging:
     def delete(self, key: str) -> None:
         if self.delete_staged_media:
             self.client.delete_object(Bucket=self.bucket, Key=key)
+
+
+@contextmanager
+def removed_on_failure(staging: S3Staging, key: str) -> Iterator[None]:
+    """Delete staged media when the submission it was staged for fails: the retry stages
+    it again, and nothing else would ever remove it."""
+    try:
+        yield
+    except BaseException:
+        with suppress(Exception):
+            staging.delete(key)
+        raise
 
 
 def stage_for_url(staging: S3Staging, request: ProcessingRequest) -> tuple[str, str]:

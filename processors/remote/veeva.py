@@ -37,7 +37,7 @@ from processors.remote.driver import (
 )
 from processors.remote.http import HttpService
 from processors.remote.options import Options
-from processors.remote.staging import S3Staging, stage_for_url
+from processors.remote.staging import S3Staging, removed_on_failure, stage_for_url
 from reach_vendor.redact import register_secret
 
 POLL_LIMIT_S = 10.0
@@ -151,12 +151,17 @@ class VeevaVaultBackend:
 
     def submit(self, request: ProcessingRequest) -> Job:
         key, url = stage_for_url(self.staging, request)
-        answer = self._call(
-            "POST",
-            self.submit_path,
-            "submit",
-            data={"media_url": url, "language": request.language, "external_id": request.reference},
-        )
+        with removed_on_failure(self.staging, key):
+            answer = self._call(
+                "POST",
+                self.submit_path,
+                "submit",
+                data={
+                    "media_url": url,
+                    "language": request.language,
+                    "external_id": request.reference,
+                },
+            )
         job_id = answer.get("job_id")
         if job_id is None:
             raise ProcessorError("Vault did not return a job_id")
