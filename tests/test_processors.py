@@ -21,6 +21,7 @@ from processors import (
     UnknownProcessorError,
     UnsupportedTaskError,
     Word,
+    remote,
 )
 from processors.pocketsphinx_engine import PocketSphinxProcessor
 from reach_vendor.media import decode_to_pcm
@@ -58,7 +59,7 @@ def test_registered_factory_receives_options(monkeypatch: pytest.MonkeyPatch) ->
 
     monkeypatch.setattr(processors, "_factories", dict(processors._factories))
     processors.register("echo", Echo)
-    assert processors.available() == ["echo", "pocketsphinx"]
+    assert processors.available() == sorted(["echo", "pocketsphinx", *remote.TYPES])
     created = processors.create("echo", {"level": 3})
     assert isinstance(created, Echo) and created.options == {"level": 3}
     assert isinstance(processors.create("echo"), Echo)

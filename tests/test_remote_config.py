@@ -1,0 +1,65 @@
+"""Engines in the YAML: names -> type + options, checked when the engine is created."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+import processors
+from reach_vendor.config import parse_settings
+from tests.conftest import REPO
+
+
+def _settings(section: dict[str, object]) -> object:
+    return parse_settings(
+        {
+            "kaltura": {
+                "service_url": "http://127.0.0.1:1",
+                "partner_id": 1,
+                "app_token": {"id": "x", "token": "y"},
+            },
+            "processors": section,
+        }
+    )
+
+
+def test_example_config_names_only_registered_engine_types() -> None:
+    data = yaml.safe_load((REPO / "deploy" / "config.example.yaml").read_text())
+    settings = parse_settings(data)
+    engines = settings.processors.engines
+    assert {e.type for e in engines.values()} <= set(processors.available())
+    assert settings.processors.engine("claudio")[0] == "remote_transcription"
+
+
+def test_engine_lookup_falls_back_to_builtin_types() -> None:
+    settings = _settings(
+        {"default": "asr", "options": {"pocketsphinx": {"beam": 1e-20}},
+         "engines": {"asr": {"type": "pocketsphinx", "vad_mode": 2}}}
+    )  # fmt: skip
+    assert settings.processors.engine("asr") == ("pocketsphinx", {"vad_mode": 2})  # type: ignore[attr-defined]
+    assert settings.processors.engine("pocketsphinx") == ("pocketsphinx", {"beam": 1e-20})  # type: ignore[attr-defined]
+
+
+def test_engine_options_are_checked_at_creation(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("claudio-secret-value\n")
+    base = {"base_url": "http://127.0.0.1:9", "key_file": str(secret), "secret_file": str(secret),
+            "profile_id": "1"}  # fmt: skip
+    processors.create("remote_transcription", base)
+    with pytest.raises(ValueError, match="unknown remote_transcription option 'profil_name'"):
+        processors.create("remote_transcription", {**base, "profil_name": "x"})
+    with pytest.raises(ValueError, match="'profile_id' is required"):
+        processors.create(
+            "remote_transcription", {k: v for k, v in base.items() if k != "profile_id"}
+        )
+    with pytest.raises(ValueError, match="'secret_file': cannot read") as err:
+        processors.create("remote_transcription", {**base, "secret_file": str(tmp_path / "nope")})
+    assert "claudio-secret-value" not in str(err.value)
+    with pytest.raises(ValueError, match="output_format"):
+        processors.create(
+            "alteryx",
+            {"base_url": "http://127.0.0.1:9", "client_id": "c", "client_secret_file": str(secret),
+             "workflow_id": "w", "output_format": "docx", "staging": {"bucket": "b"}},
+        )  # fmt: skip
