@@ -8,11 +8,11 @@ import pytest
 import yaml
 
 import processors
-from reach_vendor.config import parse_settings
+from reach_vendor.config import Settings, parse_settings
 from tests.conftest import REPO
 
 
-def _settings(section: dict[str, object]) -> object:
+def _settings(section: dict[str, object]) -> Settings:
     return parse_settings(
         {
             "kaltura": {
@@ -38,8 +38,8 @@ def test_engine_lookup_falls_back_to_builtin_types() -> None:
         {"default": "asr", "options": {"pocketsphinx": {"beam": 1e-20}},
          "engines": {"asr": {"type": "pocketsphinx", "vad_mode": 2}}}
     )  # fmt: skip
-    assert settings.processors.engine("asr") == ("pocketsphinx", {"vad_mode": 2})  # type: ignore[attr-defined]
-    assert settings.processors.engine("pocketsphinx") == ("pocketsphinx", {"beam": 1e-20})  # type: ignore[attr-defined]
+    assert settings.processors.engine("asr") == ("pocketsphinx", {"vad_mode": 2})
+    assert settings.processors.engine("pocketsphinx") == ("pocketsphinx", {"beam": 1e-20})
 
 
 def test_engine_options_are_checked_at_creation(tmp_path: Path) -> None:
