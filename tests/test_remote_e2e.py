@@ -252,3 +252,44 @@ def test_refused_credentials_are_retried_then_reported_without_the_secret(
     assert "sd-wrong-secret-77" not in caplog.text
     assert services.fake.submissions == 0
     assert s3(moto_endpoint).list_objects_v2(Bucket=services.bucket).get("KeyCount") == 0
+
+
+def test_customer_abort_cancels_the_remote_job(
+    tmp_path: Path,
+    emulator: KalturaEmulator,
+    vendor: Vendor,
+    clips: list[Clip],
+    moto_endpoint: str,
+    stack: ExitStack,
+) -> None:
+    services = Services("amazon_transcribe", tmp_path, moto_endpoint, stack)
+    services.options["poll_initial_s"] = 30  # the job stays unfinished while the test acts
+    task_id = add_speech_task(emulator, vendor, clips[3])
+    daemon = make_daemon(
+        tmp_path,
+        emulator,
+        vendor,
+        processors=services.processors_section(),
+        workers={"lease_s": 3},
+    )
+    with running(daemon):
+        wait_for(
+            lambda: bool((r := daemon.store.by_kaltura_id(task_id)) and r.processor_state),
+            timeout=30,
+            what="the Transcribe job",
+        )
+        emulator.abort_task(task_id)
+        wait_for(
+            lambda: (r := daemon.store.by_kaltura_id(task_id)) is not None
+            and r.state == TaskState.ABORTED,
+            timeout=30,
+            what="the abort",
+        )
+    import boto3
+
+    transcribe = boto3.client("transcribe", endpoint_url=moto_endpoint, region_name="us-east-1",
+                              aws_access_key_id="t", aws_secret_access_key="t")  # fmt: skip
+    jobs = transcribe.list_transcription_jobs(JobNameContains=f"-{task_id}-")
+    assert jobs["TranscriptionJobSummaries"] == []  # deleted: Transcribe's only way to stop
+    assert s3(moto_endpoint).list_objects_v2(Bucket=services.bucket).get("KeyCount") == 0
+    assert emulator.caption_assets(emulator.task(task_id)["entryId"]) == []

@@ -10,6 +10,7 @@ of these services put credentials.
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -91,8 +92,13 @@ class BearerToken:
         self.form = form
         self._token: str | None = None
         self._expires = 0.0
+        self._lock = threading.Lock()  # worker threads share one engine and one token
 
     def header(self, clock: float) -> dict[str, str]:
+        with self._lock:
+            return self._header(clock)
+
+    def _header(self, clock: float) -> dict[str, str]:
         if self._token is None or clock >= self._expires:
             data = self.http.json("POST", self.token_url, data=self.form)
             token = data.get("access_token") if isinstance(data, dict) else None
@@ -104,7 +110,8 @@ class BearerToken:
         return {"Authorization": f"Bearer {self._token}"}
 
     def invalidate(self) -> None:
-        self._token = None
+        with self._lock:
+            self._token = None
 
     def call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         """A request with the token; a refused token is renewed once (it may have been
