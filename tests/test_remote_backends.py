@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import processors
-from processors.base import ProcessingCancelled, ProcessorError
+from processors.base import ProcessingCancelled, ProcessorError, UnsupportedTaskError
 from processors.remote.driver import RemoteAuthError
 from processors.remote.options import Options
 from processors.remote.staging import S3Staging
@@ -369,3 +369,17 @@ def test_abort_cancels_and_cleans_up_but_shutdown_leaves_the_job(
         aborted = run_and_stop(shutdown=False, ref="reach-9001-81-v1")
         assert aborted.last == {}  # nothing left to resume
         assert _staged(moto_endpoint, bucket) == ["reach-vendor/reach-9001-80-v1.wav"]
+
+
+def test_text_backends_refuse_languages_they_cannot_align_before_submitting(
+    tmp_path: Path, claudio: FakeRemoteTranscription, clips: list[Clip]
+) -> None:
+    audio, duration = pcm(clips[0], tmp_path)
+    engine = processors.create(
+        "remote_transcription", _claudio_options(tmp_path, claudio, "claudio-secret-456")
+    )
+    request = Checkpoints().request(audio, duration, REF)
+    request.language = "German"
+    with pytest.raises(UnsupportedTaskError, match="German"):
+        engine.process(request)
+    assert claudio.submissions == 0 and claudio.uploads == []

@@ -94,6 +94,7 @@ class AlteryxBackend:
         staging.finish()
 
     def submit(self, request: ProcessingRequest) -> Job:
+        transcripts.check_alignable(self.output_format, request, self.name)
         key, url = stage_for_url(self.staging, request)
         questions = [
             {"name": self.media_question, "value": url},

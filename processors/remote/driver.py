@@ -185,8 +185,13 @@ class RemoteJobProcessor:
                 self._cancel(request, job)
             raise
         if status.state == RemoteState.SUCCEEDED:
-            # A failed fetch propagates with the checkpoint intact: the retry fetches again.
-            transcript = self.backend.fetch(job, status, request)
+            # An unavailable service propagates with the checkpoint intact (the retry
+            # fetches again); an unusable transcript ends the task, so clean up first.
+            try:
+                transcript = self.backend.fetch(job, status, request)
+            except ProcessorError:
+                self._cleanup(job)
+                raise
             self._cleanup(job)
             request.progress(1.0)
             return transcript

@@ -80,6 +80,7 @@ class RemoteTranscriptionBackend:
         return {"key": self.key, "secret": self.secret}
 
     def submit(self, request: ProcessingRequest) -> Job:
+        transcripts.check_alignable("text", request, self.name)
         wav = write_wav(request)
         try:
             with wav.open("rb") as f:

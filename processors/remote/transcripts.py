@@ -22,7 +22,13 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from processors.base import ProcessingRequest, ProcessorError, Transcript, Word
+from processors.base import (
+    ProcessingRequest,
+    ProcessorError,
+    Transcript,
+    UnsupportedTaskError,
+    Word,
+)
 
 FORMATS = ("transcribe_json", "words_json", "smartdocumentor_json", "text")
 ALIGNMENT = 3
@@ -62,6 +68,16 @@ def parse(
     else:
         raise ProcessorError(f"{engine}: unknown output format {fmt!r}")
     return _transcript(words, request, engine)
+
+
+def check_alignable(fmt: str, request: ProcessingRequest, engine: str) -> None:
+    """Refuse, before anything is submitted and paid for, a task whose text could not be
+    aligned afterwards: the local aligner has an English model only."""
+    if fmt == "text" and not request.language.strip().lower().startswith("english"):
+        raise UnsupportedTaskError(
+            f"language {request.language!r} cannot be served by the {engine} engine: its "
+            "text is aligned locally, in English only"
+        )
 
 
 def align_text(

@@ -150,6 +150,7 @@ class VeevaVaultBackend:
         raise AssertionError("unreachable")
 
     def submit(self, request: ProcessingRequest) -> Job:
+        transcripts.check_alignable(self.output_format, request, self.name)
         key, url = stage_for_url(self.staging, request)
         with removed_on_failure(self.staging, key):
             answer = self._call(
