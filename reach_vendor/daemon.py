@@ -20,7 +20,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 import processors
 from processors.base import Processor
-from reach_vendor.config import Settings
+from reach_vendor.config import ConfigError, Settings
 from reach_vendor.kaltura.gateway import KalturaApiError, KalturaGateway, KalturaTransientError
 from reach_vendor.pipeline import Pipeline
 from reach_vendor.store import TaskStore
@@ -43,9 +43,7 @@ class Daemon:
         self.gateway = gateway or KalturaGateway(
             settings.kaltura, settings.kaltura.app_token.resolve_token()
         )
-        self.processor = processor or processors.create(
-            *settings.processors.engine(settings.processors.default)
-        )
+        self.processor = processor or create_processor(settings)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.pipeline = Pipeline(settings, self.store, self.gateway, self.processor, self.owner)
         self.shutdown = threading.Event()
@@ -169,6 +167,17 @@ class Daemon:
         for t in threads:
             t.join(timeout=60)
         log.info("reach-vendor stopped")
+
+
+def create_processor(settings: Settings) -> Processor:
+    """The configured default engine; a bad engine option is a configuration error (exit
+    78, one line naming the engine), found at start-up and by `check-config`."""
+    name = settings.processors.default
+    try:
+        return processors.create(*settings.processors.engine(name))
+    except ValueError as exc:
+        where = "engines." + name if name in settings.processors.engines else "default"
+        raise ConfigError(f"processors.{where}: {exc}") from None
 
 
 def _now_utc() -> datetime:

@@ -63,3 +63,27 @@ def test_engine_options_are_checked_at_creation(tmp_path: Path) -> None:
             {"base_url": "http://127.0.0.1:9", "client_id": "c", "client_secret_file": str(secret),
              "workflow_id": "w", "output_format": "docx", "staging": {"bucket": "b"}},
         )  # fmt: skip
+
+
+def test_bad_engine_option_is_a_config_error_naming_the_engine(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "kaltura:\n  service_url: http://127.0.0.1:1\n  partner_id: 1\n"
+        "  app_token: {id: x, token: supersecretvalue}\n"
+        "processors:\n  default: claudio\n  engines:\n    claudio:\n"
+        "      type: remote_transcription\n      base_url: http://127.0.0.1:9\n"
+        f"      key_file: {tmp_path / 'missing'}\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "reach_vendor", "check-config", "--offline", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 78, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("reach-vendor: config error: processors.engines.claudio:")
+    assert "'key_file': cannot read" in line
