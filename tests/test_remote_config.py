@@ -87,3 +87,22 @@ def test_bad_engine_option_is_a_config_error_naming_the_engine(tmp_path: Path) -
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith("reach-vendor: config error: processors.engines.claudio:")
     assert "'key_file': cannot read" in line
+
+
+def test_resubmitted_task_forgets_the_previous_remote_job(tmp_path: Path) -> None:
+    """A customer re-submission is new work: resuming the old remote job would deliver the
+    old result."""
+    from reach_vendor.states import TaskState
+    from reach_vendor.store import TaskStore
+    from tests.test_store import offered
+
+    store = TaskStore(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    store.record_offered([offered(1)])
+    rec = store.by_kaltura_id(1)
+    assert rec is not None and rec.id is not None
+    store.update(rec.id, state=TaskState.RUNNING, processor_state='{"job": {"id": "j1"}}')
+    assert store.get(rec.id).processor_state  # type: ignore[union-attr]
+    store.update(rec.id, state=TaskState.FAILED)
+    store.record_offered([offered(1, version=2)])
+    again = store.get(rec.id)
+    assert again is not None and again.state == "queued" and again.processor_state is None
