@@ -52,7 +52,13 @@ class Services:
         self.fake: Any = None
         staging = staging_options(tmp_path, moto, self.bucket)
         if backend == "amazon_transcribe":
-            self.options: dict[str, Any] = {**staging, "poll_initial_s": 0.5}
+            # One moto serves the whole session and emulator task ids repeat per test.
+            prefix = f"{self.bucket}-"
+            self.options: dict[str, Any] = {
+                **staging,
+                "poll_initial_s": 0.5,
+                "job_name_prefix": prefix,
+            }
         elif backend == "remote_transcription":
             self.fake = stack.enter_context(FakeRemoteTranscription("ck-123456", "cs-654321"))
             self.options = {
@@ -289,7 +295,7 @@ def test_customer_abort_cancels_the_remote_job(
 
     transcribe = boto3.client("transcribe", endpoint_url=moto_endpoint, region_name="us-east-1",
                               aws_access_key_id="t", aws_secret_access_key="t")  # fmt: skip
-    jobs = transcribe.list_transcription_jobs(JobNameContains=f"-{task_id}-")
+    jobs = transcribe.list_transcription_jobs(JobNameContains=services.bucket)
     assert jobs["TranscriptionJobSummaries"] == []  # deleted: Transcribe's only way to stop
     assert s3(moto_endpoint).list_objects_v2(Bucket=services.bucket).get("KeyCount") == 0
     assert emulator.caption_assets(emulator.task(task_id)["entryId"]) == []

@@ -10,7 +10,8 @@ engine's, so they honour the reach profile's line limits.
 Options: `bucket` (staging and output), `output_bucket` (default: `bucket`), `prefix`,
 `region`, `endpoint_url` (S3 and Transcribe, for compatible endpoints and tests),
 `access_key_id_file`/`secret_access_key_file` (else boto3's credential chain),
-`delete_staged_media` (default true), `multipart_threshold_mb`, `multipart_chunksize_mb`,
+`delete_staged_media` (default true), `job_name_prefix` (for deployments sharing an account),
+`multipart_threshold_mb`, `multipart_chunksize_mb`,
 `language_codes` (Kaltura language name -> Transcribe code, merged over a small default map).
 """
 
@@ -97,9 +98,12 @@ class AmazonTranscribeBackend:
         self.output_bucket = opts.text("output_bucket", self.staging.bucket)
         self.language_codes = {**LANGUAGE_CODES, **opts.mapping("language_codes")}
         self.transcribe = s3_client(opts, "transcribe")
+        # Job names are unique per AWS account and region: deployments (staging, prod)
+        # sharing an account need a prefix each, or one would resume the other's jobs.
+        self.job_name_prefix = opts.text("job_name_prefix", "")
 
     def _names(self, request: ProcessingRequest) -> tuple[str, str]:
-        name = safe_name(request.reference)[:200]
+        name = safe_name(self.job_name_prefix + request.reference)[:200]
         return name, self.staging.key(f"{name}.json")
 
     def submit(self, request: ProcessingRequest) -> Job:
