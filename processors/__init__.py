@@ -16,6 +16,7 @@ from processors.base import (
     ProcessingRequest,
     Processor,
     ProcessorError,
+    ProcessorUnavailable,
     Transcript,
     UnsupportedTaskError,
     Word,
@@ -27,6 +28,7 @@ __all__ = [
     "ProcessingRequest",
     "Processor",
     "ProcessorError",
+    "ProcessorUnavailable",
     "Transcript",
     "UnknownProcessorError",
     "UnsupportedTaskError",
@@ -89,3 +91,13 @@ def _faster_whisper(options: dict[str, Any]) -> Processor:
 
 
 register("faster-whisper", _faster_whisper)
+
+
+def _register_remote() -> None:
+    from processors import remote
+
+    for type_name in remote.TYPES:
+        register(type_name, remote.factory(type_name))
+
+
+_register_remote()

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 SAMPLE_RATE = 16_000
 """Every processor receives signed 16-bit little-endian mono PCM at this rate."""
@@ -28,6 +28,12 @@ class ProcessorError(Exception):
 
 class UnsupportedTaskError(ProcessorError):
     """The processor cannot serve this task's feature or language."""
+
+
+class ProcessorUnavailable(Exception):
+    """The processor's service cannot serve now (unreachable, rate-limited, credentials
+    refused): nobody's fault in the task, so the daemon retries the task later instead of
+    failing it. Its message must not contain secrets either."""
 
 
 class ProcessingCancelled(Exception):
@@ -79,6 +85,18 @@ class ProcessingRequest:
     cancel: threading.Event = field(default_factory=threading.Event)
     progress: Callable[[float], None] = lambda fraction: None
     """Called with 0..1 as audio is consumed, for status pages and metrics."""
+    reference: str = ""
+    """Stable name of this piece of work (e.g. "reach-<partner>-<task>-v<version>"): remote
+    services get it as their job name or external id, so a submission whose answer was lost
+    can be found again instead of being made twice."""
+    checkpoint: dict[str, Any] = field(default_factory=dict)
+    """What the processor saved for this task before a restart (e.g. a remote job id)."""
+    save_checkpoint: Callable[[dict[str, Any]], None] = lambda state: None
+    """Persists the processor's state with the task before it returns; a remote processor
+    calls it right after submitting, so a restarted daemon polls the same job again."""
+    shutdown: threading.Event = field(default_factory=threading.Event)
+    """Set when `cancel` is set because the daemon stops rather than the customer aborted:
+    remote jobs are then left running, to be resumed after the restart."""
 
     def check_cancelled(self) -> None:
         if self.cancel.is_set():

@@ -196,15 +196,15 @@ class ProcessorsConfig(_Section):
     def all_engines(self) -> dict[str, dict[str, Any]]:
         return {**self.options, **self.engines}
 
+    def engine(self, name: str) -> tuple[str, dict[str, Any]]:
+        """The processor type and options behind an engine name."""
+        opts = self.all_engines().get(name) or {}
+        return str(opts.get("type", name)), {k: v for k, v in opts.items() if k != "type"}
+
     def pool(self) -> ProcessorPool:
         from processors.routing import Engine, ProcessorPool, Route
 
-        engines = {
-            name: Engine(
-                str(opts.get("type", name)), {k: v for k, v in opts.items() if k != "type"}
-            )
-            for name, opts in self.all_engines().items()
-        }
+        engines = {name: Engine(*self.engine(name)) for name in self.all_engines()}
         routes = [
             Route(
                 processor=r.processor,

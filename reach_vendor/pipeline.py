@@ -10,6 +10,7 @@ back (aborted: stop and deliver nothing).
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import shutil
@@ -23,6 +24,7 @@ from processors.base import (
     ProcessingCancelled,
     ProcessingRequest,
     ProcessorError,
+    ProcessorUnavailable,
     Transcript,
     UnsupportedTaskError,
     Word,
@@ -130,7 +132,7 @@ class Pipeline:
                 self._finish(ctx, TaskState.FAILED, f"access key rejected, cannot continue: {exc}")
             else:
                 self._fail(ctx, f"Kaltura rejected a request: {exc}")
-        except KalturaTransientError as exc:
+        except (KalturaTransientError, ProcessorUnavailable) as exc:
             self._retry_later(ctx, str(exc))
         except Exception as exc:  # a bug or an unexpected environment problem
             log.exception("unexpected error", extra=ctx.log_extra)
@@ -238,6 +240,10 @@ class Pipeline:
             service_feature=spec.service_feature,
             dictionary=spec.dictionary,
             transcript_text=alignment_text,
+            reference=f"reach-{ctx.rec.partner_id}-{ctx.rec.kaltura_task_id}-v{ctx.rec.version}",
+            checkpoint=json.loads(ctx.rec.processor_state or "{}"),
+            save_checkpoint=lambda state: self._save_checkpoint(ctx, state),
+            shutdown=shutdown,
         )
         keeper = _TaskKeeper(self, ctx, request, shutdown)
         keeper.extend_key_if_due()
@@ -291,6 +297,9 @@ class Pipeline:
         if not text.strip():
             raise ProcessorError("the transcript to align is empty")
         return text
+
+    def _save_checkpoint(self, ctx: _Context, state: dict[str, Any]) -> None:
+        ctx.rec = self.store.update(ctx.id, processor_state=json.dumps(state, sort_keys=True))
 
     def _upload_caption(
         self, ctx: _Context, spec: TaskSpec, transcript: Transcript

@@ -52,6 +52,8 @@ class TaskRecord(SQLModel, table=True):
     transcript_asset_id: str | None = None
     accuracy: int | None = None
     processor: str | None = None
+    processor_state: str | None = None
+    """JSON the processor checkpointed (e.g. a remote job id), so a restart resumes the job."""
 
     created_at: float = Field(default_factory=time.time)
     updated_at: float = Field(default_factory=time.time)
@@ -182,6 +184,7 @@ class TaskStore:
                     rec.next_attempt_at = 0.0
                     rec.error = None
                     rec.caption_asset_id = rec.transcript_asset_id = None
+                    rec.processor_state = None
                     s.add(TaskEvent(task_id=rec.id, state=rec.state, message="re-submitted"))
                 s.add(rec)
             s.commit()

@@ -137,3 +137,18 @@ def secrets_seen(emu: KalturaEmulator, vendor: Vendor) -> list[str]:
             values.append(str(task["accessKey"]))
     values.extend(emu.issued_ks())
     return values
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """S3 and Transcribe on loopback (moto's server mode): the real boto3 wire protocol,
+    no AWS account, no network beyond 127.0.0.1."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()

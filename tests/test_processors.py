@@ -21,6 +21,7 @@ from processors import (
     UnknownProcessorError,
     UnsupportedTaskError,
     Word,
+    remote,
 )
 from processors.pocketsphinx_engine import PocketSphinxProcessor
 from reach_vendor.media import decode_to_pcm
@@ -58,7 +59,8 @@ def test_registered_factory_receives_options(monkeypatch: pytest.MonkeyPatch) ->
 
     monkeypatch.setattr(processors, "_factories", dict(processors._factories))
     processors.register("echo", Echo)
-    assert processors.available() == ["echo", "faster-whisper", "pocketsphinx"]
+    expected = sorted(["echo", "faster-whisper", "pocketsphinx", *remote.TYPES])
+    assert processors.available() == expected
     created = processors.create("echo", {"level": 3})
     assert isinstance(created, Echo) and created.options == {"level": 3}
     assert isinstance(processors.create("echo"), Echo)
