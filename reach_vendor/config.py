@@ -76,6 +76,9 @@ class KalturaConfig(_Section):
 
 class DatabaseConfig(_Section):
     url: str = "sqlite:///reach-vendor.sqlite3"
+    """SQLite for one host; `postgresql+psycopg://...` for several replicas sharing tasks."""
+    key_file: Path | None = None
+    """Fernet key (credentials file) to encrypt stored access keys; unset: stored as is."""
 
 
 class PollingConfig(_Section):
@@ -90,6 +93,8 @@ class WorkersConfig(_Section):
     lease_s: float = Field(default=600, gt=0)
     access_key_margin_s: float = Field(default=3600, ge=0)
     """Extend a task's access key when less than this is left before it expires."""
+    fairness_window_s: float = Field(default=3600, gt=0)
+    """Tasks due within the same window count as equally urgent: partners take turns."""
 
 
 class ProcessorsConfig(_Section):
