@@ -74,4 +74,11 @@ def _pocketsphinx(options: dict[str, Any]) -> Processor:
     return PocketSphinxProcessor(options)
 
 
+def _scripted(options: dict[str, Any]) -> Processor:
+    from processors.scripted import ScriptedProcessor
+
+    return ScriptedProcessor(options)
+
+
 register("pocketsphinx", _pocketsphinx)
+register("scripted", _scripted)

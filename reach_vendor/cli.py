@@ -81,7 +81,7 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     from reach_vendor.store import TaskStore
 
     settings = _load(args.config)
-    store = TaskStore(settings.database.url)
+    store = TaskStore(settings.database.url, key_file=settings.database.key_file)
     rows = store.all()
     print(
         f"{'TASK':>10}  {'PARTNER':>8}  {'ENTRY':<12}  {'STATE':<10}  {'STAGE':<10}  "

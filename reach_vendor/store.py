@@ -296,7 +296,7 @@ class TaskStore:
                 .where(*_runnable(now))
                 .order_by(*order)
                 .limit(1)
-                .with_for_update(skip_locked=True, of=TaskRecord)  # type: ignore[arg-type]
+                .with_for_update(skip_locked=True, of=TaskRecord)
             ).first()
             if rec is None:
                 s.rollback()
