@@ -122,6 +122,33 @@ def run_daemon_once(config: Path, timeout: float = 240) -> subprocess.CompletedP
     )
 
 
+PG_ADMIN_DSN = os.environ.get("REACH_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+"""Where tests create (and drop) their own throw-away databases; never used for data."""
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database of this test's own (`reach_test_<random>`), dropped after.
+
+    The server is shared with other users, so nothing is ever created outside this
+    database. Skips only when no server answers; scripts/test.sh starts one if it is down.
+    """
+    psycopg = pytest.importorskip("psycopg", reason="psycopg not installed (extra: postgres)")
+    try:
+        admin = psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        pytest.skip(f"no PostgreSQL server reachable at {PG_ADMIN_DSN}: {first_line}")
+    name = f"reach_test_{secrets.token_hex(6)}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    try:
+        yield f"{base}/{name}"
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
 def secrets_seen(emu: KalturaEmulator, vendor: Vendor) -> list[str]:
     """Every secret the daemon was given or handed by Kaltura during a run."""
     values = [vendor.app_token]
