@@ -2,8 +2,10 @@
 
 Every task Kaltura offers is written here with its access key before any work starts, so
 a crash at any point leaves a row that says what was done. Work is handed out through
-leases (owner + expiry) rather than in-memory queues, which is what lets several worker
-threads, and later several replicas on PostgreSQL, share one table safely.
+leases (owner + expiry, kept alive by heartbeats) rather than in-memory queues, which is
+what lets several worker threads, and several replicas on PostgreSQL, share one table
+safely. The schema comes from the Alembic migrations (`reach_vendor.migrate`), never from
+`create_all`, so every database in the field can be upgraded in place.
 Times are epoch seconds (float): no time-zone ambiguity between SQLite and PostgreSQL.
 """
 
