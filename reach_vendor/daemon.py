@@ -39,9 +39,7 @@ class Daemon:
         processor: Processor | None = None,
     ) -> None:
         self.settings = settings
-        self.store = store or TaskStore(
-            settings.database.url, key_file=settings.database.key_file
-        )
+        self.store = store or TaskStore(settings.database.url, key_file=settings.database.key_file)
         self.gateway = gateway or KalturaGateway(
             settings.kaltura, settings.kaltura.app_token.resolve_token()
         )
