@@ -4,6 +4,7 @@ and a way to run the real `reach-vendor` process against them."""
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -138,7 +139,8 @@ def pg_url() -> Iterator[str]:
         admin = psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=3)
     except psycopg.OperationalError as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        pytest.skip(f"no PostgreSQL server reachable at {PG_ADMIN_DSN}: {first_line}")
+        where = re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", PG_ADMIN_DSN)
+        pytest.skip(f"no PostgreSQL server reachable at {where}: {first_line}")
     name = f"reach_test_{secrets.token_hex(6)}"
     admin.execute(f'CREATE DATABASE "{name}"')
     base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
