@@ -362,6 +362,7 @@ class Pipeline:
         except KalturaTransientError as exc:
             attempts = ctx.rec.attempts + 1
             delay = retry_delay_s(attempts, self.settings.workers.retry_base_s, cap_s=600.0)
+            delay *= 0.75 + random.random() / 2  # replicas that failed together spread out
             ctx.rec = self.store.update(
                 ctx.id, stage=Stage.REPORT_ERROR, error=reason, attempts=attempts
             )
