@@ -1,5 +1,6 @@
 """Access keys encrypted at rest with a key from `database.key_file` (real Fernet, real
-databases): the raw storage never holds the plaintext, the daemon still reads it."""
+databases, the real daemon process): the raw storage never holds the plaintext, the daemon
+still reads it."""
 
 from __future__ import annotations
 
@@ -10,8 +11,17 @@ from cryptography.fernet import Fernet
 from sqlalchemy import text
 
 from reach_vendor.config import ConfigError
+from reach_vendor.emulator import KalturaEmulator
 from reach_vendor.secretbox import SecretBoxError
 from reach_vendor.store import OfferedTask, TaskStore
+from tests.conftest import (
+    Clip,
+    Vendor,
+    add_speech_task,
+    run_daemon_once,
+    secrets_seen,
+    write_config,
+)
 
 SECRET_KEY = "djJ8NDEyNDgzMnx0aGlzLWlzLWEtdmVyeS1zZWNyZXQtYWNjZXNzLWtleQ"
 
@@ -87,3 +97,26 @@ def test_unusable_key_file_is_a_config_error(tmp_path: Path) -> None:
         TaskStore(f"sqlite:///{tmp_path / 'db.sqlite3'}", key_file=bad)
     with pytest.raises(ConfigError, match=r"^database\.key_file: cannot read"):
         TaskStore(f"sqlite:///{tmp_path / 'db.sqlite3'}", key_file=tmp_path / "missing")
+
+
+def test_daemon_with_key_file_delivers_and_stores_no_plaintext_key(
+    tmp_path: Path, emulator: KalturaEmulator, vendor: Vendor, clips: list[Clip]
+) -> None:
+    task_id = add_speech_task(emulator, vendor, clips[0], access_key_ttl_s=60)
+    cfg = write_config(
+        tmp_path,
+        emulator,
+        vendor,
+        database={"key_file": str(key_file(tmp_path))},
+        processors={"default": "scripted"},
+        workers={"access_key_margin_s": 3600},  # the key is extended: a second key stored
+    )
+    result = run_daemon_once(cfg, timeout=90)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert emulator.task(task_id)["status"] == 2
+    keys = [k for k in secrets_seen(emulator, vendor) if k != vendor.app_token]
+    assert len(keys) >= 2
+    raw = b"".join(p.read_bytes() for p in tmp_path.glob("reach.sqlite3*"))
+    assert raw and b"fernet:" in raw
+    for key in keys:
+        assert key.encode() not in raw
