@@ -60,10 +60,12 @@ class Daemon:
     def poll(self) -> int:
         """One getJobs sweep; returns how many new tasks were recorded.
 
-        With replicas sharing a PostgreSQL store only one of them polls at a time (the
-        store's poll lock); the others skip this round and just work on what is stored.
+        With replicas sharing a PostgreSQL store only one of them polls at a time, and
+        not sooner than `polling.interval_s` after another did (the store's poll lock);
+        the others skip this round and just work on what is stored.
         """
-        with self.store.poll_lock() as ours:
+        # A little under the interval, so scheduling jitter does not skip a whole round.
+        with self.store.poll_lock(self.settings.polling.interval_s * 0.8) as ours:
             if not ours:
                 log.debug("another replica is polling getJobs; skipping this round")
                 return 0

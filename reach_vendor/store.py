@@ -89,6 +89,15 @@ class TaskEvent(SQLModel, table=True):
     message: str
 
 
+class PollState(SQLModel, table=True):
+    """One row: when a replica last polled getJobs (PostgreSQL; see `poll_lock`)."""
+
+    __tablename__ = "poll_state"
+
+    id: int = Field(default=1, primary_key=True)
+    last_poll_at: float
+
+
 @dataclass(frozen=True)
 class OfferedTask:
     """What getJobs told us about a task; the input to `TaskStore.record_offered`."""
@@ -393,12 +402,15 @@ class TaskStore:
             s.commit()
 
     @contextmanager
-    def poll_lock(self) -> Iterator[bool]:
+    def poll_lock(self, min_interval_s: float = 0.0) -> Iterator[bool]:
         """Whether this replica may poll getJobs now; held for the `with` block.
 
         PostgreSQL: a transaction-scoped advisory lock, tried without waiting, so of
         several replicas exactly one polls at a time and a crashed poller's lock goes with
-        its connection. SQLite (one host, one daemon): always yes.
+        its connection. The time of the last poll is kept in `poll_state`, so a replica
+        also says no when another one polled less than `min_interval_s` ago: the whole
+        group calls getJobs at the configured rate, not once per replica.
+        SQLite (one host, one daemon): always yes.
         """
         if not self.is_postgres:
             yield True
@@ -409,7 +421,19 @@ class TaskStore:
                     text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": POLL_LOCK_KEY}
                 ).scalar()
             )
+            last = conn.execute(text("SELECT last_poll_at FROM poll_state WHERE id = 1")).scalar()
+            now = time.time()
+            if got and last is not None and now - float(last) < min_interval_s:
+                got = False
             yield got
+            if got:
+                conn.execute(
+                    text(
+                        "INSERT INTO poll_state (id, last_poll_at) VALUES (1, :now) "
+                        "ON CONFLICT (id) DO UPDATE SET last_poll_at = :now"
+                    ),
+                    {"now": now},
+                )
 
     # -- progress -------------------------------------------------------------------
 

@@ -133,6 +133,23 @@ def test_only_one_replica_holds_the_poll_lock(pg_url: str) -> None:
         b.close()
 
 
+def test_replicas_together_poll_at_the_configured_rate(pg_url: str) -> None:
+    a, b = TaskStore(pg_url), TaskStore(pg_url)
+    try:
+        with a.poll_lock(60) as a_got:
+            assert a_got
+        with b.poll_lock(60) as b_got:
+            assert not b_got  # a polled a moment ago
+        with b.poll_lock(0.2) as b_got:
+            assert not b_got
+        time.sleep(0.25)
+        with b.poll_lock(0.2) as b_got:
+            assert b_got
+    finally:
+        a.close()
+        b.close()
+
+
 def test_sqlite_poll_lock_is_always_granted(tmp_path: Path) -> None:
     store = TaskStore(f"sqlite:///{tmp_path / 'db.sqlite3'}")
     with store.poll_lock() as got:

@@ -1,4 +1,4 @@
-"""Initial schema: tasks (with leases, attempts, processor state) and task_events.
+"""Initial schema: tasks (with leases, attempts, processor state), task_events, poll_state.
 
 Revision ID: 0001
 Revises:
@@ -70,8 +70,16 @@ def upgrade() -> None:
     )
     op.create_index("ix_task_events_task_id", "task_events", ["task_id"])
 
+    op.create_table(
+        "poll_state",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("last_poll_at", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("poll_state")
     op.drop_index("ix_task_events_task_id", table_name="task_events")
     op.drop_table("task_events")
     for name in (
