@@ -1,6 +1,7 @@
 """Three daemon processes (`reach-vendor run`) sharing one PostgreSQL database and one
 Kaltura: 200 tasks from four partners, every one READY with exactly one caption asset,
-none lost, none done twice.
+none lost, none done twice. Half-way, one replica is SIGKILLed while it holds tasks: the
+others take them over when its leases run out.
 
 The scripted processor (selected through `processors.default`) keeps this about the
 coordination, not about speech: media is still downloaded and decoded, captions rendered
@@ -11,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 from collections import Counter
@@ -57,7 +59,7 @@ def test_three_replicas_deliver_200_tasks_exactly_once(
             database={"url": pg_url},
             processors={"default": "scripted", "options": {"scripted": {"text": clip.text}}},
             polling={"interval_s": 0.5},
-            workers={"concurrency": 3, "lease_s": 15},
+            workers={"concurrency": 3, "lease_s": 6},
             logging={"format": "json", "level": "INFO"},
         )
         log_path = home / "daemon.log"
@@ -72,22 +74,36 @@ def test_three_replicas_deliver_200_tasks_exactly_once(
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
         )
+    store = TaskStore(pg_url)
+    victim = f"{socket.gethostname()}:{procs[0].pid}:"
+
+    def victim_holds() -> list[int]:
+        return [
+            r.kaltura_task_id
+            for r in store.all()
+            if r.lease_owner and r.lease_owner.startswith(victim) and r.state != "delivered"
+        ]
+
+    def ready() -> int:
+        return sum(emulator.task(t)["status"] == READY for t in task_ids)
+
     try:
-        wait_for(
-            lambda: all(emulator.task(t)["status"] == READY for t in task_ids),
-            timeout=110,
-            what=f"{TASKS} tasks READY",
-        )
+        wait_for(lambda: ready() >= TASKS // 4 and bool(victim_holds()), 90, "work under way")
+        procs[0].send_signal(signal.SIGKILL)
+        procs[0].wait(timeout=10)
+        orphaned = set(victim_holds())  # what the dead replica held: final now
+        wait_for(lambda: ready() == TASKS, timeout=110, what=f"{TASKS} tasks READY")
         elapsed = time.monotonic() - started
     finally:
-        for p in procs:
+        for p in procs[1:]:
             p.send_signal(signal.SIGTERM)
         codes = [p.wait(timeout=60) for p in procs]
         for h in handles:
             h.close()
     output = "\n".join(path.read_text() for path in logs)
-    assert codes == [0] * REPLICAS, output[-3000:]
-    print(f"\n{REPLICAS} replicas delivered {TASKS} tasks in {elapsed:.1f}s")
+    assert codes == [-signal.SIGKILL] + [0] * (REPLICAS - 1), output[-3000:]
+    assert orphaned
+    print(f"\n{REPLICAS} replicas (one SIGKILLed) delivered {TASKS} tasks in {elapsed:.1f}s")
 
     for t in task_ids:
         task = emulator.task(t)
@@ -97,7 +113,6 @@ def test_three_replicas_deliver_200_tasks_exactly_once(
         assert len(emulator.attachment_assets(task["entryId"])) == 1
     assert emulator.calls.count(("caption_captionasset", "add")) == TASKS
 
-    store = TaskStore(pg_url)
     try:
         records = store.all()
         assert len(records) == TASKS
@@ -110,11 +125,15 @@ def test_three_replicas_deliver_200_tasks_exactly_once(
                 for e in store.events(r.id)
                 if (m := re.match(r"claimed by (\S+)", e.message))
             ]
-            assert len(owners) == 1, (r.kaltura_task_id, owners)  # nobody did it twice
-            claims[owners[0]] += 1
+            if r.kaltura_task_id in orphaned:  # the dead replica's, then a live one's
+                assert len(owners) == 2 and owners[0].startswith(victim), owners
+                assert not owners[1].startswith(victim)
+            else:
+                assert len(owners) == 1, (r.kaltura_task_id, owners)  # nobody did it twice
+            claims[owners[-1]] += 1
     finally:
         store.close()
-    print(f"claims per replica: {sorted(claims.values())}")
+    print(f"deliveries per replica: {sorted(claims.values())}; taken over: {len(orphaned)}")
     assert len(claims) == REPLICAS  # the work was shared, not done by one replica
     for secret in secrets_seen(emulator, vendor):
         assert secret not in output
