@@ -76,6 +76,12 @@ def _pocketsphinx(options: dict[str, Any]) -> Processor:
     return PocketSphinxProcessor(options)
 
 
+def _scripted(options: dict[str, Any]) -> Processor:
+    from processors.scripted import ScriptedProcessor
+
+    return ScriptedProcessor(options)
+
+
 register("pocketsphinx", _pocketsphinx)
 
 
@@ -101,3 +107,6 @@ def _register_remote() -> None:
 
 
 _register_remote()
+
+
+register("scripted", _scripted)

@@ -105,7 +105,7 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     from reach_vendor.store import TaskStore
 
     settings = _load(args.config)
-    store = TaskStore(settings.database.url)
+    store = TaskStore(settings.database.url, key_file=settings.database.key_file)
     try:
         if args.action == "list":
             _print_task_table(ops_queries.find_tasks(store, state=args.state, limit=args.limit))

@@ -115,6 +115,9 @@ class KalturaConfig(_Section):
 
 class DatabaseConfig(_Section):
     url: str = "sqlite:///reach-vendor.sqlite3"
+    """SQLite for one host; `postgresql+psycopg://...` for several replicas sharing tasks."""
+    key_file: Path | None = None
+    """Fernet key (credentials file) to encrypt stored access keys; unset: stored as is."""
 
 
 class PollingConfig(_Section):
@@ -132,6 +135,8 @@ class WorkersConfig(_Section):
     shutdown_grace_s: float = Field(default=60, ge=0)
     """At SIGTERM, how long running tasks get to finish or release (below TimeoutStopSec)."""
 
+    fairness_window_s: float = Field(default=3600, gt=0)
+    """Tasks due within the same window count as equally urgent: partners take turns."""
 
 class RouteMatchConfig(_Section):
     """Conditions of a routing rule; each takes one value or a list of alternatives."""

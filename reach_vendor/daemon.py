@@ -40,7 +40,7 @@ class Daemon:
         processor: Processor | None = None,
     ) -> None:
         self.settings = settings
-        self.store = store or TaskStore(settings.database.url)
+        self.store = store or TaskStore(settings.database.url, key_file=settings.database.key_file)
         self.gateway = gateway or KalturaGateway(
             settings.kaltura, settings.kaltura.app_token.resolve_token()
         )
@@ -59,17 +59,27 @@ class Daemon:
     # -- polling --------------------------------------------------------------------
 
     def poll(self) -> int:
-        """One getJobs sweep; returns how many new tasks were recorded."""
-        try:
-            offered = self.gateway.fetch_jobs()
-        except (KalturaApiError, KalturaTransientError) as exc:
-            self.last_poll_error = str(exc)
-            metrics.poll_done(ok=False)
-            log.error("getJobs failed: %s", exc)
-            return 0
-        self.last_poll_error = None
-        metrics.poll_done(ok=True)
-        new = self.store.record_offered(offered)
+        """One getJobs sweep; returns how many new tasks were recorded.
+
+        With replicas sharing a PostgreSQL store only one of them polls at a time, and
+        not sooner than `polling.interval_s` after another did (the store's poll lock);
+        the others skip this round and just work on what is stored.
+        """
+        # A little under the interval, so scheduling jitter does not skip a whole round.
+        with self.store.poll_lock(self.settings.polling.interval_s * 0.8) as ours:
+            if not ours:
+                log.debug("another replica is polling getJobs; skipping this round")
+                return 0
+            try:
+                offered = self.gateway.fetch_jobs()
+            except (KalturaApiError, KalturaTransientError) as exc:
+                self.last_poll_error = str(exc)
+                metrics.poll_done(ok=False)
+                log.error("getJobs failed: %s", exc)
+                return 0
+            self.last_poll_error = None
+            metrics.poll_done(ok=True)
+            new = self.store.record_offered(offered)
         if offered:
             log.info("getJobs offered %d tasks, %d new", len(offered), new)
         with self._wake:
@@ -87,7 +97,10 @@ class Daemon:
     # -- workers --------------------------------------------------------------------
 
     def _work_one(self, name: str) -> bool:
-        rec = self.store.claim_next(self.owner, self.settings.workers.lease_s)
+        workers = self.settings.workers
+        rec = self.store.claim_next(
+            self.owner, workers.lease_s, fairness_window_s=workers.fairness_window_s
+        )
         if rec is None:
             return False
         with self._busy_lock:
@@ -110,11 +123,25 @@ class Daemon:
                 with self._wake:
                     self._wake.wait(timeout=1.0)
 
+    def _heartbeat_loop(self) -> None:
+        """Keep every lease of this process alive, whatever stage its tasks are in.
+
+        Leases are what other replicas look at: while this runs they stay away; if the
+        process dies, the leases run out within `workers.lease_s` and are taken over.
+        """
+        interval = max(0.2, self.settings.workers.lease_s / 3)
+        while not self.shutdown.wait(interval):
+            try:
+                self.store.heartbeat(self.owner, self.settings.workers.lease_s)
+            except Exception:
+                log.exception("lease heartbeat failed")
+
     def _start_workers(self) -> list[threading.Thread]:
         threads = [
             threading.Thread(target=self._worker_loop, args=(f"w{i}",), name=f"worker-{i}")
             for i in range(self.settings.workers.concurrency)
         ]
+        threads.append(threading.Thread(target=self._heartbeat_loop, name="lease-heartbeat"))
         for t in threads:
             t.start()
         return threads

@@ -68,6 +68,14 @@ class TaskAborted(Exception):
     """Kaltura no longer wants this task (customer abort or re-submission)."""
 
 
+class LeaseLost(Exception):
+    """Our lease ran out and another worker (maybe another replica) has the task now.
+
+    Stopping without touching the task is the only safe move: the new owner resumes it
+    from the recorded stage, and two owners uploading would duplicate the deliverable.
+    """
+
+
 @dataclass
 class _Context:
     rec: TaskRecord
@@ -115,6 +123,8 @@ class Pipeline:
             self._run(ctx, shutdown)
         except _AlreadyDone:
             pass
+        except LeaseLost:
+            log.warning("lease lost to another worker; leaving the task to it", extra=ctx.log_extra)
         except TaskAborted as exc:
             self._finish(ctx, TaskState.ABORTED, f"aborted: {exc}")
         except ProcessingCancelled:
@@ -129,7 +139,7 @@ class Pipeline:
             if exc.code in _GONE_CODES:
                 self._finish(ctx, TaskState.ABORTED, f"Kaltura no longer offers the task: {exc}")
             elif exc.code == "INVALID_KS":
-                self._finish(ctx, TaskState.FAILED, f"access key rejected, cannot continue: {exc}")
+                self._finish(ctx, TaskState.FAILED, _invalid_key_reason(ctx.rec, exc))
             else:
                 self._fail(ctx, f"Kaltura rejected a request: {exc}")
         except (KalturaTransientError, ProcessorUnavailable) as exc:
@@ -146,27 +156,39 @@ class Pipeline:
         task_dir = self.work_dir / "tasks" / str(ctx.rec.kaltura_task_id)
         task_dir.mkdir(parents=True, exist_ok=True)
         try:
-            if ctx.rec.caption_asset_id is None or ctx.rec.accuracy is None:
+            if self._only_ready_missing(ctx, spec):
+                self._set_ready_after_crash(ctx, spec)
+            else:
+                # From the start, or after a crash between the caption upload and the
+                # transcript: the transcript is made again, the caption (found by its
+                # task tag) is reused, not uploaded a second time.
                 transcript = self._transcribe(ctx, spec, task_dir, shutdown)
                 self._check_still_wanted(ctx)
                 caption_id, accuracy = self._upload_caption(ctx, spec, transcript)
                 self._finish_delivery(ctx, spec, transcript, caption_id, accuracy)
-            else:
-                # Caption already uploaded before a crash: only the READY step is missing.
-                self._set_ready_after_crash(ctx, spec)
         finally:
             if not self.settings.storage.keep_media:
                 shutil.rmtree(task_dir, ignore_errors=True)
 
     # -- stages ---------------------------------------------------------------------
 
+    def _only_ready_missing(self, ctx: _Context, spec: TaskSpec) -> bool:
+        """Caption and transcript were both delivered before a crash; READY was not set."""
+        rec = ctx.rec
+        if rec.caption_asset_id is None or rec.accuracy is None:
+            return False
+        return self.gateway.find_attachment(spec, rec.access_key) is not None
+
     def _stage(self, ctx: _Context, stage: Stage, message: str) -> None:
+        """Record the stage we are entering, after making sure the task is still ours."""
+        if not self.store.renew_lease(ctx.id, self.owner, self.settings.workers.lease_s):
+            raise LeaseLost()
         ctx.rec = self.store.update(ctx.id, stage=stage, message=message)
         metrics.stage_started(ctx.id, stage.value)
         log.info(message, extra={**ctx.log_extra, "stage": stage.value})
 
     def _start(self, ctx: _Context) -> TaskSpec:
-        self._stage(ctx, Stage.CLAIM, "claimed")
+        self._stage(ctx, Stage.CLAIM, f"claimed by {self.owner}")
         rec = ctx.rec
         if rec.state == TaskState.QUEUED:
             spec = self.gateway.start_task(rec.kaltura_task_id, rec.access_key)
@@ -177,6 +199,8 @@ class Pipeline:
             raise _AlreadyDone()
         if spec.status != KalturaStatus.PROCESSING:
             raise TaskAborted(f"Kaltura reports {status_name(spec.status)}")
+        if rec.state == TaskState.RUNNING and spec.version != rec.version:
+            raise TaskAborted(_resubmitted(rec.version, spec.version))
         ctx.rec = self.store.update(
             ctx.id,
             state=TaskState.RUNNING,
@@ -187,10 +211,22 @@ class Pipeline:
         return spec
 
     def _check_still_wanted(self, ctx: _Context) -> None:
-        """A customer may abort between transcription and upload: deliver nothing then."""
-        status = self.gateway.task_status(ctx.rec.kaltura_task_id, ctx.rec.access_key)
+        """A customer may abort or re-submit between transcription and upload: deliver
+        nothing then (a re-submitted task comes back through getJobs as a new version)."""
+        reason = self.unwanted_reason(ctx)
+        if reason:
+            raise TaskAborted(reason)
+
+    def unwanted_reason(self, ctx: _Context) -> str | None:
+        """Why Kaltura no longer wants this run of the task, or None if it still does."""
+        status, version = self.gateway.task_status_and_version(
+            ctx.rec.kaltura_task_id, ctx.rec.access_key
+        )
         if status != KalturaStatus.PROCESSING:
-            raise TaskAborted(f"Kaltura reports {status_name(status)}")
+            return f"Kaltura reports {status_name(status)}"
+        if version != ctx.rec.version:
+            return _resubmitted(ctx.rec.version, version)
+        return None
 
     def _transcribe(
         self, ctx: _Context, spec: TaskSpec, task_dir: Path, shutdown: threading.Event
@@ -251,10 +287,18 @@ class Pipeline:
         t0 = time.monotonic()
         try:
             transcript = processor.process(request)
+        except ProcessingCancelled:
+            if keeper.lease_lost:
+                raise LeaseLost() from None
+            if keeper.abort_reason:
+                raise TaskAborted(f"{keeper.abort_reason} while processing") from None
+            raise
         finally:
             keeper.stop()
-        if keeper.aborted:
-            raise TaskAborted("aborted by the customer while processing")
+        if keeper.lease_lost:
+            raise LeaseLost()
+        if keeper.abort_reason:
+            raise TaskAborted(f"{keeper.abort_reason} while processing")
         request.check_cancelled()
         if not transcript.words:
             # An empty caption file is not something a customer can use or a player shows;
@@ -396,6 +440,7 @@ class Pipeline:
         except KalturaTransientError as exc:
             attempts = ctx.rec.attempts + 1
             delay = retry_delay_s(attempts, self.settings.workers.retry_base_s, cap_s=600.0)
+            delay *= 0.75 + random.random() / 2  # replicas that failed together spread out
             ctx.rec = self.store.update(
                 ctx.id, stage=Stage.REPORT_ERROR, error=reason, attempts=attempts
             )
@@ -447,6 +492,20 @@ class _AlreadyDone(TaskAborted):
     pass
 
 
+def _resubmitted(old: int, new: int) -> str:
+    return f"re-submitted by the customer (version {old} -> {new})"
+
+
+def _invalid_key_reason(rec: TaskRecord, exc: Exception) -> str:
+    """INVALID_KS on a task's access key: Kaltura cannot even be told about an ERROR with
+    it, so the task ends here with a reason ops can act on (the customer can re-submit)."""
+    expires = rec.access_key_expires_at
+    if expires is not None and expires <= time.time():
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(expires))
+        return f"access key expired at {when} and could not be extended: {exc}"
+    return f"access key rejected by Kaltura (INVALID_KS), cannot continue: {exc}"
+
+
 class _TaskKeeper(threading.Thread):
     """Runs beside a processor: renews the lease, extends the access key before it
     expires, notices customer aborts, and cancels the processor at shutdown."""
@@ -465,7 +524,9 @@ class _TaskKeeper(threading.Thread):
         self.shutdown = shutdown
         self._stopped = threading.Event()
         self._last = time.monotonic()
-        self.aborted = False
+        self.abort_reason: str | None = None
+        self.lease_lost = False
+        self._extension_refused = False
 
     def stop(self) -> None:
         self._stopped.set()
@@ -485,13 +546,34 @@ class _TaskKeeper(threading.Thread):
                 log.warning("keeper check failed: %s", redact(str(exc)), extra=self.ctx.log_extra)
 
     def extend_key_if_due(self) -> None:
-        """Extend the access key when it would expire within the configured margin."""
+        """Extend the access key when it would expire within the configured margin.
+
+        Kaltura refuses (CANNOT_EXTEND_ACCESS_KEY) when the task is no longer
+        PROCESSING: then the customer took it back and we stop (TaskAborted). If the
+        task is still wanted, the current key is kept, the refusal is recorded once and
+        the extension is tried again on the next tick; should the key run out anyway,
+        the next call fails with INVALID_KS and the task ends with that reason.
+        """
         ctx, p = self.ctx, self.p
         rec = ctx.rec
         expires = rec.access_key_expires_at
         if expires is None or expires - time.time() >= p.settings.workers.access_key_margin_s:
             return
-        new_key, new_expiry = p.gateway.extend_access_key(rec.kaltura_task_id, rec.access_key)
+        try:
+            new_key, new_expiry = p.gateway.extend_access_key(rec.kaltura_task_id, rec.access_key)
+        except KalturaApiError as exc:
+            if exc.code != "CANNOT_EXTEND_ACCESS_KEY":
+                raise
+            reason = p.unwanted_reason(ctx)
+            if reason:
+                raise TaskAborted(reason) from None
+            if not self._extension_refused:
+                self._extension_refused = True
+                p.store.update(
+                    ctx.id, message=f"access key not extended, keeping the current one: {exc}"
+                )
+            log.warning("access key not extended: %s", exc, extra=ctx.log_extra)
+            return
         ctx.rec = p.store.update(
             ctx.id,
             message="access key extended",
@@ -503,9 +585,15 @@ class _TaskKeeper(threading.Thread):
 
     def _tick(self) -> None:
         ctx, p = self.ctx, self.p
-        p.store.renew_lease(ctx.id, p.owner, p.settings.workers.lease_s)
-        self.extend_key_if_due()
-        status = p.gateway.task_status(ctx.rec.kaltura_task_id, ctx.rec.access_key)
-        if status != KalturaStatus.PROCESSING:
-            self.aborted = True
+        if not p.store.renew_lease(ctx.id, p.owner, p.settings.workers.lease_s):
+            self.lease_lost = True
+            self.request.cancel.set()
+            return
+        try:
+            self.extend_key_if_due()
+            reason = p.unwanted_reason(ctx)
+        except TaskAborted as exc:
+            reason = str(exc)
+        if reason:
+            self.abort_reason = reason
             self.request.cancel.set()

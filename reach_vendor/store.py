@@ -2,8 +2,10 @@
 
 Every task Kaltura offers is written here with its access key before any work starts, so
 a crash at any point leaves a row that says what was done. Work is handed out through
-leases (owner + expiry) rather than in-memory queues, which is what lets several worker
-threads, and later several replicas on PostgreSQL, share one table safely.
+leases (owner + expiry, kept alive by heartbeats) rather than in-memory queues, which is
+what lets several worker threads, and several replicas on PostgreSQL, share one table
+safely. The schema comes from the Alembic migrations (`reach_vendor.migrate`), never from
+`create_all`, so every database in the field can be upgraded in place.
 Times are epoch seconds (float): no time-zone ambiguity between SQLite and PostgreSQL.
 """
 
@@ -14,19 +16,29 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Index, event, update
+from sqlalchemy import BigInteger, Index, Text, cast, event, literal, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import StaticPool
+from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Field, Session, SQLModel, col, create_engine, func, or_, select
 
+from reach_vendor.secretbox import SecretBox
 from reach_vendor.states import TERMINAL, Stage, TaskState, check_transition
+
+POLL_LOCK_KEY = 0x7265_6163_6876
+"""PostgreSQL advisory lock key ("reachv") held by the replica that is polling getJobs."""
 
 
 class TaskRecord(SQLModel, table=True):
     __tablename__ = "tasks"
-    __table_args__ = (Index("ix_tasks_runnable", "state", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_tasks_runnable", "state", "next_attempt_at"),
+        Index("ix_tasks_partner_claimed", "partner_id", "claimed_at"),
+        Index("ix_tasks_lease_owner", "lease_owner"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     kaltura_task_id: int = Field(unique=True, index=True)
@@ -38,6 +50,7 @@ class TaskRecord(SQLModel, table=True):
     turn_around_time: int | None = None
     expected_finish_time: float | None = None
     access_key: str = Field(repr=False)
+    """The task's KS; ciphertext in the database when `database.key_file` is set."""
     access_key_expires_at: float | None = None
 
     state: str = Field(default=TaskState.QUEUED.value)
@@ -46,13 +59,15 @@ class TaskRecord(SQLModel, table=True):
     next_attempt_at: float = 0.0
     lease_owner: str | None = None
     lease_expires_at: float | None = None
+    claimed_at: float | None = None
+    """When the task was last leased; per partner, it decides whose turn it is."""
     error: str | None = None
 
     caption_asset_id: str | None = None
     transcript_asset_id: str | None = None
     accuracy: int | None = None
     processor: str | None = None
-    processor_state: str | None = None
+    processor_state: str | None = Field(default=None, sa_type=Text)
     """JSON the processor checkpointed (e.g. a remote job id), so a restart resumes the job."""
 
     created_at: float = Field(default_factory=time.time)
@@ -72,6 +87,15 @@ class TaskEvent(SQLModel, table=True):
     state: str
     stage: str | None = None
     message: str
+
+
+class PollState(SQLModel, table=True):
+    """One row: when a replica last polled getJobs (PostgreSQL; see `poll_lock`)."""
+
+    __tablename__ = "poll_state"
+
+    id: int = Field(default=1, primary_key=True)
+    last_poll_at: float
 
 
 @dataclass(frozen=True)
@@ -121,10 +145,30 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
+def _runnable(now: float) -> list[ColumnElement[bool]]:
+    """Open, due, and not leased (or leased by someone whose lease ran out)."""
+    open_states = [st.value for st in TaskState if st not in TERMINAL]
+    return [
+        col(TaskRecord.state).in_(open_states),
+        col(TaskRecord.next_attempt_at) <= now,
+        or_(col(TaskRecord.lease_owner).is_(None), col(TaskRecord.lease_expires_at) < now),
+    ]
+
+
 class TaskStore:
-    def __init__(self, url: str) -> None:
+    """Tasks, their history and their leases, on SQLite (one host) or PostgreSQL (replicas).
+
+    `key_file` switches on encryption of access keys at rest (see `secretbox`); records
+    handed out by the store always carry the plaintext key, and only the store seals it.
+    """
+
+    def __init__(self, url: str, *, key_file: Path | None = None) -> None:
+        from reach_vendor import migrate
+
+        self.box = SecretBox.from_key_file(key_file)
         self.engine = make_engine(url)
-        SQLModel.metadata.create_all(self.engine)
+        self.is_postgres = self.engine.dialect.name == "postgresql"
+        migrate.upgrade(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -133,6 +177,12 @@ class TaskStore:
     def _session(self) -> Iterator[Session]:
         with Session(self.engine, expire_on_commit=False) as session:
             yield session
+
+    def _reveal(self, rec: TaskRecord | None) -> TaskRecord | None:
+        """Put the plaintext key on a record that has left its session."""
+        if rec is not None:
+            rec.access_key = self.box.open(rec.access_key)
+        return rec
 
     # -- intake ---------------------------------------------------------------------
 
@@ -156,7 +206,7 @@ class TaskStore:
                         partner_id=o.partner_id,
                         entry_id=o.entry_id,
                         version=o.version,
-                        access_key=o.access_key,
+                        access_key=self.box.seal(o.access_key),
                         access_key_expires_at=o.access_key_expires_at,
                         service_type=o.service_type,
                         service_feature=o.service_feature,
@@ -172,7 +222,7 @@ class TaskStore:
                 resubmitted = rec.state in TERMINAL and o.version != rec.version
                 if rec.state in TERMINAL and not resubmitted:
                     continue
-                rec.access_key = o.access_key
+                rec.access_key = self.box.seal(o.access_key)
                 rec.access_key_expires_at = o.access_key_expires_at
                 rec.updated_at = now
                 if resubmitted:
@@ -185,38 +235,101 @@ class TaskStore:
                     rec.error = None
                     rec.caption_asset_id = rec.transcript_asset_id = None
                     rec.processor_state = None
-                    s.add(TaskEvent(task_id=rec.id, state=rec.state, message="re-submitted"))
+                    rec.expected_finish_time = o.expected_finish_time
+                    s.add(
+                        TaskEvent(
+                            task_id=rec.id,
+                            state=rec.state,
+                            message=f"re-submitted as version {o.version}",
+                        )
+                    )
                 s.add(rec)
             s.commit()
         return new
 
     # -- leases ---------------------------------------------------------------------
 
-    def claim_next(self, owner: str, lease_s: float) -> TaskRecord | None:
-        """Lease the most urgent runnable task to `owner`, or return None.
+    def _claim_order(self, fairness_window_s: float) -> tuple[Any, ...]:
+        """Most urgent first, and among tasks of similar urgency, partners take turns.
 
-        Claiming is a conditional UPDATE on the lease columns, so two workers racing for
-        the same row cannot both win, on SQLite and PostgreSQL alike.
+        Urgency is the `expectedFinishTime` cut into windows of `fairness_window_s`
+        (tasks without one come last). Within a window the partner whose last claim is
+        oldest goes first, so a partner with 1000 queued tasks cannot starve one with 3:
+        claims alternate between them. Inside one partner's turn: earliest deadline, then
+        oldest task. Under concurrent claims on PostgreSQL the turns are approximate (two
+        replicas may both see the same partner's turn before either commits).
         """
+        eft = func.coalesce(col(TaskRecord.expected_finish_time), 1e12)
+        window = literal(max(1.0, fairness_window_s))
+        if self.is_postgres:
+            urgency: Any = func.floor(eft / window)
+        else:  # SQLite: CAST truncates, which is floor for these positive values
+            urgency = cast(eft / window, BigInteger)
+        served = (
+            select(
+                col(TaskRecord.partner_id).label("partner_id"),
+                func.max(col(TaskRecord.claimed_at)).label("last_claimed"),
+            )
+            .group_by(col(TaskRecord.partner_id))
+            .subquery("served")
+        )
+        order = (
+            urgency,
+            func.coalesce(served.c.last_claimed, 0.0),
+            eft,
+            col(TaskRecord.id),
+        )
+        return served, order
+
+    def claim_next(
+        self, owner: str, lease_s: float, *, fairness_window_s: float = 3600.0
+    ) -> TaskRecord | None:
+        """Lease the next runnable task to `owner` (see `_claim_order`), or return None.
+
+        PostgreSQL: `SELECT ... FOR UPDATE SKIP LOCKED` picks and locks one row in one
+        statement, so replicas claiming at once each get a different task without waiting
+        on each other. SQLite: a conditional UPDATE on the lease columns, so two workers
+        racing for the same row cannot both win.
+        """
+        served, order = self._claim_order(fairness_window_s)
         now = time.time()
-        open_states = [s.value for s in TaskState if s not in TERMINAL]
+        if self.is_postgres:
+            return self._claim_locked(owner, lease_s, now, served, order)
+        return self._claim_conditional(owner, lease_s, now, served, order)
+
+    def _claim_locked(
+        self, owner: str, lease_s: float, now: float, served: Any, order: tuple[Any, ...]
+    ) -> TaskRecord | None:
+        with self._session() as s:
+            rec = s.exec(
+                select(TaskRecord)
+                .outerjoin(served, served.c.partner_id == col(TaskRecord.partner_id))
+                .where(*_runnable(now))
+                .order_by(*order)
+                .limit(1)
+                .with_for_update(skip_locked=True, of=TaskRecord)
+            ).first()
+            if rec is None:
+                s.rollback()
+                return None
+            rec.lease_owner = owner
+            rec.lease_expires_at = now + lease_s
+            rec.claimed_at = now
+            rec.updated_at = now
+            s.add(rec)
+            s.commit()
+        return self._reveal(rec)
+
+    def _claim_conditional(
+        self, owner: str, lease_s: float, now: float, served: Any, order: tuple[Any, ...]
+    ) -> TaskRecord | None:
         with self._session() as s:
             for _ in range(5):
                 candidates = s.exec(
                     select(TaskRecord.id)
-                    .where(col(TaskRecord.state).in_(open_states))
-                    .where(TaskRecord.next_attempt_at <= now)
-                    .where(
-                        or_(
-                            col(TaskRecord.lease_owner).is_(None),
-                            col(TaskRecord.lease_expires_at) < now,
-                        )
-                    )
-                    .order_by(
-                        col(TaskRecord.expected_finish_time).is_(None),
-                        col(TaskRecord.expected_finish_time),
-                        col(TaskRecord.id),
-                    )
+                    .outerjoin(served, served.c.partner_id == col(TaskRecord.partner_id))
+                    .where(*_runnable(now))
+                    .order_by(*order)
                     .limit(8)
                 ).all()
                 if not candidates:
@@ -231,14 +344,20 @@ class TaskStore:
                                 col(TaskRecord.lease_expires_at) < now,
                             )
                         )
-                        .values(lease_owner=owner, lease_expires_at=now + lease_s, updated_at=now)
+                        .values(
+                            lease_owner=owner,
+                            lease_expires_at=now + lease_s,
+                            claimed_at=now,
+                            updated_at=now,
+                        )
                     )
                     s.commit()
                     if result.rowcount == 1:  # type: ignore[attr-defined]
-                        return s.get(TaskRecord, task_id)
+                        return self._reveal(s.get(TaskRecord, task_id))
         return None
 
     def renew_lease(self, task_id: int, owner: str, lease_s: float) -> bool:
+        """Extend one lease; False means it is no longer ours (expired and taken over)."""
         with self._session() as s:
             result = s.execute(
                 update(TaskRecord)
@@ -248,6 +367,21 @@ class TaskStore:
             )
             s.commit()
             return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    def heartbeat(self, owner: str, lease_s: float) -> int:
+        """Extend every lease `owner` holds, in one statement; returns how many.
+
+        A replica calls this on a timer, whatever stage its tasks are in; when it dies
+        the heartbeats stop and its leases run out, and other replicas take the tasks over.
+        """
+        with self._session() as s:
+            result = s.execute(
+                update(TaskRecord)
+                .where(col(TaskRecord.lease_owner) == owner)
+                .values(lease_expires_at=time.time() + lease_s)
+            )
+            s.commit()
+            return int(result.rowcount)  # type: ignore[attr-defined]
 
     def release(
         self, task_id: int, owner: str, *, retry_at: float | None = None, reason: str = ""
@@ -267,6 +401,40 @@ class TaskStore:
                 s.add(TaskEvent(task_id=task_id, state=rec.state, stage=rec.stage, message=reason))
             s.commit()
 
+    @contextmanager
+    def poll_lock(self, min_interval_s: float = 0.0) -> Iterator[bool]:
+        """Whether this replica may poll getJobs now; held for the `with` block.
+
+        PostgreSQL: a transaction-scoped advisory lock, tried without waiting, so of
+        several replicas exactly one polls at a time and a crashed poller's lock goes with
+        its connection. The time of the last poll is kept in `poll_state`, so a replica
+        also says no when another one polled less than `min_interval_s` ago: the whole
+        group calls getJobs at the configured rate, not once per replica.
+        SQLite (one host, one daemon): always yes.
+        """
+        if not self.is_postgres:
+            yield True
+            return
+        with self.engine.connect() as conn, conn.begin():
+            got = bool(
+                conn.execute(
+                    text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": POLL_LOCK_KEY}
+                ).scalar()
+            )
+            last = conn.execute(text("SELECT last_poll_at FROM poll_state WHERE id = 1")).scalar()
+            now = time.time()
+            if got and last is not None and now - float(last) < min_interval_s:
+                got = False
+            yield got
+            if got:
+                conn.execute(
+                    text(
+                        "INSERT INTO poll_state (id, last_poll_at) VALUES (1, :now) "
+                        "ON CONFLICT (id) DO UPDATE SET last_poll_at = :now"
+                    ),
+                    {"now": now},
+                )
+
     # -- progress -------------------------------------------------------------------
 
     def update(
@@ -281,6 +449,8 @@ class TaskStore:
     ) -> TaskRecord:
         """Change a task, checking the state machine and logging an event if asked."""
         now = time.time()
+        if "access_key" in fields:
+            fields["access_key"] = self.box.seal(fields["access_key"])
         with self._session() as s:
             rec = s.get(TaskRecord, task_id)
             if rec is None:
@@ -308,23 +478,28 @@ class TaskStore:
                 assert rec.id is not None
                 s.add(TaskEvent(task_id=rec.id, state=rec.state, stage=rec.stage, message=message))
             s.commit()
-            return rec
+        revealed = self._reveal(rec)
+        assert revealed is not None
+        return revealed
 
     # -- queries --------------------------------------------------------------------
 
     def get(self, task_id: int) -> TaskRecord | None:
         with self._session() as s:
-            return s.get(TaskRecord, task_id)
+            rec = s.get(TaskRecord, task_id)
+        return self._reveal(rec)
 
     def by_kaltura_id(self, kaltura_task_id: int) -> TaskRecord | None:
         with self._session() as s:
-            return s.exec(
+            rec = s.exec(
                 select(TaskRecord).where(TaskRecord.kaltura_task_id == kaltura_task_id)
             ).first()
+        return self._reveal(rec)
 
     def all(self) -> list[TaskRecord]:
         with self._session() as s:
-            return list(s.exec(select(TaskRecord).order_by(col(TaskRecord.id))).all())
+            rows = list(s.exec(select(TaskRecord).order_by(col(TaskRecord.id))).all())
+        return [r for r in map(self._reveal, rows) if r is not None]
 
     def events(self, task_id: int) -> list[TaskEvent]:
         with self._session() as s:

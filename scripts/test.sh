@@ -14,10 +14,36 @@ command -v chromium >/dev/null || need_apt+=(chromium)
 command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 # promtool validates deploy/prometheus-alerts.yml.
 command -v promtool >/dev/null || need_apt+=(prometheus)
+command -v pg_ctlcluster >/dev/null || need_apt+=(postgresql)
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
 if [ ${#need_apt[@]} -gt 0 ]; then
-  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+# The PostgreSQL tests (replicas, SKIP LOCKED claims, migrations) need a server on
+# 127.0.0.1:5432; each test creates and drops a database of its own there. Start the
+# distribution's cluster if it is down (no systemd needed); the tests skip, saying why,
+# only if that fails too. REACH_TEST_PG_DSN points them at another server.
+if [ -z "${REACH_TEST_PG_DSN:-}" ] && ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+  pg_version=$(ls /usr/lib/postgresql 2>/dev/null | sort -n | tail -1)
+  if [ -n "$pg_version" ]; then
+    $SUDO pg_ctlcluster "$pg_version" main start 2>/dev/null \
+      || $SUDO service postgresql start >/dev/null 2>&1 || true
+  fi
+  for _ in $(seq 1 20); do pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null && break; sleep 0.5; done
+  pg_isready -h 127.0.0.1 -p 5432 || echo "warning: PostgreSQL is not running; its tests will skip" >&2
+fi
+# A fresh Debian cluster wants passwords on TCP: give the tests a login role of their own
+# (CREATEDB only) instead of touching pg_hba.conf.
+if [ -z "${REACH_TEST_PG_DSN:-}" ] && pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null \
+  && ! PGCONNECT_TIMEOUT=3 psql -h 127.0.0.1 -U postgres -d postgres -Atqc 'select 1' \
+    >/dev/null 2>&1 && command -v runuser >/dev/null && [ "$(id -u)" = 0 ]; then
+  runuser -u postgres -- psql -qc "DO \$\$ BEGIN
+      IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'reach_test') THEN
+        CREATE ROLE reach_test LOGIN CREATEDB PASSWORD 'reach_test';
+      END IF; END \$\$;" >/dev/null \
+    && export REACH_TEST_PG_DSN=postgresql://reach_test:reach_test@127.0.0.1:5432/postgres
 fi
 
 [ -x .venv/bin/python ] || "$PY" -m venv .venv

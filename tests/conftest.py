@@ -4,6 +4,7 @@ and a way to run the real `reach-vendor` process against them."""
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -127,6 +128,34 @@ def run_daemon_once(config: Path, timeout: float = 240) -> subprocess.CompletedP
         cwd=REPO,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
+
+
+PG_ADMIN_DSN = os.environ.get("REACH_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+"""Where tests create (and drop) their own throw-away databases; never used for data."""
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database of this test's own (`reach_test_<random>`), dropped after.
+
+    The server is shared with other users, so nothing is ever created outside this
+    database. Skips only when no server answers; scripts/test.sh starts one if it is down.
+    """
+    psycopg = pytest.importorskip("psycopg", reason="psycopg not installed (extra: postgres)")
+    try:
+        admin = psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        where = re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", PG_ADMIN_DSN)
+        pytest.skip(f"no PostgreSQL server reachable at {where}: {first_line}")
+    name = f"reach_test_{secrets.token_hex(6)}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    try:
+        yield f"{base}/{name}"
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
 
 
 def secrets_seen(emu: KalturaEmulator, vendor: Vendor) -> list[str]:

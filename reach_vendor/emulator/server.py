@@ -28,7 +28,7 @@ from reach_vendor.emulator.wire import (
     render,
     resolve_references,
 )
-from reach_vendor.emulator.world import ABORTED, AppToken, Fault, World, kaltura_id
+from reach_vendor.emulator.world import ABORTED, PENDING, AppToken, Fault, World, kaltura_id
 
 log = logging.getLogger(__name__)
 
@@ -131,11 +131,17 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, b"Not Found", "text/plain")
             return
         size = path.stat().st_size
+        # A "delay" fault on ("serveFlavor", "download") stalls the transfer half-way.
+        fault = emu._take_call_fault("serveFlavor", "download", ("delay",))
         self.send_response(200)
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(size))
         self.end_headers()
         with path.open("rb") as fh:
+            if fault is not None:
+                self.wfile.write(fh.read(size // 2))
+                self.wfile.flush()
+                time.sleep(fault.delay_s)
             while chunk := fh.read(1 << 16):
                 self.wfile.write(chunk)
 
@@ -404,6 +410,17 @@ class KalturaEmulator:
             task = self.world.tasks[task_id]
             task["status"] = ABORTED
             task["errDescription"] = reason
+            task["updatedAt"] = int(time.time())
+
+    def resubmit_task(self, task_id: int) -> None:
+        """The customer re-submits: a new version of the task, PENDING again, new key."""
+        with self.world.lock:
+            task = self.world.tasks[task_id]
+            task["version"] = int(task["version"]) + 1
+            task["status"] = PENDING
+            for key in ("errDescription", "outputObjectId", "accuracy", "finishTime"):
+                task.pop(key, None)
+            task["accessKey"] = self.world.access_key(task)
             task["updatedAt"] = int(time.time())
 
     def admin_ks(self, partner_id: int, expiry_s: float = 3600) -> str:

@@ -359,12 +359,16 @@ class KalturaGateway:
         return self._spec_from(self._call("reach_entryvendortask.get", access_key, run))
 
     def task_status(self, task_id: int, access_key: str) -> int:
+        return self.task_status_and_version(task_id, access_key)[0]
+
+    def task_status_and_version(self, task_id: int, access_key: str) -> tuple[int, int]:
+        """Status and version: a new version means the customer re-submitted the task."""
         task = self._call(
             "reach_entryvendortask.get",
             access_key,
             lambda c: c.reach.entryVendorTask.get(task_id),
         )
-        return _int(task.status, 0) or 0
+        return _int(task.status, 0) or 0, _int(task.version, 0) or 0
 
     def extend_access_key(self, task_id: int, access_key: str) -> tuple[str, float | None]:
         task = self._call(

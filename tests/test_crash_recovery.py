@@ -1,0 +1,135 @@
+"""SIGKILL the real daemon process at each stage of a task, start it again, and the task
+still ends READY with exactly one caption asset.
+
+Each stage is held open deterministically, not by timing luck: an emulator fault stalls
+the call the daemon is making in that stage (or the scripted processor works for 30 s),
+and the test kills only once the store says the task is in that stage."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reach_vendor.emulator import KalturaEmulator
+from reach_vendor.store import TaskStore
+from tests.conftest import (
+    REPO,
+    Clip,
+    Vendor,
+    add_speech_task,
+    daemon_command,
+    run_daemon_once,
+    secrets_seen,
+    write_config,
+)
+from tests.test_lifecycle import READY, wait_for
+
+STALL_S = 30.0
+
+
+def _stall_claim(emu: KalturaEmulator) -> None:
+    emu.inject_fault("reach_entryvendortask", "updateJob", "delay", delay_s=STALL_S)
+
+
+def _stall_download(emu: KalturaEmulator) -> None:
+    emu.inject_fault("serveFlavor", "download", "delay", delay_s=STALL_S)
+
+
+def _stall_finish(emu: KalturaEmulator) -> None:
+    # The first call of the FINISH stage: the caption is uploaded, READY is not set.
+    emu.inject_fault("attachment_attachmentAsset", "list", "delay", delay_s=STALL_S)
+
+
+def _download_started(emu: KalturaEmulator) -> bool:
+    with emu.lock:
+        return any("serveFlavor" in r["path"] for r in emu.http_requests)
+
+
+# stage -> (how to hold the daemon there, scripted processing time, extra condition)
+STAGES: dict[str, tuple[Callable[[KalturaEmulator], None] | None, float, Any]] = {
+    "claim": (_stall_claim, 0.0, None),
+    "download": (_stall_download, 0.0, _download_started),
+    "transcribe": (None, STALL_S, None),
+    "finish": (_stall_finish, 0.0, None),
+}
+
+
+def _config(tmp_path: Path, emu: KalturaEmulator, vendor: Vendor, delay_s: float) -> Path:
+    return write_config(
+        tmp_path,
+        emu,
+        vendor,
+        processors={"default": "scripted", "options": {"scripted": {"delay_s": delay_s}}},
+        polling={"interval_s": 0.5},
+        workers={"concurrency": 1, "lease_s": 2, "retry_base_s": 0.5},
+        logging={"format": "json", "level": "INFO"},
+    )
+
+
+@pytest.mark.parametrize("stage", list(STAGES))
+def test_sigkill_at_each_stage_then_restart_delivers_exactly_once(
+    stage: str,
+    tmp_path: Path,
+    emulator: KalturaEmulator,
+    vendor: Vendor,
+    clips: list[Clip],
+) -> None:
+    stall, delay_s, extra = STAGES[stage]
+    task_id = add_speech_task(emulator, vendor, clips[0])
+    entry_id = emulator.task(task_id)["entryId"]
+    if stall is not None:
+        stall(emulator)
+    cfg = _config(tmp_path, emulator, vendor, delay_s)
+    store = TaskStore(f"sqlite:///{tmp_path / 'reach.sqlite3'}")
+
+    def at_stage() -> bool:
+        rec = store.by_kaltura_id(task_id)
+        if rec is None or rec.stage != stage:
+            return False
+        if stage == "finish" and rec.caption_asset_id is None:
+            return False
+        return extra is None or bool(extra(emulator))
+
+    log_path = tmp_path / "first.log"
+    with log_path.open("w") as log_file:
+        proc = subprocess.Popen(
+            daemon_command(cfg),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        try:
+            wait_for(at_stage, timeout=60, what=f"stage {stage}")
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=10)
+    assert proc.returncode == -signal.SIGKILL
+    assert emulator.task(task_id)["status"] != READY
+
+    second = run_daemon_once(_config(tmp_path, emulator, vendor, 0.0), timeout=90)
+    assert second.returncode == 0, second.stderr[-3000:]
+
+    task = emulator.task(task_id)
+    assert task["status"] == READY, (task.get("errDescription"), second.stderr[-3000:])
+    captions = emulator.caption_assets(entry_id)
+    assert len(captions) == 1 and captions[0]["content"]
+    assert str(task["outputObjectId"]) == captions[0]["id"]
+    attachments = emulator.attachment_assets(entry_id)
+    assert sorted(a["filename"].rsplit(".", 1)[1] for a in attachments) == ["json", "txt"]
+    assert emulator.calls.count(("caption_captionasset", "add")) == 1
+
+    rec = store.by_kaltura_id(task_id)
+    assert rec is not None and rec.id is not None and rec.state == "delivered"
+    owners = {e.message for e in store.events(rec.id) if e.message.startswith("claimed by")}
+    assert len(owners) == 2  # the killed process, then the restarted one took over
+    output = log_path.read_text() + second.stdout + second.stderr
+    for secret in secrets_seen(emulator, vendor):
+        assert secret not in output
+    store.close()
