@@ -80,12 +80,16 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
+        entry = {
+            "method": self.command,
+            "path": _KS_IN_PATH.sub("/ks/***", url.path),
+            "actions": "",
+        }
         with emu.lock:
-            emu.http_requests.append(
-                {"method": self.command, "path": _KS_IN_PATH.sub("/ks/***", url.path)}
-            )
+            emu.http_requests.append(entry)
         flavor = _SERVE_FLAVOR.search(url.path)
         if flavor:
+            entry["actions"] = "serveFlavor"
             self._serve_flavor(flavor.group(1), flavor.group(2))
             return
         match = _API_PATH.match(url.path)
@@ -97,6 +101,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             params, files = parse_body(self.headers.get("Content-Type", ""), body, url.query)
             request = build_request(match.group(1), match.group(2), params, files)
+            entry["actions"] = "+".join(f"{c.service}.{c.action}" for c in request.calls)
             fault = emu.take_fault(request)
             if fault is not None and fault.kind == "error":
                 raise ApiError(fault.code, fault.message)
@@ -174,7 +179,8 @@ class KalturaEmulator:
         self.calls: list[tuple[str, str]] = []
         """(service, action) of every call received, multirequest parts included."""
         self.http_requests: list[dict[str, str]] = []
-        """Method and path (KS masked) of every HTTP request received, downloads included."""
+        """Method, path (KS masked) and `actions` ("service.action" of each call, joined with
+        "+"; "serveFlavor" for downloads) of every HTTP request received."""
         self.chaos: Chaos | None = None
         self._server = _Server((host, port), _Handler)
         self._server.emulator = self
