@@ -38,9 +38,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp, KalturaEmulator() as emu:
         vendor = add_vendor(emu)
         ids = [add_task(emu, vendor) for _ in range(args.tasks)]
-        cfg = write_config(
-            Path(tmp), emu, vendor, workers={"concurrency": args.workers}
-        )
+        cfg = write_config(Path(tmp), emu, vendor, workers={"concurrency": args.workers})
         proc = subprocess.run(
             daemon_command(cfg, "--once"), capture_output=True, text=True, timeout=600
         )

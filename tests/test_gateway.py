@@ -96,3 +96,23 @@ def test_start_task_returns_the_spec_and_extends_keys(
     with pytest.raises(KalturaApiError) as info:
         gw.get_task(task_id, gw.vendor_ks())
     assert info.value.code == "ENTRY_VENDOR_TASK_NOT_FOUND"
+
+
+def test_kaltura_internal_errors_are_retried_as_transient(
+    emulator: KalturaEmulator, vendor: Vendor
+) -> None:
+    """Found by bench/chaos.py: INTERNAL_SERVERL_ERROR was taken as a final answer, so a
+    task went to ERROR for a passing Kaltura fault, and when the ERROR report itself met
+    one the task was given up locally while Kaltura kept it PROCESSING forever."""
+    (task_id,) = add_tasks(emulator, vendor, 1)
+    key = emulator.task(task_id)["accessKey"]
+    gw = make_gateway(emulator, vendor, retries=2)
+    emulator.inject_fault("reach_entryvendortask", "get", times=2)
+    assert gw.get_task(task_id, key).task_id == task_id
+    emulator.inject_fault("reach_entryvendortask", "updateJob", times=3)
+    with pytest.raises(KalturaTransientError, match="INTERNAL_SERVERL_ERROR"):
+        gw.set_error(task_id, key, "bad media")
+    assert emulator.task(task_id)["status"] == 1
+    emulator.inject_fault("reach_entryvendortask", "get", code="SOME_ERROR", message="no")
+    with pytest.raises(KalturaApiError, match="SOME_ERROR"):
+        gw.get_task(task_id, key)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import random
 import re
+import sys
 import threading
 import time
 import traceback
@@ -168,6 +169,13 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     emulator: KalturaEmulator
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up (timed out, was killed) is normal here: no traceback."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError | TimeoutError):
+            return
+        super().handle_error(request, client_address)
 
 
 class KalturaEmulator:

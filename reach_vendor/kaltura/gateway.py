@@ -57,6 +57,9 @@ _HASHES: dict[str, Callable[[bytes], Any]] = {
     "MD5": hashlib.md5,
 }
 _SESSION_RENEW_MARGIN_S = 120.0
+# Kaltura answers these when it is itself in trouble (sic: Kaltura's own spelling); the
+# same request may well work a moment later, so they are retried like network failures.
+_TRANSIENT_API_CODES = frozenset({"INTERNAL_SERVERL_ERROR"})
 
 
 class KalturaApiError(Exception):
@@ -166,7 +169,14 @@ class KalturaGateway:
             try:
                 return fn(client)
             except KalturaException as exc:
-                raise KalturaApiError(str(exc.code), str(exc.message), action) from None
+                if str(exc.code) not in _TRANSIENT_API_CODES:
+                    raise KalturaApiError(str(exc.code), str(exc.message), action) from None
+                detail = f"{exc.code}: {redact(str(exc.message))}"
+                if attempt == attempts:
+                    raise KalturaTransientError(
+                        f"{action}: Kaltura kept failing after {attempts} attempts: {detail}"
+                    ) from None
+                self._backoff(action, attempt, attempts, detail)
             except KalturaClientException as exc:
                 detail = redact(str(exc))
                 if attempt == attempts:
