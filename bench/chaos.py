@@ -69,7 +69,9 @@ class ChaosParams:
     expire_sessions: int = 3
     """Times the app-token sessions are expired under the daemon."""
     short_key_share: float = 0.2
-    """Share of tasks whose access key lives 30 s, so it must be extended."""
+    """Share of tasks whose access key lives only 5 minutes; the daemon is told to extend
+    keys with less than `key_margin_s` left, so each of them is extended while it runs."""
+    key_margin_s: float = 290.0
     processor_delay_s: float = 0.3
     """No-op processor time per task, so kills land mid-processing too."""
 
@@ -111,7 +113,7 @@ def run_chaos(params: ChaosParams, work_dir: Path, *, echo: bool = False) -> Cha
             add_task(
                 emu,
                 vendor,
-                access_key_ttl_s=30 if rng.random() < params.short_key_share else 3 * 86400,
+                access_key_ttl_s=300 if rng.random() < params.short_key_share else 3 * 86400,
             )
             for _ in range(params.tasks)
         ]
@@ -126,7 +128,7 @@ def run_chaos(params: ChaosParams, work_dir: Path, *, echo: bool = False) -> Cha
                 "lease_s": 6,
                 "retry_base_s": 0.5,
                 "max_attempts": 8,
-                "access_key_margin_s": 25,
+                "access_key_margin_s": params.key_margin_s,
             },
             processors={"options": {"noop": {"delay_s": params.processor_delay_s}}},
             logging={"level": "INFO"},
