@@ -143,6 +143,7 @@ def main() -> int:
     parser.add_argument("--runnable-share", type=float, default=0.01)
     parser.add_argument("--claims", type=int, default=200)
     parser.add_argument("--pg-dsn", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--tag", default="", help="results go to claim_latency_TAG.json")
     args = parser.parse_args()
     results = []
     print(f"{'backend':>8} {'rows':>9} {'runnable':>8} {'fill':>7} {'p50':>8} {'p99':>8}")
@@ -155,7 +156,8 @@ def main() -> int:
                 f"{r['p50_ms']:6.2f}ms {r['p99_ms']:6.2f}ms",
                 flush=True,
             )
-    write_result("claim_latency", {"runnable_share": args.runnable_share, "runs": results})
+    name = f"claim_latency_{args.tag}" if args.tag else "claim_latency"
+    write_result(name, {"runnable_share": args.runnable_share, "runs": results})
     return 0
 
 

@@ -64,7 +64,7 @@ def make_media(out: Path, size_bytes: int) -> Path:
         ],
         check=True,
     )
-    loops = max(0, size_bytes // clip.stat().st_size)
+    loops = max(0, -(-size_bytes // clip.stat().st_size) - 1)  # N loops = N + 1 copies
     big = out / "big.mp4"
     subprocess.run(
         [

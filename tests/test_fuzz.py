@@ -135,6 +135,72 @@ def test_odd_task_payloads_give_a_spec_or_a_kaltura_error(
     store.close()
 
 
+_PIPELINE_TASK_FIELDS = [
+    "version",
+    "serviceType",
+    "serviceFeature",
+    "turnAroundTime",
+    "expectedFinishTime",
+    "dictionary",
+]
+
+
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    task=_changes(_PIPELINE_TASK_FIELDS),
+    catalog=_changes(_CATALOG_FIELDS),
+    profile=_changes(_PROFILE_FIELDS),
+)
+def test_odd_tasks_end_delivered_or_in_error_never_in_a_loop(
+    tmp_path: Path,
+    fuzz_world: tuple[KalturaEmulator, Vendor],
+    task: dict[str, Any],
+    catalog: dict[str, Any],
+    profile: dict[str, Any],
+) -> None:
+    """The whole daemon (no-op processor) on one odd task: `run --once` comes back and
+    the task is READY or ERROR in Kaltura, and finished in the store."""
+    from bench.harness import register_noop
+    from bench.harness import write_config as bench_config
+    from reach_vendor.daemon import Daemon
+
+    register_noop()
+    emu, vendor = fuzz_world
+    task_id = emu.add_task(
+        vendor_partner_id=vendor.partner_id, partner_id=4124832, media_path=SAMPLE
+    )
+    with emu.world.lock:
+        stored = emu.world.tasks[task_id]
+        _apply(stored, task)
+        _apply(emu.world.catalog_items[stored["catalogItemId"]], catalog)
+        _apply(emu.world.reach_profiles[stored["reachProfileId"]], profile)
+    cfg = bench_config(
+        tmp_path,
+        emu,
+        vendor,  # type: ignore[arg-type]
+        workers={"concurrency": 1, "max_attempts": 2, "retry_base_s": 0},
+        logging={"level": "ERROR"},
+    )
+    daemon = Daemon(load_settings(cfg))
+    try:
+        daemon.run_once()
+        rec = daemon.store.by_kaltura_id(task_id)
+    finally:
+        daemon.store.close()
+        with emu.world.lock:  # keep getJobs small for the next example
+            status = emu.world.tasks[task_id]["status"]
+            if status in (1, 3):
+                emu.world.tasks[task_id]["status"] = 7
+    assert status in (2, 6), (status, rec)
+    assert rec is not None and rec.state in ("delivered", "failed"), rec
+    if status == 6:
+        assert rec.error and "internal error" not in rec.error, rec.error
+
+
 # -- media -----------------------------------------------------------------------------
 
 
