@@ -135,6 +135,19 @@ def test_odd_task_payloads_give_a_spec_or_a_kaltura_error(
     store.close()
 
 
+@pytest.fixture(scope="module")
+def noop_registered() -> Any:
+    """The benchmarks' no-op processor, registered for this module only."""
+    import processors
+    from bench.harness import register_noop
+
+    saved = dict(processors._factories)
+    register_noop()
+    yield
+    processors._factories.clear()
+    processors._factories.update(saved)
+
+
 _PIPELINE_TASK_FIELDS = [
     "version",
     "serviceType",
@@ -156,6 +169,7 @@ _PIPELINE_TASK_FIELDS = [
     profile=_changes(_PROFILE_FIELDS),
 )
 def test_odd_tasks_end_delivered_or_in_error_never_in_a_loop(
+    noop_registered: None,
     tmp_path: Path,
     fuzz_world: tuple[KalturaEmulator, Vendor],
     task: dict[str, Any],
@@ -164,11 +178,9 @@ def test_odd_tasks_end_delivered_or_in_error_never_in_a_loop(
 ) -> None:
     """The whole daemon (no-op processor) on one odd task: `run --once` comes back and
     the task is READY or ERROR in Kaltura, and finished in the store."""
-    from bench.harness import register_noop
     from bench.harness import write_config as bench_config
     from reach_vendor.daemon import Daemon
 
-    register_noop()
     emu, vendor = fuzz_world
     task_id = emu.add_task(
         vendor_partner_id=vendor.partner_id, partner_id=4124832, media_path=SAMPLE
