@@ -75,3 +75,17 @@ def _pocketsphinx(options: dict[str, Any]) -> Processor:
 
 
 register("pocketsphinx", _pocketsphinx)
+
+
+def _faster_whisper(options: dict[str, Any]) -> Processor:
+    try:
+        from processors.whisper_engine import WhisperProcessor
+    except ImportError as exc:  # the optional extra is not installed
+        raise ValueError(
+            f"faster-whisper is not installed ({exc.name}); "
+            "install the extra: pip install 'reach-vendor[whisper]'"
+        ) from None
+    return WhisperProcessor(options)
+
+
+register("faster-whisper", _faster_whisper)

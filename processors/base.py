@@ -41,6 +41,10 @@ class Word:
     """Seconds from the start of the media."""
     end: float
     confidence: float | None = None
+    speaker: str | None = None
+    """Speaker label from engines that diarize; None when the engine cannot tell speakers
+    apart (pocketsphinx and Whisper cannot). Captions mark speaker changes only from this,
+    never from pauses: a pause is not a new speaker."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,8 @@ class ProcessingRequest:
     duration_s: float
     language: str
     """Source language as Kaltura spells it in the catalog item (e.g. "English")."""
+    language_code: str = ""
+    """The same language as an ISO 639-1 code ("en"), for engines that take codes."""
     service_feature: int = 1
     """KalturaVendorServiceFeature: CAPTIONS=1, ALIGNMENT=3 ..."""
     dictionary: str = ""

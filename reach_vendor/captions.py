@@ -29,6 +29,9 @@ from reach_vendor.task_spec import (
     OUTPUT_FORMAT_VTT,
 )
 
+MAX_CHARS_PER_SECOND = 20.0
+"""Reading speed most caption guidelines allow for adults (Netflix: 17-20, BBC: ~15-18)."""
+
 MIN_CHARS_PER_LINE = 10
 """Smaller limits (Kaltura profiles send 0 when the field was never set) mean "use ours"."""
 
@@ -73,6 +76,8 @@ class _Tok(NamedTuple):
     end: float
     glue: bool
     """Continues the previous token without a space (a piece of a hard-split word)."""
+    new_speaker: bool = False
+    """First token of another speaker's turn (engines with speaker labels only)."""
 
 
 # --------------------------------------------------------------------------- tokens
@@ -117,6 +122,7 @@ def _tokens(words: Sequence[Word]) -> list[_Tok]:
     """
     toks: list[_Tok] = []
     last_start = 0.0
+    speaker: str | None = None
     for w in words:
         parts = _clean_text(w.text).split()
         if not parts:
@@ -124,17 +130,20 @@ def _tokens(words: Sequence[Word]) -> list[_Tok]:
         start = max(_finite(w.start, last_start), last_start, 0.0)
         end = max(_finite(w.end, start), start)
         last_start = start
+        turn = w.speaker is not None and speaker is not None and w.speaker != speaker
+        if w.speaker is not None:
+            speaker = w.speaker
         total = sum(len(p) for p in parts)
         offset = 0
-        for part in parts:
+        for i, part in enumerate(parts):
             p_start = start + (end - start) * offset / total
             offset += len(part)
             p_end = start + (end - start) * offset / total
-            if toks and _is_trailing_punct(part):
+            if toks and _is_trailing_punct(part) and not (turn and i == 0):
                 # Punctuation is not spoken: it must not stretch the word across a pause.
                 toks[-1] = toks[-1]._replace(text=toks[-1].text + part)
             else:
-                toks.append(_Tok(part, p_start, p_end, False))
+                toks.append(_Tok(part, p_start, p_end, False, turn and i == 0))
     return toks
 
 
@@ -161,6 +170,7 @@ def _split_long(toks: list[_Tok], limit: int) -> list[_Tok]:
                     tok.start + span * a / n,
                     tok.start + span * b / n,
                     tok.glue or i > 0,
+                    tok.new_speaker and i == 0,
                 )
             )
     return out
@@ -277,7 +287,7 @@ def _segment(
     groups: list[list[_Tok]] = []
     cur: list[_Tok] = []
     for i, tok in enumerate(toks):
-        if cur and tok.start - cur[-1].end > max_gap_s:
+        if cur and (tok.start - cur[-1].end > max_gap_s or tok.new_speaker):
             groups.append(cur)
             cur = []
         while cur and (
@@ -315,6 +325,7 @@ def build_cues(
     min_duration_s: float = 1.0,
     max_gap_s: float = 1.5,
     min_gap_s: float = 0.04,
+    max_chars_per_s: float | None = MAX_CHARS_PER_SECOND,
 ) -> list[Cue]:
     """Cut word timings into caption cues following common captioning guidelines.
 
@@ -324,7 +335,10 @@ def build_cues(
     `max_duration_s` only: it is almost always silence mis-timed as speech). Cues shorter
     than `min_duration_s` are held longer so they can be read, but only up to `min_gap_s`
     before the next cue, because players show two overlapping cues stacked, which viewers
-    read as a glitch.
+    read as a glitch. For the same reason a cue with more text than `max_chars_per_s` allows
+    in its time (fast speech) is held longer where the silence after it allows, never past
+    the next cue or `max_duration_s`: speech timing wins over reading speed.
+    A speaker change (from engines that label speakers) always starts a new cue.
     """
     if max_lines < 1:
         raise ValueError("max_lines must be at least 1")
@@ -348,8 +362,12 @@ def build_cues(
             end = min(end, nxt)
         # Engines give some words no duration; the next cue is pushed instead when needed.
         end = max(end, start + 1)
-        if end - start < min_ms:
-            target = start + min_ms
+        want = min_ms
+        if max_chars_per_s:
+            chars = _width(group)
+            want = max(want, min(max_ms, math.ceil(chars * 1000 / max_chars_per_s)))
+        if end - start < want:
+            target = start + want
             if nxt is not None:
                 target = min(target, nxt - gap_ms)
             end = max(end, target)

@@ -61,9 +61,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from reach_vendor.daemon import load_processors
     from reach_vendor.kaltura.gateway import KalturaApiError, KalturaGateway, KalturaTransientError
 
     settings = _load(args.config)
+    load_processors(settings)  # engine options (a model directory) are config too
     print(f"{args.config}: configuration is valid")
     if args.offline:
         return 0

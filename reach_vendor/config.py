@@ -9,11 +9,24 @@ Secrets may be given inline for the demo, but production configs point at files
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from reach_vendor.task_spec import SERVICE_FEATURES, SERVICE_TYPES
+
+if TYPE_CHECKING:
+    from processors.routing import ProcessorPool
 
 EX_CONFIG = 78
 
@@ -92,9 +105,113 @@ class WorkersConfig(_Section):
     """Extend a task's access key when less than this is left before it expires."""
 
 
+class RouteMatchConfig(_Section):
+    """Conditions of a routing rule; each takes one value or a list of alternatives."""
+
+    service_feature: list[int] | None = None
+    service_type: list[int] | None = None
+    language: list[str] | None = None
+    partner_id: list[int] | None = None
+
+    @field_validator("service_feature", mode="before")
+    @classmethod
+    def _features(cls, value: Any) -> Any:
+        return _enum_values(value, SERVICE_FEATURES, "service feature")
+
+    @field_validator("service_type", mode="before")
+    @classmethod
+    def _types(cls, value: Any) -> Any:
+        return _enum_values(value, SERVICE_TYPES, "service type")
+
+    @field_validator("language", "partner_id", mode="before")
+    @classmethod
+    def _listify(cls, value: Any) -> Any:
+        return value if value is None or isinstance(value, list) else [value]
+
+
+class RouteConfig(_Section):
+    match: RouteMatchConfig
+    processor: str = Field(min_length=1)
+
+
 class ProcessorsConfig(_Section):
+    """`engines` names configured engines (a registered processor, or any name with a
+    `type:` key naming one, to run one engine type with two option sets); `routes` picks
+    one per task, first match wins, else `default`."""
+
     default: str = "pocketsphinx"
+    engines: dict[str, dict[str, Any]] = Field(default_factory=dict)
     options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """Older spelling of `engines`, still read."""
+    routes: list[RouteConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _known_processors(self) -> ProcessorsConfig:
+        import processors
+
+        known = processors.available()
+        engines = self.all_engines()
+        for name, options in engines.items():
+            kind = options.get("type", name)
+            if kind not in known:
+                raise ValueError(
+                    f"engines.{name}: unknown processor {kind!r}; available: {', '.join(known)}"
+                )
+        named = [("default", self.default)]
+        named += [(f"routes.{i}.processor", r.processor) for i, r in enumerate(self.routes)]
+        for key, name in named:
+            if name not in engines and name not in known:
+                choices = ", ".join(sorted({*known, *engines}))
+                raise ValueError(f"{key}: unknown processor {name!r}; available: {choices}")
+        return self
+
+    def all_engines(self) -> dict[str, dict[str, Any]]:
+        return {**self.options, **self.engines}
+
+    def pool(self) -> ProcessorPool:
+        from processors.routing import Engine, ProcessorPool, Route
+
+        engines = {
+            name: Engine(
+                str(opts.get("type", name)), {k: v for k, v in opts.items() if k != "type"}
+            )
+            for name, opts in self.all_engines().items()
+        }
+        routes = [
+            Route(
+                processor=r.processor,
+                service_features=_set(r.match.service_feature),
+                service_types=_set(r.match.service_type),
+                languages=_set([x.strip().lower() for x in r.match.language])
+                if r.match.language is not None
+                else None,
+                partner_ids=_set(r.match.partner_id),
+            )
+            for r in self.routes
+        ]
+        return ProcessorPool(self.default, engines, routes)
+
+
+def _set(values: list[Any] | None) -> frozenset[Any] | None:
+    return frozenset(values) if values is not None else None
+
+
+def _enum_values(value: Any, names: dict[str, int], what: str) -> Any:
+    """YAML may say ALIGNMENT or 3; both become 3, and a typo names the choices."""
+    if value is None:
+        return None
+    out = []
+    for item in value if isinstance(value, list) else [value]:
+        if isinstance(item, str) and not item.strip().isdigit():
+            key = item.strip().upper()
+            if key not in names:
+                raise ValueError(
+                    f"unknown {what} {item!r}; use a number or one of {', '.join(names)}"
+                )
+            out.append(names[key])
+        else:
+            out.append(item)
+    return out
 
 
 class StorageConfig(_Section):
@@ -127,6 +244,10 @@ def _first_error_line(exc: ValidationError) -> str:
         msg = "required key is missing"
     elif msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
+        # A section-wide check names the key below the section it found wrong ("routes.0...").
+        sub = re.match(r"^([A-Za-z_][\w.-]*): ", msg)
+        if sub and err["type"] == "value_error" and len(err["loc"]) == 1:
+            key, msg = f"{key}.{sub.group(1)}", msg[sub.end() :]
     more = len(exc.errors()) - 1
     suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
     return f"{key}: {msg}{suffix}"

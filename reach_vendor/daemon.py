@@ -18,9 +18,9 @@ from datetime import UTC, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-import processors
 from processors.base import Processor
-from reach_vendor.config import Settings
+from processors.routing import ProcessorPool
+from reach_vendor.config import ConfigError, Settings
 from reach_vendor.kaltura.gateway import KalturaApiError, KalturaGateway, KalturaTransientError
 from reach_vendor.pipeline import Pipeline
 from reach_vendor.store import TaskStore
@@ -43,12 +43,11 @@ class Daemon:
         self.gateway = gateway or KalturaGateway(
             settings.kaltura, settings.kaltura.app_token.resolve_token()
         )
-        self.processor = processor or processors.create(
-            settings.processors.default,
-            settings.processors.options.get(settings.processors.default),
+        self.processors = (
+            load_processors(settings) if processor is None else ProcessorPool.fixed(processor)
         )
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self.pipeline = Pipeline(settings, self.store, self.gateway, self.processor, self.owner)
+        self.pipeline = Pipeline(settings, self.store, self.gateway, self.processors, self.owner)
         self.shutdown = threading.Event()
         self._wake = threading.Condition()
         self._busy = 0
@@ -174,3 +173,15 @@ class Daemon:
 
 def _now_utc() -> datetime:
     return datetime.now(UTC)
+
+
+def load_processors(settings: Settings) -> ProcessorPool:
+    """Every engine a task can be routed to, created now: a bad engine option (a model
+    directory that is not there) is a config error at start-up, not a failed task later."""
+    pool = settings.processors.pool()
+    for name in pool.referenced():
+        try:
+            pool.get(name)
+        except ValueError as exc:
+            raise ConfigError(f"processors.engines.{name}: {exc}") from None
+    return pool

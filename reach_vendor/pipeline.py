@@ -22,11 +22,13 @@ from typing import Any
 from processors.base import (
     ProcessingCancelled,
     ProcessingRequest,
-    Processor,
     ProcessorError,
     Transcript,
+    UnsupportedTaskError,
+    Word,
 )
-from reach_vendor import captions, media
+from processors.routing import ProcessorPool, TaskTraits
+from reach_vendor import caption_rules, captions, media
 from reach_vendor.config import Settings
 from reach_vendor.kaltura.gateway import (
     Deliverable,
@@ -37,7 +39,12 @@ from reach_vendor.kaltura.gateway import (
 from reach_vendor.redact import redact
 from reach_vendor.states import KalturaStatus, Stage, TaskState, retry_delay_s, status_name
 from reach_vendor.store import TaskRecord, TaskStore
-from reach_vendor.task_spec import TaskSpec
+from reach_vendor.task_spec import (
+    FEATURE_ALIGNMENT,
+    SUPPORTED_FEATURES,
+    TaskSpec,
+    feature_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +56,10 @@ _GONE_CODES = frozenset(
         "CANNOT_UPDATE_STATUS_OF_TASK_WHICH_IS_IN_FINAL_STATE",
     }
 )
+
+
+MAX_TRANSCRIPT_BYTES = 20 << 20
+"""A transcript far larger than any media's speech is a wrong file, not text to align."""
 
 
 class TaskAborted(Exception):
@@ -72,13 +83,13 @@ class Pipeline:
         settings: Settings,
         store: TaskStore,
         gateway: KalturaGateway,
-        processor: Processor,
+        processors: ProcessorPool,
         owner: str,
     ) -> None:
         self.settings = settings
         self.store = store
         self.gateway = gateway
-        self.processor = processor
+        self.processors = processors
         self.owner = owner
         self.work_dir = Path(settings.storage.work_dir)
         self.keeper_interval_s = min(30.0, settings.workers.lease_s / 3)
@@ -181,6 +192,18 @@ class Pipeline:
     def _transcribe(
         self, ctx: _Context, spec: TaskSpec, task_dir: Path, shutdown: threading.Event
     ) -> Transcript:
+        if spec.service_feature not in SUPPORTED_FEATURES:
+            raise UnsupportedTaskError(
+                f"service feature {feature_name(spec.service_feature)} is not offered by this "
+                "vendor (captions and alignment only)"
+            )
+        traits = TaskTraits(
+            spec.service_feature, spec.service_type, spec.source_language, spec.partner_id
+        )
+        processor = self.processors.for_task(traits)
+        alignment_text = None
+        if spec.service_feature == FEATURE_ALIGNMENT:
+            alignment_text = self._alignment_text(ctx, spec, task_dir)
         self._stage(ctx, Stage.DOWNLOAD, "downloading media")
         url, flavor = self.gateway.media_url(spec, ctx.rec.access_key)
         media_path = task_dir / f"media.{flavor.ext}"
@@ -203,25 +226,33 @@ class Pipeline:
         if not self.settings.storage.keep_media:
             media_path.unlink(missing_ok=True)
 
-        self._stage(ctx, Stage.TRANSCRIBE, f"transcribing {duration:.1f}s of audio")
+        self._stage(
+            ctx, Stage.TRANSCRIBE, f"transcribing {duration:.1f}s of audio with {processor.name}"
+        )
         request = ProcessingRequest(
             audio_path=pcm_path,
             duration_s=duration,
             language=spec.source_language,
+            language_code=spec.language_code,
             service_feature=spec.service_feature,
             dictionary=spec.dictionary,
+            transcript_text=alignment_text,
         )
         keeper = _TaskKeeper(self, ctx, request, shutdown)
         keeper.extend_key_if_due()
         keeper.start()
         t0 = time.monotonic()
         try:
-            transcript = self.processor.process(request)
+            transcript = processor.process(request)
         finally:
             keeper.stop()
         if keeper.aborted:
             raise TaskAborted("aborted by the customer while processing")
         request.check_cancelled()
+        if not transcript.words:
+            # An empty caption file is not something a customer can use or a player shows;
+            # saying why is more useful than a READY task with nothing in it.
+            raise ProcessorError(f"no speech was found in the {duration:.0f} s of audio")
         log.info(
             "transcribed %d words, accuracy %.0f%%",
             len(transcript.words),
@@ -234,11 +265,39 @@ class Pipeline:
         )
         return transcript
 
+    def _alignment_text(self, ctx: _Context, spec: TaskSpec, task_dir: Path) -> str:
+        """The customer's transcript for an ALIGNMENT task, fetched like media is."""
+        if not spec.transcript_asset_id:
+            raise ProcessorError(
+                "alignment task has no text transcript (taskJobData.textTranscriptAssetId)"
+            )
+        try:
+            url = self.gateway.transcript_url(spec, ctx.rec.access_key)
+            path = task_dir / "transcript.txt"
+            size = media.download(url, path, timeout_s=self.settings.kaltura.request_timeout_s)
+        except KalturaApiError as exc:
+            if exc.code in _GONE_CODES:
+                raise
+            raise ProcessorError(f"cannot read the transcript to align: {exc}") from None
+        except media.MediaError as exc:
+            raise ProcessorError(f"cannot read the transcript to align: {exc}") from None
+        if size > MAX_TRANSCRIPT_BYTES:
+            raise ProcessorError(
+                f"the transcript to align is too large ({size} bytes, at most "
+                f"{MAX_TRANSCRIPT_BYTES})"
+            )
+        text = path.read_bytes().decode("utf-8-sig", errors="replace")
+        if not text.strip():
+            raise ProcessorError("the transcript to align is empty")
+        return text
+
     def _upload_caption(
         self, ctx: _Context, spec: TaskSpec, transcript: Transcript
     ) -> tuple[str, int]:
         self._stage(ctx, Stage.UPLOAD, "uploading captions")
-        cues = captions.build_cues(transcript.words, max_chars_per_line=spec.max_chars_per_line)
+        cues = captions.build_cues(
+            _shown(spec, transcript), max_chars_per_line=spec.max_chars_per_line
+        )
         text, ext = captions.render(cues, spec.output_format, spec.language_code)
         caption = Deliverable(text.encode("utf-8"), f"{spec.entry_id}_{spec.task_id}.{ext}")
         accuracy = max(0, min(100, round(transcript.accuracy * 100)))
@@ -267,16 +326,24 @@ class Pipeline:
         self, ctx: _Context, spec: TaskSpec, transcript: Transcript, caption_id: str, accuracy: int
     ) -> None:
         self._stage(ctx, Stage.FINISH, "attaching transcript and setting READY")
-        text = captions.transcript_text(transcript.words)
-        deliverable = Deliverable(text.encode("utf-8"), f"{spec.entry_id}_{spec.task_id}.txt")
+        # Both: the text is what people read and search; the JSON word timings let the
+        # customer (or a later alignment) re-cut captions without paying for ASR again.
+        # The reach profile has no field to choose, and two small files cost nothing.
+        words = _shown(spec, transcript)
+        name = f"{spec.entry_id}_{spec.task_id}"
+        deliverables = [
+            Deliverable(captions.transcript_text(words).encode("utf-8"), f"{name}.txt"),
+            Deliverable(captions.transcript_json(words).encode("utf-8"), f"{name}.json"),
+        ]
         if self.gateway.find_attachment(spec, ctx.rec.access_key) is None:
             attachment_id = self.gateway.upload_transcript_and_finish(
-                spec, ctx.rec.access_key, deliverable, caption_id, accuracy
+                spec, ctx.rec.access_key, deliverables, caption_id, accuracy
             )
         else:
             attachment_id = None
             self.gateway.set_ready(spec.task_id, ctx.rec.access_key, caption_id, accuracy)
-        self._keep_copy(ctx, deliverable)
+        for deliverable in deliverables:
+            self._keep_copy(ctx, deliverable)
         self._finish(
             ctx,
             TaskState.DELIVERED,
@@ -353,6 +420,16 @@ class Pipeline:
         log.warning(
             "attempt %d failed, retry in %.0fs: %s", attempts, delay, reason, extra=ctx.log_extra
         )
+
+
+def _shown(spec: TaskSpec, transcript: Transcript) -> list[Word]:
+    """The words as the customer's reach profile wants them in captions and transcript."""
+    return caption_rules.apply(
+        transcript.words,
+        profanity_removal=spec.enable_profanity_removal,
+        speaker_change_indication=spec.enable_speaker_change_indication,
+        audio_tags=spec.enable_audio_tags,
+    )
 
 
 class _AlreadyDone(TaskAborted):

@@ -24,6 +24,27 @@ CAPTION_TYPE_BY_OUTPUT_FORMAT = {
 
 DEFAULT_MAX_CHARS_PER_LINE = 42
 
+# KalturaVendorServiceFeature / KalturaVendorServiceType, for configs and error messages.
+SERVICE_FEATURES = {
+    "CAPTIONS": 1, "TRANSLATION": 2, "ALIGNMENT": 3, "AUDIO_DESCRIPTION": 4, "CHAPTERING": 5,
+    "INTELLIGENT_TAGGING": 6, "DUBBING": 7, "LIVE_CAPTION": 8, "EXTENDED_AUDIO_DESCRIPTION": 9,
+    "CLIPS": 10, "LIVE_TRANSLATION": 11, "QUIZ": 12, "SUMMARY": 13, "VIDEO_ANALYSIS": 14,
+    "MODERATION": 15, "METADATA_ENRICHMENT": 16, "SENTIMENT_ANALYSIS": 17,
+    "DOCUMENT_ENRICHMENT": 18, "SIGN_LANGUAGE": 19, "SPEECH_TO_VIDEO": 20,
+}  # fmt: skip
+SERVICE_TYPES = {"HUMAN": 1, "MACHINE": 2, "HYBRID": 3}
+FEATURE_CAPTIONS = 1
+FEATURE_ALIGNMENT = 3
+SUPPORTED_FEATURES = frozenset({FEATURE_CAPTIONS, FEATURE_ALIGNMENT})
+
+
+def feature_name(feature: int) -> str:
+    for name, value in SERVICE_FEATURES.items():
+        if value == feature:
+            return name
+    return f"#{feature}"
+
+
 # Kaltura language names to the ISO codes caption formats want (DFXP xml:lang, VTT).
 _LANGUAGE_CODES = {
     "english": "en",
@@ -61,6 +82,9 @@ class TaskSpec:
     flavor_params_ids: tuple[int, ...]
     dictionary: str
     expected_finish_time: int | None
+    transcript_asset_id: str | None = None
+    """ALIGNMENT tasks: the attachment asset holding the customer's text transcript
+    (`KalturaAlignmentVendorTaskData.textTranscriptAssetId`)."""
 
     @property
     def language_code(self) -> str:

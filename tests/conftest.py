@@ -15,10 +15,17 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import settings
 
 from reach_vendor.emulator import KalturaEmulator
 
 REPO = Path(__file__).resolve().parent.parent
+
+# CI must be reproducible: the same examples on every run, and no example database left in
+# a fresh clone. Locally hypothesis explores new examples each run and remembers failures.
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 SENTENCES = [
     "The weather is nice today and we are going to the park.",
@@ -78,7 +85,7 @@ def add_speech_task(emu: KalturaEmulator, vendor: Vendor, clip: Clip | None, **k
         vendor_partner_id=vendor.partner_id,
         partner_id=kw.pop("partner_id", 4124832),
         media_path=clip.path if clip else None,
-        media_ext="mp3",
+        media_ext=clip.path.suffix.lstrip(".") if clip else "mp3",
         **kw,
     )
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import jiwer
 
-FORMATS = ("mp3", "wav", "mp4", "ogg")
+FORMATS = ("mp3", "wav", "mp4", "ogg", "webm")
 
 _SPEECH_RATE = 16_000
 _BITEXACT = ["-map_metadata", "-1", "-fflags", "+bitexact", "-flags", "+bitexact"]
@@ -26,6 +26,8 @@ _ENCODE: dict[str, list[str]] = {
     "mp3": ["-ar", "44100", "-ac", "2", "-c:a", "libmp3lame", "-b:a", "64k"],
     "wav": ["-ar", "16000", "-ac", "1", "-c:a", "pcm_s16le"],
     "ogg": ["-ar", "44100", "-ac", "2", "-c:a", "libvorbis", "-q:a", "3"],
+    # Browser recordings (Kaltura's webcam/Express Capture) arrive as WebM with Opus at 48 kHz.
+    "webm": ["-ar", "48000", "-ac", "2", "-c:a", "libopus", "-b:a", "48k"],
 }
 
 
@@ -44,7 +46,7 @@ def _require(*tools: str) -> None:
 
 def make_speech(text: str, dest: Path, fmt: str = "mp3") -> Path:
     """Speak `text` with flite's slt voice into `dest` as mp3, wav, mp4 (with a video
-    track, like a Kaltura flavor) or ogg."""
+    track, like a Kaltura flavor), ogg or webm."""
     return make_speech_parts([text], dest, fmt, gap_s=0.0)[0]
 
 

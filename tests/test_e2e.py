@@ -3,6 +3,7 @@ delivered captions, with real speech, real SQLite and the real KalturaApiClient.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import stat
@@ -79,8 +80,16 @@ def test_daemon_delivers_every_task(
         )
         assert word_error_rate(clip.text, caption_text(bytes(asset["content"]).decode())) < 0.35
         assert 0 < int(task["accuracy"]) <= 100
-        transcripts = emulator.attachment_assets(task["entryId"])
-        assert len(transcripts) == 1 and bytes(transcripts[0]["content"]).strip()
+        transcripts = {
+            a["filename"].rsplit(".", 1)[-1]: a for a in emulator.attachment_assets(task["entryId"])
+        }
+        assert sorted(transcripts) == ["json", "txt"]
+        assert bytes(transcripts["txt"]["content"]).strip()
+        assert (
+            str(transcripts["txt"]["format"]) == "1" and str(transcripts["json"]["format"]) == "4"
+        )
+        timed = json.loads(bytes(transcripts["json"]["content"]))["words"]
+        assert timed and all(w["start"] <= w["end"] for w in timed)
 
     for secret in secrets_seen(emulator, vendor):
         assert secret not in output

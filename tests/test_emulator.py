@@ -302,3 +302,30 @@ def test_customer_abort_only_while_the_task_is_open(
     assert task["status"] == 7
     assert [s for s, _ in task["_statusLog"]] == [7]
     assert [s for s, _ in emulator.task(task_id)["_statusLog"]] == [2]
+
+
+def test_alignment_task_carries_its_transcript_as_an_attachment(
+    emulator: KalturaEmulator, vendor: Vendor
+) -> None:
+    """Like Kaltura: `taskJobData` names the text attachment, `getUrl` gives a serve URL
+    with the caller's KS, and only a key for that entry can read it."""
+    task_id = emulator.add_task(
+        vendor_partner_id=vendor.partner_id,
+        partner_id=CUSTOMER,
+        media_path=None,
+        service_feature=3,
+        transcript_text="Hello there, world.",
+    )
+    other_task = pending_task(emulator, vendor)
+    key = emulator.task(task_id)["accessKey"]
+    task = client(emulator, key).reach.entryVendorTask.get(task_id)
+    job = task.taskJobData
+    assert type(job).__name__ == "KalturaAlignmentVendorTaskData"
+    url = client(emulator, key).attachment.attachmentAsset.getUrl(job.textTranscriptAssetId)
+    assert requests.get(url, timeout=5).text == "Hello there, world."
+    other_key = emulator.task(other_task)["accessKey"]
+    with pytest.raises(KalturaException) as err:
+        client(emulator, other_key).attachment.attachmentAsset.getUrl(job.textTranscriptAssetId)
+    assert err.value.code == "ATTACHMENT_ASSET_ID_NOT_FOUND"
+    forged = url.replace(key, other_key)
+    assert requests.get(forged, timeout=5).status_code == 404

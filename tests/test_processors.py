@@ -58,7 +58,7 @@ def test_registered_factory_receives_options(monkeypatch: pytest.MonkeyPatch) ->
 
     monkeypatch.setattr(processors, "_factories", dict(processors._factories))
     processors.register("echo", Echo)
-    assert processors.available() == ["echo", "pocketsphinx"]
+    assert processors.available() == ["echo", "faster-whisper", "pocketsphinx"]
     created = processors.create("echo", {"level": 3})
     assert isinstance(created, Echo) and created.options == {"level": 3}
     assert isinstance(processors.create("echo"), Echo)

@@ -31,7 +31,7 @@ from reach_vendor.emulator.wire import (
     render,
     resolve_references,
 )
-from reach_vendor.emulator.world import ABORTABLE, ABORTED, AppToken, Fault, World
+from reach_vendor.emulator.world import ABORTABLE, ABORTED, AppToken, Fault, World, kaltura_id
 
 _CHAOS_KINDS = ("http500", "drop", "drop_after", "delay", "error")
 
@@ -60,6 +60,9 @@ log = logging.getLogger(__name__)
 
 _API_PATH = re.compile(r"^/api_v3(?:/index\.php)?(?:/service/([^/]+)(?:/action/([^/?]+))?)?/?$")
 _SERVE_FLAVOR = re.compile(r"/serveFlavor/.*?flavorId/([^/]+)/.*?ks/([^/]+)")
+_SERVE_ATTACHMENT = re.compile(
+    r"/service/attachment_attachmentAsset/action/serve/attachmentAssetId/([^/]+)/ks/([^/]+)"
+)
 _KS_IN_PATH = re.compile(r"/ks/[^/]+")
 
 
@@ -92,6 +95,11 @@ class _Handler(BaseHTTPRequestHandler):
         if flavor:
             entry["actions"] = "serveFlavor"
             self._serve_flavor(flavor.group(1), flavor.group(2))
+            return
+        attachment = _SERVE_ATTACHMENT.search(url.path)
+        if attachment:
+            entry["actions"] = "serveAttachment"
+            self._serve_attachment(attachment.group(1), attachment.group(2))
             return
         match = _API_PATH.match(url.path)
         if not match:
@@ -164,6 +172,22 @@ class _Handler(BaseHTTPRequestHandler):
         with path.open("rb") as fh:
             while chunk := fh.read(1 << 16):
                 self.wfile.write(chunk)
+
+    def _serve_attachment(self, asset_id: str, ks: str) -> None:
+        emu = self.server.emulator
+        try:
+            session = emu.world.session(ks)
+        except ApiError:
+            self._send(403, b"Forbidden", "text/plain")
+            return
+        with emu.world.lock:
+            asset = emu.world.attachments.get(asset_id)
+            content = asset.get("_content") if asset else None
+            allowed = asset is not None and session.can_edit(asset["entryId"])
+        if not allowed or asset is None or asset["status"] == 3 or content is None:
+            self._send(404, b"Not Found", "text/plain")
+            return
+        self._send(200, bytes(content), "text/plain; charset=utf-8")
 
 
 class _Server(ThreadingHTTPServer):
@@ -331,10 +355,13 @@ class KalturaEmulator:
         dictionary: str = "",
         access_key_ttl_s: float = 3 * 86400,
         expected_finish_time: int | None = None,
+        transcript_text: str | None = None,
     ) -> int:
         """A PENDING REACH task for a new entry whose source flavor is `media_path`.
 
-        `media_path=None` makes an entry whose flavor download 404s.
+        `media_path=None` makes an entry whose flavor download 404s. `transcript_text`
+        (ALIGNMENT tasks) is attached to the entry as the customer's text transcript and
+        named in the task's `taskJobData`, as Kaltura does for alignment orders.
         """
         catalog: dict[str, Any] = {
             "serviceType": service_type,
@@ -360,7 +387,7 @@ class KalturaEmulator:
         task_fields: dict[str, Any] = {"dictionary": dictionary}
         if expected_finish_time is not None:
             task_fields["expectedFinishTime"] = expected_finish_time
-        return self.world.add_task(
+        task_id = self.world.add_task(
             vendor_partner_id=vendor_partner_id,
             partner_id=partner_id,
             media_path=Path(media_path) if media_path else None,
@@ -371,6 +398,36 @@ class KalturaEmulator:
             task_fields=task_fields,
             access_key_ttl_s=access_key_ttl_s,
         )
+        if transcript_text is not None:
+            self._attach_transcript(task_id, transcript_text)
+        return task_id
+
+    def _attach_transcript(self, task_id: int, text: str) -> None:
+        now = int(time.time())
+        with self.world.lock:
+            task = self.world.tasks[task_id]
+            content = text.encode("utf-8")
+            asset = {
+                "objectType": "KalturaAttachmentAsset",
+                "id": kaltura_id(),
+                "entryId": task["entryId"],
+                "partnerId": task["partnerId"],
+                "version": 1,
+                "size": max(1, len(content) // 1024),
+                "status": 2,
+                "filename": "transcript.txt",
+                "title": "Customer transcript",
+                "format": 1,
+                "tags": "",
+                "createdAt": now,
+                "updatedAt": now,
+                "_content": content,
+            }
+            self.world.attachments[asset["id"]] = asset
+            task["taskJobData"] = {
+                "objectType": "KalturaAlignmentVendorTaskData",
+                "textTranscriptAssetId": asset["id"],
+            }
 
     def inject_fault(
         self,

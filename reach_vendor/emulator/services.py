@@ -635,3 +635,15 @@ def _register_asset_service(kind: str, service: str) -> None:
 
 _register_asset_service("caption", "caption_captionAsset")
 _register_asset_service("attachment", "attachment_attachmentAsset")
+
+
+@action("attachment_attachmentAsset", "getUrl")
+def attachment_get_url(ctx: Ctx) -> Any:
+    """Like Kaltura: a serve URL carrying the caller's KS (the vendor's access key)."""
+    with ctx.world.lock:
+        asset = _asset(ctx, "attachment", str(ctx.param("id")))
+        asset_id = asset["id"]
+    return (
+        f"{ctx.base_url}/api_v3/index.php/service/attachment_attachmentAsset/action/serve"
+        f"/attachmentAssetId/{asset_id}/ks/{ctx.session.ks}"
+    )

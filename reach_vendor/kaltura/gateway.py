@@ -16,7 +16,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -428,7 +428,26 @@ class KalturaGateway:
             flavor_params_ids=flavor_ids,
             dictionary=_str(task.dictionary),
             expected_finish_time=_int(task.expectedFinishTime),
+            transcript_asset_id=_str(attr(_job_data(task), "textTranscriptAssetId")) or None,
         )
+
+    # -- alignment ------------------------------------------------------------------
+
+    def transcript_url(self, spec: TaskSpec, access_key: str) -> str:
+        """Download URL of the text an ALIGNMENT task's customer wants timed.
+
+        The text is an attachment asset on the entry; its id comes with the task
+        (`taskJobData.textTranscriptAssetId`), and the URL carries the access key.
+        """
+        asset_id = spec.transcript_asset_id
+        if not asset_id:
+            raise ValueError("the task names no transcript attachment")
+        url = self._call(
+            "attachment_attachmentAsset.getUrl",
+            access_key,
+            lambda c: c.attachment.attachmentAsset.getUrl(asset_id),
+        )
+        return str(url)
 
     # -- media ----------------------------------------------------------------------
 
@@ -533,30 +552,34 @@ class KalturaGateway:
         self,
         spec: TaskSpec,
         access_key: str,
-        transcript: Deliverable,
+        transcripts: Deliverable | Sequence[Deliverable],
         caption_asset_id: str,
         accuracy: int,
     ) -> str:
-        """Attach the transcript and set the task READY in one round trip.
+        """Attach the transcript(s) and set the task READY in one round trip; returns the
+        first attachment's id.
 
         READY goes last in the same multirequest, so Kaltura never sees a READY task
         whose deliverables are missing.
         """
+        files = [transcripts] if isinstance(transcripts, Deliverable) else list(transcripts)
 
         def run(c: KalturaClient) -> list[Any]:
             c.startMultiRequest()
-            token = c.uploadToken.add(KalturaUploadToken(fileName=transcript.filename))
-            c.uploadToken.upload(token.id, _NamedBytes(transcript))
-            attachment = KalturaAttachmentAsset(
-                filename=transcript.filename,
-                title=f"Transcript ({spec.source_language})",
-                format=_attachment_format(transcript.filename),
-                tags=task_tag(spec.task_id),
-            )
-            added = c.attachment.attachmentAsset.add(spec.entry_id, attachment)
-            c.attachment.attachmentAsset.setContent(
-                added.id, KalturaUploadedFileTokenResource(token=token.id)
-            )
+            for transcript in files:
+                token = c.uploadToken.add(KalturaUploadToken(fileName=transcript.filename))
+                c.uploadToken.upload(token.id, _NamedBytes(transcript))
+                kind = "word timings" if transcript.filename.endswith(".json") else "text"
+                attachment = KalturaAttachmentAsset(
+                    filename=transcript.filename,
+                    title=f"Transcript ({spec.source_language}, {kind})",
+                    format=_attachment_format(transcript.filename),
+                    tags=task_tag(spec.task_id),
+                )
+                added = c.attachment.attachmentAsset.add(spec.entry_id, attachment)
+                c.attachment.attachmentAsset.setContent(
+                    added.id, KalturaUploadedFileTokenResource(token=token.id)
+                )
             c.reach.entryVendorTask.updateJob(
                 spec.task_id,
                 KalturaEntryVendorTask(
@@ -621,6 +644,11 @@ class KalturaGateway:
                 ),
             ),
         )
+
+
+def _job_data(task: Any) -> Any:
+    data = getattr(task, "taskJobData", None)
+    return None if data is NotImplemented else data
 
 
 def choose_flavor(flavors: list[FlavorInfo], wanted_params_ids: tuple[int, ...]) -> FlavorInfo:
