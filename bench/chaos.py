@@ -8,7 +8,8 @@ at random times and started again. Then chaos stops, the daemon gets time to set
 and every task is checked:
 
   delivered   READY in Kaltura, with exactly the caption the task points at
-  duplicates  tasks whose entry has more than one caption asset (must be 0)
+  duplicates  tasks whose entry has more than one caption asset, or the same transcript
+              file attached twice (must be 0)
   lost        tasks not READY, ERROR or ABORTED at the end (must be 0)
 
     .venv/bin/python -m bench.chaos [--tasks 200] [--seed 1] [--kill-every-s 5] ...
@@ -205,7 +206,9 @@ def run_chaos(params: ChaosParams, work_dir: Path, *, echo: bool = False) -> Cha
             captions = emu.caption_assets(task["entryId"])
             if len(captions) > 1:
                 report.duplicates += 1
-            if len(emu.attachment_assets(task["entryId"])) > 1:
+            # Transcripts come as several attachments (text, JSON): each file once.
+            names = [str(a.get("filename")) for a in emu.attachment_assets(task["entryId"])]
+            if len(names) != len(set(names)):
                 report.duplicate_attachments += 1
             status = task["status"]
             if status == READY:
