@@ -452,14 +452,29 @@ class KalturaGateway:
     # -- media ----------------------------------------------------------------------
 
     def media_url(self, spec: TaskSpec, access_key: str) -> tuple[str, FlavorInfo]:
-        """URL of the flavor to transcribe: one the profile names, else the source."""
+        """URL of the flavor to transcribe: one the profile names, else the source.
 
-        def run(c: KalturaClient) -> Any:
+        The list and the URL of the first flavor listed (usually the source, which most
+        tasks want) go in one multirequest; only when another flavor is chosen does its
+        URL cost a second round trip.
+        """
+
+        def run(c: KalturaClient) -> list[Any]:
+            c.startMultiRequest()
             flt = KalturaAssetFilter()
             flt.entryIdEqual = spec.entry_id
-            return c.flavorAsset.list(flt, KalturaFilterPager(pageSize=100))
+            listed = c.flavorAsset.list(flt, KalturaFilterPager(pageSize=100))
+            c.flavorAsset.getUrl(listed.objects[0].id)
+            return list(c.doMultiRequest())
 
-        resp = self._call("flavorAsset.list", access_key, run)
+        resp, first_url = self._call("flavorAsset.list+getUrl", access_key, run)
+        if isinstance(resp, KalturaException):
+            if str(resp.code) in _TRANSIENT_API_CODES:
+                raise KalturaTransientError(
+                    f"flavorAsset.list: {resp.code}: {redact(resp.message)}"
+                )
+            raise KalturaApiError(str(resp.code), str(resp.message), "flavorAsset.list")
+        objects = list(resp.objects or [])
         flavors = [
             FlavorInfo(
                 id=_str(f.id),
@@ -469,7 +484,7 @@ class KalturaGateway:
                 is_original=_bool(f.isOriginal),
                 bitrate=_int(f.bitrate, 0) or 0,
             )
-            for f in (resp.objects or [])
+            for f in objects
             if _int(f.status, 2) == 2
         ]
         if not flavors:
@@ -477,6 +492,8 @@ class KalturaGateway:
                 "NO_FLAVOR", "entry has no ready flavor asset", "flavorAsset.list"
             )
         flavor = choose_flavor(flavors, spec.flavor_params_ids)
+        if _str(objects[0].id) == flavor.id and isinstance(first_url, str) and first_url:
+            return first_url, flavor
         url = self._call(
             "flavorAsset.getUrl", access_key, lambda c: c.flavorAsset.getUrl(flavor.id)
         )
