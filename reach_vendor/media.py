@@ -93,7 +93,8 @@ def decode_to_pcm(src: Path, dest: Path) -> float:
     """
     part = dest.with_name(dest.name + ".part")
     try:
-        container = av.open(str(src))
+        # Metadata is not ours to read, and a stray byte in a tag must not refuse the audio.
+        container = av.open(str(src), metadata_errors="replace")
     except av.FFmpegError as exc:
         raise MediaError(f"cannot decode media: {_ffmpeg_reason(exc)}") from None
     samples = 0

@@ -234,6 +234,76 @@ class _Named(io.BytesIO):
         self.name = name
 
 
+def _outcomes(emu: KalturaEmulator, c: KalturaClient, task_id: int, n: int) -> list[str]:
+    out = []
+    for _ in range(n):
+        try:
+            c.reach.entryVendorTask.get(task_id)
+            out.append("ok")
+        except KalturaException as exc:
+            out.append(str(exc.code))
+        except KalturaClientException:
+            out.append("transport")
+    return out
+
+
+def test_random_faults_are_seeded_and_counted(emulator: KalturaEmulator, vendor: Vendor) -> None:
+    task_id = pending_task(emulator, vendor)
+    c = client(emulator, emulator.task(task_id)["accessKey"])
+    c.config.requestTimeout = 5
+    runs = []
+    for _ in range(2):
+        emulator.set_chaos(
+            7, http500=0.2, drop=0.1, drop_after=0.1, error=0.1, delay=0.1, delay_s=0.01
+        )
+        runs.append(_outcomes(emulator, c, task_id, 40))
+    assert runs[0] == runs[1]  # same seed, same faults
+    outcomes = runs[0]
+    assert {"ok", "transport", "INTERNAL_SERVERL_ERROR"} <= set(outcomes)
+    counts = emulator.chaos_counts()
+    assert set(counts) == {"http500", "drop", "drop_after", "error", "delay"}
+    assert sum(counts.values()) == len([o for o in outcomes if o != "ok"]) + counts["delay"]
+    emulator.clear_chaos()
+    assert _outcomes(emulator, c, task_id, 5) == ["ok"] * 5
+    with pytest.raises(ValueError):
+        emulator.set_chaos(1, http500=0.8, drop=0.5)
+
+
+def test_keys_can_be_expired_on_demand(emulator: KalturaEmulator, vendor: Vendor) -> None:
+    task_id = pending_task(emulator, vendor)
+    key = emulator.task(task_id)["accessKey"]
+    gw = make_gateway(emulator, vendor)
+    vendor_ks = gw.vendor_ks()
+    assert emulator.expire_vendor_sessions() >= 1
+    with pytest.raises(KalturaException) as info:
+        client(emulator, vendor_ks).reach.entryVendorTask.getJobs()
+    assert info.value.code == "INVALID_KS" and "EXPIRED" in str(info.value)
+    # The gateway notices and starts a new app-token session by itself.
+    assert [t.kaltura_task_id for t in gw.fetch_jobs()] == [task_id]
+
+    assert client(emulator, key).reach.entryVendorTask.get(task_id).id == task_id
+    emulator.expire_access_key(task_id)
+    with pytest.raises(KalturaException) as info:
+        client(emulator, key).reach.entryVendorTask.get(task_id)
+    assert info.value.code == "INVALID_KS"
+
+
+def test_customer_abort_only_while_the_task_is_open(
+    emulator: KalturaEmulator, vendor: Vendor
+) -> None:
+    task_id = pending_task(emulator, vendor)
+    c = client(emulator, emulator.task(task_id)["accessKey"])
+    c.reach.entryVendorTask.updateJob(task_id, KalturaEntryVendorTask(status=2))
+    assert emulator.abort_task(task_id) is False
+    assert emulator.task(task_id)["status"] == 2
+    other = pending_task(emulator, vendor)
+    assert emulator.abort_task(other) is True
+    task = emulator.task(other)
+    assert task["status"] == 7
+    assert [s for s, _ in task["_statusLog"]] == [7]
+    assert [s for s, _ in emulator.task(task_id)["_statusLog"]] == [2]
+
+
 def test_alignment_task_carries_its_transcript_as_an_attachment(
     emulator: KalturaEmulator, vendor: Vendor
 ) -> None:

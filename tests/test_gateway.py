@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
+import requests
 
 from reach_vendor.config import parse_settings
 from reach_vendor.emulator import KalturaEmulator
@@ -96,3 +98,69 @@ def test_start_task_returns_the_spec_and_extends_keys(
     with pytest.raises(KalturaApiError) as info:
         gw.get_task(task_id, gw.vendor_ks())
     assert info.value.code == "ENTRY_VENDOR_TASK_NOT_FOUND"
+
+
+def test_kaltura_internal_errors_are_retried_as_transient(
+    emulator: KalturaEmulator, vendor: Vendor
+) -> None:
+    """Found by bench/chaos.py: INTERNAL_SERVERL_ERROR was taken as a final answer, so a
+    task went to ERROR for a passing Kaltura fault, and when the ERROR report itself met
+    one the task was given up locally while Kaltura kept it PROCESSING forever."""
+    (task_id,) = add_tasks(emulator, vendor, 1)
+    key = emulator.task(task_id)["accessKey"]
+    gw = make_gateway(emulator, vendor, retries=2)
+    emulator.inject_fault("reach_entryvendortask", "get", times=2)
+    assert gw.get_task(task_id, key).task_id == task_id
+    emulator.inject_fault("reach_entryvendortask", "updateJob", times=3)
+    with pytest.raises(KalturaTransientError, match="INTERNAL_SERVERL_ERROR"):
+        gw.set_error(task_id, key, "bad media")
+    assert emulator.task(task_id)["status"] == 1
+    emulator.inject_fault("reach_entryvendortask", "get", code="SOME_ERROR", message="no")
+    with pytest.raises(KalturaApiError, match="SOME_ERROR"):
+        gw.get_task(task_id, key)
+
+
+def test_media_url_costs_one_round_trip_for_the_first_flavor(
+    emulator: KalturaEmulator, vendor: Vendor, tmp_path: Path
+) -> None:
+    media = tmp_path / "a.mp3"
+    media.write_bytes(b"ID3 not really audio")
+    source = emulator.add_task(
+        vendor_partner_id=vendor.partner_id, partner_id=4124832, media_path=media
+    )
+    wants_other = emulator.add_task(
+        vendor_partner_id=vendor.partner_id,
+        partner_id=4124832,
+        media_path=media,
+        flavor_params_ids="5",
+    )
+    other = tmp_path / "b.mp3"
+    other.write_bytes(b"the other flavor")
+    entry = emulator.task(wants_other)["entryId"]
+    with emulator.world.lock:
+        (first,) = [f for f in emulator.world.flavors.values() if f["entryId"] == entry]
+        emulator.world.flavors["0_second"] = {
+            **first,
+            "id": "0_second",
+            "flavorParamsId": 5,
+            "isOriginal": False,
+            "_path": str(other),
+        }
+    gw = make_gateway(emulator, vendor)
+
+    key = emulator.task(source)["accessKey"]
+    before = len(emulator.http_requests)
+    url, flavor = gw.media_url(gw.get_task(source, key), key)
+    assert [r["actions"] for r in emulator.http_requests[before + 1 :]] == [
+        "flavorasset.list+flavorasset.getUrl"
+    ]
+    assert flavor.is_original and requests.get(url, timeout=5).content == media.read_bytes()
+
+    key = emulator.task(wants_other)["accessKey"]
+    before = len(emulator.http_requests)
+    url, flavor = gw.media_url(gw.get_task(wants_other, key), key)
+    assert [r["actions"] for r in emulator.http_requests[before + 1 :]] == [
+        "flavorasset.list+flavorasset.getUrl",
+        "flavorasset.getUrl",
+    ]
+    assert flavor.id == "0_second" and requests.get(url, timeout=5).content == other.read_bytes()

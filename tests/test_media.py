@@ -201,6 +201,29 @@ def test_garbage_is_refused(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["media.mp4"]
 
 
+def test_undecodable_metadata_does_not_refuse_the_audio(tmp_path: Path) -> None:
+    """Found by tests/test_fuzz.py: a WAV whose INFO tag is not UTF-8 made PyAV raise
+    UnicodeDecodeError from av.open, which the pipeline could only treat as a bug."""
+    import struct
+
+    pcm = b"\x00\x01" * 8000
+    info = b"INFO" + b"ISFT" + struct.pack("<I", 4) + b"\x80bad"
+    fmt = b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, 16000, 32000, 2, 16)
+    body = (
+        b"WAVE"
+        + fmt
+        + b"LIST"
+        + struct.pack("<I", len(info))
+        + info
+        + b"data"
+        + struct.pack("<I", len(pcm))
+        + pcm
+    )
+    src = tmp_path / "tagged.wav"
+    src.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+    assert decode_to_pcm(src, tmp_path / "out.pcm") == pytest.approx(0.5)
+
+
 def test_decoding_long_media_keeps_memory_bounded(tmp_path: Path) -> None:
     """Fifteen minutes of stereo 48 kHz Opus (a long webcam recording) decode with the
     process growing by far less than the 29 MB of PCM written: frames are streamed to disk,

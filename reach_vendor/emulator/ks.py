@@ -67,6 +67,11 @@ def _invalid(ks: str, code: int, desc: str) -> ApiError:
     )
 
 
+def expired(ks: str) -> ApiError:
+    """The error Kaltura gives for a KS past its expiry."""
+    return _invalid(ks, -5, "EXPIRED")
+
+
 def verify(ks: str, secret_of: dict[int, str]) -> Session:
     """The session a KS stands for, or INVALID_KS as Kaltura words it."""
     padded = ks + "=" * (-len(ks) % 4)
@@ -89,7 +94,7 @@ def verify(ks: str, secret_of: dict[int, str]) -> Session:
     if not secrets.compare_digest(expected, signature):
         raise _invalid(ks, -1, "INVALID_STR")
     if expiry < time.time():
-        raise _invalid(ks, -5, "EXPIRED")
+        raise expired(ks)
     privileges: dict[str, str] = {}
     for item in parts[6].split(","):
         name, _, value = item.partition(":")

@@ -8,10 +8,13 @@ per service action to see how the daemon copes with a misbehaving Kaltura.
 from __future__ import annotations
 
 import logging
+import random
 import re
+import sys
 import threading
 import time
 import traceback
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
@@ -28,7 +31,38 @@ from reach_vendor.emulator.wire import (
     render,
     resolve_references,
 )
-from reach_vendor.emulator.world import ABORTED, PENDING, AppToken, Fault, World, kaltura_id
+from reach_vendor.emulator.world import (
+    ABORTABLE,
+    ABORTED,
+    PENDING,
+    AppToken,
+    Fault,
+    World,
+    kaltura_id,
+)
+
+_CHAOS_KINDS = ("http500", "drop", "drop_after", "delay", "error")
+
+
+@dataclass
+class Chaos:
+    """Random faults on every api_v3 request (flavor downloads are left alone), drawn
+    from a seeded generator so that a failing run can be replayed."""
+
+    rng: random.Random
+    probabilities: dict[str, float]
+    delay_s: float
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def draw(self) -> str | None:
+        roll = self.rng.random()
+        for kind in _CHAOS_KINDS:
+            p = self.probabilities.get(kind, 0.0)
+            if roll < p:
+                self.counts[kind] = self.counts.get(kind, 0) + 1
+                return kind
+            roll -= p
+        return None
 
 log = logging.getLogger(__name__)
 
@@ -58,16 +92,21 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
+        entry = {
+            "method": self.command,
+            "path": _KS_IN_PATH.sub("/ks/***", url.path),
+            "actions": "",
+        }
         with emu.lock:
-            emu.http_requests.append(
-                {"method": self.command, "path": _KS_IN_PATH.sub("/ks/***", url.path)}
-            )
+            emu.http_requests.append(entry)
         flavor = _SERVE_FLAVOR.search(url.path)
         if flavor:
+            entry["actions"] = "serveFlavor"
             self._serve_flavor(flavor.group(1), flavor.group(2))
             return
         attachment = _SERVE_ATTACHMENT.search(url.path)
         if attachment:
+            entry["actions"] = "serveAttachment"
             self._serve_attachment(attachment.group(1), attachment.group(2))
             return
         match = _API_PATH.match(url.path)
@@ -79,7 +118,10 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             params, files = parse_body(self.headers.get("Content-Type", ""), body, url.query)
             request = build_request(match.group(1), match.group(2), params, files)
+            entry["actions"] = "+".join(f"{c.service}.{c.action}" for c in request.calls)
             fault = emu.take_fault(request)
+            if fault is not None and fault.kind == "error":
+                raise ApiError(fault.code, fault.message)
             if fault is not None and fault.kind in ("http500", "drop"):
                 self._fail(fault)
                 return
@@ -166,6 +208,13 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     emulator: KalturaEmulator
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up (timed out, was killed) is normal here: no traceback."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError | TimeoutError):
+            return
+        super().handle_error(request, client_address)
+
 
 class KalturaEmulator:
     """A Kaltura api_v3 server on 127.0.0.1 with REACH, flavors, captions, attachments."""
@@ -176,6 +225,9 @@ class KalturaEmulator:
         self.calls: list[tuple[str, str]] = []
         """(service, action) of every call received, multirequest parts included."""
         self.http_requests: list[dict[str, str]] = []
+        """Method, path (KS masked) and `actions` ("service.action" of each call, joined with
+        "+"; "serveFlavor" for downloads) of every HTTP request received."""
+        self.chaos: Chaos | None = None
         self._server = _Server((host, port), _Handler)
         self._server.emulator = self
         self._thread: threading.Thread | None = None
@@ -236,14 +288,24 @@ class KalturaEmulator:
         return results
 
     def take_fault(self, request: Request) -> Fault | None:
-        """An HTTP-level fault scripted for any call of this request, if one is due."""
+        """An HTTP-level fault scripted for any call of this request, if one is due;
+        else one drawn at random when chaos is on."""
         for call in request.calls:
             fault = self._take_call_fault(
                 call.service, call.action, ("http500", "drop", "drop_after", "delay")
             )
             if fault is not None:
                 return fault
-        return None
+        with self.lock:
+            kind = self.chaos.draw() if self.chaos is not None else None
+            delay_s = self.chaos.delay_s if self.chaos is not None else 0.0
+        if kind is None or not request.calls:
+            return None
+        call = request.calls[0]
+        if kind == "error":
+            # Kaltura's own "something broke" answer for the whole request.
+            return Fault(call.service, call.action, "error", 0)
+        return Fault(call.service, call.action, kind, 0, delay_s=delay_s)
 
     def _take_call_fault(self, service: str, action: str, kinds: tuple[str, ...]) -> Fault | None:
         with self.lock:
@@ -403,14 +465,80 @@ class KalturaEmulator:
         with self.lock:
             self.world.faults.append(Fault(service, action, kind, times, code, message, delay_s))
 
+    def set_chaos(
+        self,
+        seed: int,
+        *,
+        http500: float = 0.0,
+        drop: float = 0.0,
+        drop_after: float = 0.0,
+        delay: float = 0.0,
+        error: float = 0.0,
+        delay_s: float = 1.0,
+    ) -> None:
+        """Misbehave at random on every api_v3 request from now on: each request draws
+        at most one fault, with these probabilities (kinds as in `inject_fault`; "error"
+        answers the whole request with INTERNAL_SERVERL_ERROR). Scripted faults go first.
+        `clear_chaos` stops it; `chaos_counts` says what was injected."""
+        probabilities = {
+            "http500": http500,
+            "drop": drop,
+            "drop_after": drop_after,
+            "delay": delay,
+            "error": error,
+        }
+        if any(p < 0 for p in probabilities.values()) or sum(probabilities.values()) > 1:
+            raise ValueError("fault probabilities must be >= 0 and add up to at most 1")
+        with self.lock:
+            self.chaos = Chaos(random.Random(seed), probabilities, delay_s)
+
+    def clear_chaos(self) -> None:
+        with self.lock:
+            self.chaos = None
+
+    def chaos_counts(self) -> dict[str, int]:
+        with self.lock:
+            return dict(self.chaos.counts) if self.chaos is not None else {}
+
+    def expire_ks(self, ks: str) -> None:
+        """Make `ks` expire now: every later request with it gets INVALID_KS (EXPIRED)."""
+        with self.world.lock:
+            self.world.revoked_ks.add(ks)
+
+    def expire_access_key(self, task_id: int) -> None:
+        """Expire the task's current access key (as if its time ran out)."""
+        with self.world.lock:
+            self.world.revoked_ks.add(str(self.world.tasks[task_id]["accessKey"]))
+
+    def expire_vendor_sessions(self) -> int:
+        """Expire every KS issued so far to a vendor partner (app-token sessions): the
+        daemon must start a new session. Returns how many were expired."""
+        with self.world.lock:
+            expired = 0
+            for ks in self.world.issued_ks:
+                try:
+                    session = self.world.session(ks)
+                except ApiError:
+                    continue
+                if session.partner_id in self.world.vendors:
+                    self.world.revoked_ks.add(ks)
+                    expired += 1
+            return expired
+
     # -- the customer's side ----------------------------------------------------------
 
-    def abort_task(self, task_id: int, reason: str = "Aborted by the customer") -> None:
+    def abort_task(self, task_id: int, reason: str = "Aborted by the customer") -> bool:
+        """The customer aborts the task, as `reach_entryvendortask.abort` does; a task
+        that is already final (READY, ERROR...) cannot be aborted: returns False."""
         with self.world.lock:
             task = self.world.tasks[task_id]
+            if task["status"] not in ABORTABLE:
+                return False
+            task.setdefault("_statusLog", []).append((ABORTED, time.time()))
             task["status"] = ABORTED
             task["errDescription"] = reason
             task["updatedAt"] = int(time.time())
+            return True
 
     def resubmit_task(self, task_id: int) -> None:
         """The customer re-submits: a new version of the task, PENDING again, new key."""

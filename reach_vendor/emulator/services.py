@@ -21,6 +21,7 @@ from typing import Any
 from reach_vendor.emulator import ks as ks_mod
 from reach_vendor.emulator.wire import ApiError
 from reach_vendor.emulator.world import (
+    ABORTABLE,
     ABORTED,
     ERROR,
     FINAL_STATUSES,
@@ -52,7 +53,6 @@ _VENDOR_UPDATABLE = {
     "taskJobData",
     "unitsUsedArray",
 }
-_ABORTABLE = {PENDING, PROCESSING, 4, 8, 9}
 
 
 @dataclass
@@ -347,6 +347,7 @@ def update_job(ctx: Ctx) -> Any:
                     NEW_STATUS=new,
                 )
             task["status"] = new
+            task.setdefault("_statusLog", []).append((new, time.time()))
             if new in (READY, ERROR):
                 task["finishTime"] = int(time.time())
         for key in ("errDescription", "outputObjectId", "externalTaskId", "partnerData", "notes"):
@@ -377,12 +378,13 @@ def extend_access_key(ctx: Ctx) -> Any:
 def abort(ctx: Ctx) -> Any:
     with ctx.world.lock:
         task = _task(ctx, ctx.int_param("id"))
-        if task["status"] not in _ABORTABLE:
+        if task["status"] not in ABORTABLE:
             raise ApiError(
                 "CANNOT_ABORT_NOT_MODERATED_TASK",
                 "Cannot abort task which is not pending moderation",
             )
         task["status"] = ABORTED
+        task.setdefault("_statusLog", []).append((ABORTED, time.time()))
         task["errDescription"] = str(ctx.params.get("abortReason") or "Aborted by the customer")
         _touch(task)
         return ctx.world.snapshot(task)

@@ -20,6 +20,7 @@ from reach_vendor.emulator import ks as ks_mod
 
 PENDING, READY, PROCESSING, ERROR, ABORTED = 1, 2, 3, 6, 7
 FINAL_STATUSES = frozenset({READY, ABORTED, 5})  # 5 = REJECTED
+ABORTABLE = frozenset({PENDING, PROCESSING, 4, 8, 9})  # statuses a customer can abort
 
 _ID_CHARS = string.ascii_lowercase + string.digits
 
@@ -70,6 +71,8 @@ class World:
     upload_tokens: dict[str, dict[str, Any]] = field(default_factory=dict)
     faults: list[Fault] = field(default_factory=list)
     issued_ks: list[str] = field(default_factory=list)
+    revoked_ks: set[str] = field(default_factory=set)
+    """KS strings expired on demand (`KalturaEmulator.expire_ks`): INVALID_KS from now on."""
     next_id: int = 1000
 
     def new_int_id(self) -> int:
@@ -84,6 +87,8 @@ class World:
         return ks
 
     def session(self, ks: str) -> ks_mod.Session:
+        if ks in self.revoked_ks:
+            raise ks_mod.expired(ks)
         return ks_mod.verify(ks, self.secrets)
 
     def ensure_partner(self, partner_id: int) -> None:
@@ -202,6 +207,8 @@ class World:
                 "turnAroundTime": catalog.get("turnAroundTime", -1),
                 "expectedFinishTime": now + 7 * 86400,
                 "_access_key_ttl_s": access_key_ttl_s,
+                "_addedAt": time.time(),
+                "_statusLog": [],
                 **task_fields,
             }
             task["accessKey"] = self.access_key(task)

@@ -58,6 +58,9 @@ _HASHES: dict[str, Callable[[bytes], Any]] = {
     "MD5": hashlib.md5,
 }
 _SESSION_RENEW_MARGIN_S = 120.0
+# Kaltura answers these when it is itself in trouble (sic: Kaltura's own spelling); the
+# same request may well work a moment later, so they are retried like network failures.
+_TRANSIENT_API_CODES = frozenset({"INTERNAL_SERVERL_ERROR"})
 
 
 class KalturaApiError(Exception):
@@ -168,8 +171,15 @@ class KalturaGateway:
             try:
                 return fn(client)
             except KalturaException as exc:
-                metrics.kaltura_error(action, "api")
-                raise KalturaApiError(str(exc.code), str(exc.message), action) from None
+                if str(exc.code) not in _TRANSIENT_API_CODES:
+                    metrics.kaltura_error(action, "api")
+                    raise KalturaApiError(str(exc.code), str(exc.message), action) from None
+                detail = f"{exc.code}: {redact(str(exc.message))}"
+                if attempt == attempts:
+                    raise KalturaTransientError(
+                        f"{action}: Kaltura kept failing after {attempts} attempts: {detail}"
+                    ) from None
+                self._backoff(action, attempt, attempts, detail)
             except KalturaClientException as exc:
                 metrics.kaltura_error(action, "transport")
                 detail = redact(str(exc))
@@ -450,14 +460,29 @@ class KalturaGateway:
     # -- media ----------------------------------------------------------------------
 
     def media_url(self, spec: TaskSpec, access_key: str) -> tuple[str, FlavorInfo]:
-        """URL of the flavor to transcribe: one the profile names, else the source."""
+        """URL of the flavor to transcribe: one the profile names, else the source.
 
-        def run(c: KalturaClient) -> Any:
+        The list and the URL of the first flavor listed (usually the source, which most
+        tasks want) go in one multirequest; only when another flavor is chosen does its
+        URL cost a second round trip.
+        """
+
+        def run(c: KalturaClient) -> list[Any]:
+            c.startMultiRequest()
             flt = KalturaAssetFilter()
             flt.entryIdEqual = spec.entry_id
-            return c.flavorAsset.list(flt, KalturaFilterPager(pageSize=100))
+            listed = c.flavorAsset.list(flt, KalturaFilterPager(pageSize=100))
+            c.flavorAsset.getUrl(listed.objects[0].id)
+            return list(c.doMultiRequest())
 
-        resp = self._call("flavorAsset.list", access_key, run)
+        resp, first_url = self._call("flavorAsset.list+getUrl", access_key, run)
+        if isinstance(resp, KalturaException):
+            if str(resp.code) in _TRANSIENT_API_CODES:
+                raise KalturaTransientError(
+                    f"flavorAsset.list: {resp.code}: {redact(resp.message)}"
+                )
+            raise KalturaApiError(str(resp.code), str(resp.message), "flavorAsset.list")
+        objects = list(resp.objects or [])
         flavors = [
             FlavorInfo(
                 id=_str(f.id),
@@ -467,7 +492,7 @@ class KalturaGateway:
                 is_original=_bool(f.isOriginal),
                 bitrate=_int(f.bitrate, 0) or 0,
             )
-            for f in (resp.objects or [])
+            for f in objects
             if _int(f.status, 2) == 2
         ]
         if not flavors:
@@ -475,6 +500,8 @@ class KalturaGateway:
                 "NO_FLAVOR", "entry has no ready flavor asset", "flavorAsset.list"
             )
         flavor = choose_flavor(flavors, spec.flavor_params_ids)
+        if _str(objects[0].id) == flavor.id and isinstance(first_url, str) and first_url:
+            return first_url, flavor
         url = self._call(
             "flavorAsset.getUrl", access_key, lambda c: c.flavorAsset.getUrl(flavor.id)
         )

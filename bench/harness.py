@@ -1,0 +1,167 @@
+"""Shared parts of the benchmarks and the chaos suite: a no-op speech processor registered
+through the real registry, a seeded emulator, daemon configs and the daemon process.
+
+The no-op processor reads the decoded PCM (so media still comes through the emulator,
+download and decode included) and returns a few timed words without doing any ASR, so
+what is measured is the orchestration: Kaltura calls, store, leases, threads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+import processors
+from processors.base import ProcessingRequest, Processor, Transcript, Word
+from reach_vendor.emulator import KalturaEmulator
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "bench" / "results"
+SAMPLE = REPO / "reach_vendor" / "samples" / "thanks.mp3"
+CUSTOMER = 4124832
+PENDING, READY, PROCESSING, ERROR, ABORTED = 1, 2, 3, 6, 7
+FINAL = (READY, ERROR, ABORTED)
+
+
+class NoopProcessor:
+    """Reads the audio and says "noop" once a second of it; `delay_s` option: sleep that
+    long (in small steps, honouring cancellation) to stand in for a slow engine."""
+
+    name = "noop"
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        self.delay_s = float(options.get("delay_s", 0.0))
+
+    def process(self, request: ProcessingRequest) -> Transcript:
+        size = 0
+        with request.audio_path.open("rb") as fh:
+            while chunk := fh.read(1 << 20):
+                size += len(chunk)
+                request.check_cancelled()
+        deadline = time.monotonic() + self.delay_s
+        while time.monotonic() < deadline:
+            request.check_cancelled()
+            time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+        request.check_cancelled()
+        seconds = max(1, int(size / 32000))
+        words = tuple(Word("noop", float(i), i + 0.5, 1.0) for i in range(min(seconds, 5)))
+        return Transcript(words=words, language=request.language, engine="noop", accuracy=1.0)
+
+
+def _noop_factory(options: dict[str, Any]) -> Processor:
+    return NoopProcessor(options)
+
+
+def register_noop() -> None:
+    processors.register("noop", _noop_factory)
+
+
+@dataclass(frozen=True)
+class Vendor:
+    partner_id: int
+    app_token_id: str
+    app_token: str
+
+
+def add_vendor(emu: KalturaEmulator) -> Vendor:
+    v = Vendor(partner_id=9001, app_token_id="1_bench", app_token=secrets.token_hex(16))
+    emu.add_vendor_partner(
+        partner_id=v.partner_id, app_token_id=v.app_token_id, app_token=v.app_token
+    )
+    return v
+
+
+def add_task(emu: KalturaEmulator, vendor: Vendor, media: Path = SAMPLE, **kw: Any) -> int:
+    return emu.add_task(
+        vendor_partner_id=vendor.partner_id,
+        partner_id=CUSTOMER,
+        media_path=media,
+        media_ext=media.suffix.lstrip(".") or "bin",
+        **kw,
+    )
+
+
+def write_config(
+    tmp: Path, emu: KalturaEmulator, vendor: Vendor, **sections: dict[str, Any]
+) -> Path:
+    token_file = tmp / "app_token"
+    token_file.write_text(vendor.app_token)
+    data: dict[str, Any] = {
+        "kaltura": {
+            "service_url": emu.url,
+            "partner_id": vendor.partner_id,
+            "app_token": {"id": vendor.app_token_id, "token_file": str(token_file)},
+            "request_timeout_s": 10,
+            "retries": 2,
+        },
+        "database": {"url": f"sqlite:///{tmp / 'reach.sqlite3'}"},
+        "polling": {"interval_s": 1},
+        "workers": {"concurrency": 4, "retry_base_s": 0.5},
+        "processors": {"default": "noop"},
+        "storage": {"work_dir": str(tmp / "work")},
+        "logging": {"format": "json", "level": "INFO"},
+    }
+    for name, values in sections.items():
+        data.setdefault(name, {}).update(values)
+    cfg = tmp / "config.yaml"
+    cfg.write_text(yaml.safe_dump(data))
+    return cfg
+
+
+def daemon_command(config: Path, *args: str) -> list[str]:
+    """`reach-vendor run --config ...` with the no-op processor registered first."""
+    return [sys.executable, "-m", "bench.noop_daemon", "run", "--config", str(config), *args]
+
+
+def start_daemon(config: Path, log_path: Path, *args: str) -> subprocess.Popen[bytes]:
+    with log_path.open("ab") as log_file:
+        return subprocess.Popen(
+            daemon_command(config, *args),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str, step: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(step)
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def machine_load() -> dict[str, Any]:
+    load1, load5, load15 = os.getloadavg()
+    return {"cpus": os.cpu_count(), "loadavg": [load1, load5, load15]}
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def write_result(name: str, data: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"{name}.json"
+    payload = {"bench": name, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    payload.update(machine_load())
+    payload.update(data)
+    out.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    print(f"wrote {out.relative_to(REPO)}")
+    return out
