@@ -139,7 +139,10 @@ class Pipeline:
             if exc.code in _GONE_CODES:
                 self._finish(ctx, TaskState.ABORTED, f"Kaltura no longer offers the task: {exc}")
             elif exc.code == "INVALID_KS":
-                self._finish(ctx, TaskState.FAILED, _invalid_key_reason(ctx.rec, exc))
+                # Kaltura cannot be told (the key is the only way in); if getJobs later
+                # offers the task with a fresh key, the store takes it up again.
+                reason = _invalid_key_reason(ctx.rec, exc)
+                self._finish(ctx, TaskState.FAILED, reason, error=reason)
             else:
                 self._fail(ctx, f"Kaltura rejected a request: {exc}")
         except (KalturaTransientError, ProcessorUnavailable) as exc:
@@ -453,8 +456,14 @@ class Pipeline:
             log.warning("could not report ERROR to Kaltura yet: %s", exc, extra=ctx.log_extra)
             return
         except KalturaApiError as exc:
-            # Typically the task is final or gone already; nothing more to tell Kaltura.
-            log.warning("Kaltura refused the ERROR report: %s", exc, extra=ctx.log_extra)
+            # The task is final or gone already, or the key no longer opens it: either
+            # way nothing more can be told to Kaltura, and ops see the refusal in the log.
+            log.error(
+                "Kaltura refused the ERROR report (%s); the task stays as Kaltura has it: %s",
+                exc.code,
+                exc,
+                extra=ctx.log_extra,
+            )
         self._finish(ctx, TaskState.FAILED, reason, error=reason)
 
     def _retry_later(self, ctx: _Context, reason: str) -> None:

@@ -220,7 +220,15 @@ class TaskStore:
                     new += 1
                     continue
                 resubmitted = rec.state in TERMINAL and o.version != rec.version
-                if rec.state in TERMINAL and not resubmitted:
+                # A task we gave up on (FAILED) that Kaltura still offers as PENDING never
+                # got our ERROR, typically because its access key had run out; a fresh key
+                # is a fresh chance. With the same key nothing has changed: leave it.
+                rekeyed = (
+                    rec.state == TaskState.FAILED.value
+                    and not resubmitted
+                    and self.box.open(rec.access_key) != o.access_key
+                )
+                if rec.state in TERMINAL and not (resubmitted or rekeyed):
                     continue
                 rec.access_key = self.box.seal(o.access_key)
                 rec.access_key_expires_at = o.access_key_expires_at
@@ -241,6 +249,21 @@ class TaskStore:
                             task_id=rec.id,
                             state=rec.state,
                             message=f"re-submitted as version {o.version}",
+                        )
+                    )
+                elif rekeyed:
+                    assert rec.id is not None
+                    rec.state = TaskState.QUEUED.value
+                    rec.stage = None
+                    rec.attempts = 0
+                    rec.next_attempt_at = 0.0
+                    rec.finished_at = None
+                    rec.error = None
+                    s.add(
+                        TaskEvent(
+                            task_id=rec.id,
+                            state=rec.state,
+                            message="offered again with a fresh access key; starting over",
                         )
                     )
                 s.add(rec)

@@ -98,6 +98,27 @@ def test_expired_access_key_ends_the_task_with_a_clear_reason(
     assert key not in last
     assert emulator.task(task_id)["status"] != READY
     assert emulator.caption_assets(emulator.task(task_id)["entryId"]) == []
+    assert rec.error is not None and rec.error.startswith("access key expired at ")
+
+    # Kaltura still offers it with the same dead key: nothing to gain, nothing is retried.
+    calls_before = len(emulator.calls)
+    daemon = scripted_daemon(tmp_path, emulator, vendor, delay_s=0)  # a later `run --once`
+    daemon.run_once()
+    rec = daemon.store.by_kaltura_id(task_id)
+    assert rec is not None and rec.state == TaskState.FAILED
+    task_calls = [c for c in emulator.calls[calls_before:] if c[0] == "reach_entryvendortask"]
+    assert task_calls == [("reach_entryvendortask", "getJobs")]
+
+    # A fresh key (Kaltura support reset the task): the task is taken up again, delivered.
+    fresh = emulator.reissue_access_key(task_id, ttl_s=3600)
+    daemon = scripted_daemon(tmp_path, emulator, vendor, delay_s=0)
+    daemon.run_once()
+    rec = daemon.store.by_kaltura_id(task_id)
+    assert rec is not None and rec.state == TaskState.DELIVERED, events_of(daemon, task_id)
+    assert emulator.task(task_id)["status"] == READY
+    assert len(emulator.caption_assets(emulator.task(task_id)["entryId"])) == 1
+    assert "offered again with a fresh access key; starting over" in events_of(daemon, task_id)
+    assert all(fresh not in m and key not in m for m in events_of(daemon, task_id))
 
 
 def test_resubmission_mid_processing_delivers_only_the_new_version(

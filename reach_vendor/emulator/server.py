@@ -510,6 +510,16 @@ class KalturaEmulator:
         with self.world.lock:
             self.world.revoked_ks.add(str(self.world.tasks[task_id]["accessKey"]))
 
+    def reissue_access_key(self, task_id: int, ttl_s: float | None = None) -> str:
+        """Give the task a new access key (as after Kaltura support resets a task whose
+        key ran out while it waited); getJobs hands the new one out. Returns it."""
+        with self.world.lock:
+            task = self.world.tasks[task_id]
+            if ttl_s is not None:
+                task["_access_key_ttl_s"] = ttl_s
+            task["accessKey"] = self.world.access_key(task)
+            return str(task["accessKey"])
+
     def expire_vendor_sessions(self) -> int:
         """Expire every KS issued so far to a vendor partner (app-token sessions): the
         daemon must start a new session. Returns how many were expired."""
