@@ -3,8 +3,9 @@ through `processors.register`, selected with `processors.default: noop`) against
 emulator; the media (a bundled 2 s mp3) is still downloaded and decoded for every task.
 
 For each worker count:
-  * burst: N tasks are waiting when the daemon starts; tasks/s = N / (first PROCESSING
-    -> last READY);
+  * burst: N tasks are created at once on a running daemon; tasks/s = N / (first
+    PROCESSING -> last READY); the CPU the daemon(s) and the bench process (the emulator,
+    Python too, serving Kaltura and the media) used for the burst is reported per task;
   * trickle: tasks are created at a steady rate below capacity; pick-up latency is
     task created -> PROCESSING (p50/p99), which polling bounds by about one interval.
 
@@ -89,6 +90,15 @@ def _notify(port: int, token: str) -> None:
         conn.close()
 
 
+GET_JOBS = ("reach_entryvendortask", "getJobs")
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _first(task: dict[str, Any], status: int) -> float | None:
     return next((t for s, t in task["_statusLog"] if s == status), None)
 
@@ -106,7 +116,6 @@ def run(
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp, KalturaEmulator() as emu:
         vendor = add_vendor(emu)
-        burst = [add_task(emu, vendor) for _ in range(tasks)]
         sections: dict[str, dict[str, Any]] = {
             "workers": {"concurrency": workers},
             "polling": {"interval_s": poll_s},
@@ -127,12 +136,20 @@ def run(
         load_before = machine_load()["loadavg"][0]
         procs = [start_daemon(cfg, Path(tmp) / f"daemon{n}.log") for n in range(replicas)]
         try:
+            # Daemons up (start-up CPU is not the task's) before the burst is created.
+            wait_for(lambda: GET_JOBS in emu.calls, timeout=60, what="first getJobs")
+            time.sleep(2.0 if replicas > 1 else 0.5)
+            burst = [add_task(emu, vendor) for _ in range(tasks)]
+            cpu0 = [_cpu_s(p.pid) for p in procs], time.process_time()
+            if push:
+                _notify(port, token)
             wait_for(
                 lambda: all(emu.task(t)["status"] == READY for t in burst),
                 timeout=600,
                 what="burst tasks READY",
                 step=0.2,
             )
+            cpu1 = [_cpu_s(p.pid) for p in procs], time.process_time()
             snaps = [emu.task(t) for t in burst]
             started = [t for s in snaps if (t := _first(s, PROCESSING)) is not None]
             ready = [t for s in snaps if (t := _first(s, READY)) is not None]
@@ -173,6 +190,10 @@ def run(
         "burst_tasks": tasks,
         "burst_seconds": span,
         "tasks_per_s": tasks / span,
+        "daemon_cpu_ms_per_task": sum(b - a for a, b in zip(cpu0[0], cpu1[0], strict=True))
+        / tasks
+        * 1000,
+        "emulator_cpu_ms_per_task": (cpu1[1] - cpu0[1]) / tasks * 1000,
         "trickle_tasks": len(trickle),
         "trickle_rate_per_s": rate,
         "pickup_p50_s": percentile(latencies, 50),
@@ -204,7 +225,10 @@ def main() -> int:
         f"poll interval {poll_s:g}s; push {'on' if args.push else 'off'}; "
         f"load average {machine_load()['loadavg'][0]:.2f}"
     )
-    print(f"{'workers':>7} {'tasks/s':>8} {'pickup p50':>11} {'p99':>6} {'max':>6} {'load':>5}")
+    print(
+        f"{'workers':>7} {'tasks/s':>8} {'pickup p50':>11} {'p99':>6} {'max':>6} {'load':>5} "
+        f"{'daemon ms CPU/task':>18} {'emulator':>8}"
+    )
     for w in (int(x) for x in args.workers.split(",")):
         if args.replicas > 1:
             with pg_database(args.pg_dsn) as url:
@@ -224,7 +248,8 @@ def main() -> int:
         print(
             f"{w:7d} {row['tasks_per_s']:8.1f} {row['pickup_p50_s']:10.2f}s "
             f"{row['pickup_p99_s']:5.2f}s {row['pickup_max_s']:5.2f}s "
-            f"{row['loadavg1_before']:5.2f}",
+            f"{row['loadavg1_before']:5.2f} {row['daemon_cpu_ms_per_task']:18.1f} "
+            f"{row['emulator_cpu_ms_per_task']:8.1f}",
             flush=True,
         )
     write_result(
