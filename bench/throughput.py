@@ -12,13 +12,15 @@ For each worker count:
 Two more shapes of the same run:
   * `--replicas N`: N daemon processes sharing one PostgreSQL database (a throw-away
     `reach_bench_<random>` database created on `--pg-dsn` and dropped after), the
-    documented way to use more than one core; `--workers` is per replica;
+    documented way to use more than one core; `--workers` is per replica (`--postgres`
+    runs one replica on PostgreSQL too, the baseline to compare with); results go to
+    `throughput_pg<N>.json`;
   * `--push`: the status API is on and the bench calls `POST /v1/notify` right after
     creating each trickle task, with a long polling interval (30 s unless `--poll-s`),
     so pick-up latency measures the push path rather than polling.
 
     .venv/bin/python -m bench.throughput [--workers 1,4,16] [--tasks 100] [--rate 4]
-        [--trickle-s 10] [--poll-s 1] [--replicas 2 [--pg-dsn DSN]] [--push]
+        [--trickle-s 10] [--poll-s 1] [--replicas 2] [--postgres] [--pg-dsn DSN] [--push]
 """
 
 from __future__ import annotations
@@ -212,16 +214,19 @@ def main() -> int:
     parser.add_argument("--trickle-s", type=float, default=10.0)
     parser.add_argument("--poll-s", type=float, default=None, help="1, or 30 with --push")
     parser.add_argument("--replicas", type=int, default=1, help=">1: share one PostgreSQL db")
+    parser.add_argument(
+        "--postgres", action="store_true", help="PostgreSQL even for one replica (baseline)"
+    )
     parser.add_argument("--pg-dsn", default=PG_DSN, help="admin DSN to create the bench db")
     parser.add_argument("--push", action="store_true", help="POST /v1/notify per trickle task")
     args = parser.parse_args()
     poll_s = args.poll_s if args.poll_s is not None else (30.0 if args.push else 1.0)
-    name = (
-        "throughput" + ("_replicas" if args.replicas > 1 else "") + ("_push" if args.push else "")
-    )
+    postgres = args.postgres or args.replicas > 1
+    name = "throughput" + (f"_pg{args.replicas}" if postgres else "")
+    name += "_push" if args.push else ""
     rows = []
     print(
-        f"{args.replicas} replica(s) on {'PostgreSQL' if args.replicas > 1 else 'SQLite'}; "
+        f"{args.replicas} replica(s) on {'PostgreSQL' if postgres else 'SQLite'}; "
         f"poll interval {poll_s:g}s; push {'on' if args.push else 'off'}; "
         f"load average {machine_load()['loadavg'][0]:.2f}"
     )
@@ -230,7 +235,7 @@ def main() -> int:
         f"{'daemon ms CPU/task':>18} {'emulator':>8}"
     )
     for w in (int(x) for x in args.workers.split(",")):
-        if args.replicas > 1:
+        if postgres:
             with pg_database(args.pg_dsn) as url:
                 row = run(
                     w,

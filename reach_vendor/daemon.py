@@ -40,7 +40,12 @@ class Daemon:
         processor: Processor | None = None,
     ) -> None:
         self.settings = settings
-        self.store = store or TaskStore(settings.database.url, key_file=settings.database.key_file)
+        self.store = store or TaskStore(
+            settings.database.url,
+            key_file=settings.database.key_file,
+            # workers + poller + lease heartbeat + status API / metrics scrapes
+            threads=settings.workers.concurrency + 3,
+        )
         self.gateway = gateway or KalturaGateway(
             settings.kaltura, settings.kaltura.app_token.resolve_token()
         )

@@ -165,7 +165,14 @@ def _create_private_file(url: str) -> None:
     os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, threads: int = 5) -> Engine:
+    """An engine whose pool holds a connection for each of `threads` concurrent users.
+
+    SQLAlchemy's default pool keeps 5 connections and closes any extra one when it is
+    given back, so a daemon with more workers than that opened and closed connections
+    (pragmas and all on SQLite, a TCP + auth handshake on PostgreSQL) many times a task.
+    """
+    pool_args: dict[str, Any] = {"pool_size": threads, "max_overflow": 10}
     if url.startswith("sqlite"):
         _create_private_file(url)
         memory = url in ("sqlite://", "sqlite:///:memory:")
@@ -173,10 +180,11 @@ def make_engine(url: str) -> Engine:
             url,
             connect_args={"check_same_thread": False, "timeout": 30},
             poolclass=StaticPool if memory else None,
+            **({} if memory else pool_args),
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, **pool_args)
 
 
 def _runnable(now: float) -> list[ColumnElement[bool]]:
@@ -196,11 +204,13 @@ class TaskStore:
     handed out by the store always carry the plaintext key, and only the store seals it.
     """
 
-    def __init__(self, url: str, *, key_file: Path | None = None) -> None:
+    def __init__(self, url: str, *, key_file: Path | None = None, threads: int = 5) -> None:
+        """`threads`: how many threads use the store at once (workers, poller, heartbeat,
+        status API), so that many connections stay open in the pool."""
         from reach_vendor import migrate
 
         self.box = SecretBox.from_key_file(key_file)
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, threads=threads)
         self.is_postgres = self.engine.dialect.name == "postgresql"
         migrate.upgrade(self.engine)
 
