@@ -6,7 +6,7 @@ threads and time spent waiting on sockets are not counted: what is left is what 
 costs this process, i.e. what bounds tasks/s per core.
 
     .venv/bin/python -m bench.profile_worker [--tasks 200] [--top 25] [--log-level INFO]
-        [--no-profile]
+        [--no-profile] [--postgres]
 """
 
 from __future__ import annotations
@@ -19,9 +19,12 @@ import pstats
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 from bench.harness import add_task, add_vendor, machine_load, register_noop, write_config
+from bench.throughput import PG_DSN, pg_database
 from reach_vendor.config import load_settings
 from reach_vendor.daemon import Daemon
 from reach_vendor.emulator import KalturaEmulator
@@ -59,14 +62,26 @@ def main() -> int:
     parser.add_argument(
         "--no-profile", action="store_true", help="only time the tasks (no profiler overhead)"
     )
+    parser.add_argument(
+        "--postgres", action="store_true", help="store on a throw-away PostgreSQL database"
+    )
     parser.add_argument("--log-level", default="INFO", help="the daemon's logging.level")
     args = parser.parse_args()
     register_noop()
+    with ExitStack() as stack:
+        db_url = stack.enter_context(pg_database(PG_DSN)) if args.postgres else None
+        return _profile(args, db_url)
+
+
+def _profile(args: argparse.Namespace, db_url: str | None) -> int:
     with tempfile.TemporaryDirectory() as tmp, KalturaEmulator() as emu:
         vendor = add_vendor(emu)
         for _ in range(args.tasks):
             add_task(emu, vendor)
-        cfg = write_config(Path(tmp), emu, vendor, logging={"level": args.log_level})
+        sections: dict[str, dict[str, Any]] = {"logging": {"level": args.log_level}}
+        if db_url:
+            sections["database"] = {"url": db_url}
+        cfg = write_config(Path(tmp), emu, vendor, **sections)
         settings = load_settings(cfg)
         # Log lines go to a null sink but are still formatted, as they would be for journald.
         setup_logging(settings.logging.format, settings.logging.level, io.StringIO())
