@@ -66,3 +66,20 @@ def _get_jobs_requests(emulator: KalturaEmulator) -> int:
     """getJobs requests received, counted on arrival (before a delay fault holds them)."""
     with emulator.lock:
         return sum("getJobs" in r["actions"] for r in emulator.http_requests)
+
+
+def test_a_pushed_poll_on_postgresql_does_not_wait_for_the_group_interval(
+    pg_url: str, tmp_path: Path, emulator: KalturaEmulator, vendor: Vendor
+) -> None:
+    daemon = make_daemon(
+        tmp_path, emulator, vendor, database={"url": pg_url}, polling={"interval_s": 3600}
+    )
+    try:
+        assert daemon.poll() == 0  # the group's poll for this interval
+        task_id = add_speech_task(emulator, vendor, None)
+        assert daemon.poll() == 0  # a scheduled poll waits for the interval...
+        assert daemon.store.by_kaltura_id(task_id) is None
+        daemon._poll_requested.set()  # ...what POST /v1/notify sets before it runs one
+        assert daemon.poll() == 1
+    finally:
+        daemon.store.close()
