@@ -164,9 +164,9 @@ class Pipeline:
             if self._only_ready_missing(ctx, spec):
                 self._set_ready_after_crash(ctx, spec)
             else:
-                # From the start, or after a crash between the caption upload and the
-                # transcript: the transcript is made again, the caption (found by its
-                # task tag) is reused, not uploaded a second time.
+                # From the start, or after a crash part-way through a delivery: the
+                # transcript is made again, and what was delivered (found by its task
+                # tag) is reused, not uploaded a second time.
                 transcript = self._transcribe(ctx, spec, task_dir, shutdown)
                 self._deliver(ctx, spec, transcript)
         finally:
