@@ -34,9 +34,12 @@ from reach_vendor import caption_rules, captions, media, metrics
 from reach_vendor.config import Settings
 from reach_vendor.kaltura.gateway import (
     Deliverable,
+    DeliveryState,
     KalturaApiError,
     KalturaGateway,
     KalturaTransientError,
+    MediaChoice,
+    PartialDelivery,
 )
 from reach_vendor.redact import redact
 from reach_vendor.states import KalturaStatus, Stage, TaskState, retry_delay_s, status_name
@@ -80,6 +83,8 @@ class LeaseLost(Exception):
 class _Context:
     rec: TaskRecord
     log_extra: dict[str, Any]
+    media: MediaChoice | None = None
+    """Media found by the start multirequest, so the download needs no lookup of its own."""
 
     @property
     def id(self) -> int:
@@ -162,13 +167,11 @@ class Pipeline:
             if self._only_ready_missing(ctx, spec):
                 self._set_ready_after_crash(ctx, spec)
             else:
-                # From the start, or after a crash between the caption upload and the
-                # transcript: the transcript is made again, the caption (found by its
-                # task tag) is reused, not uploaded a second time.
+                # From the start, or after a crash part-way through a delivery: the
+                # transcript is made again, and what was delivered (found by its task
+                # tag) is reused, not uploaded a second time.
                 transcript = self._transcribe(ctx, spec, task_dir, shutdown)
-                self._check_still_wanted(ctx)
-                caption_id, accuracy = self._upload_caption(ctx, spec, transcript)
-                self._finish_delivery(ctx, spec, transcript, caption_id, accuracy)
+                self._deliver(ctx, spec, transcript)
         finally:
             if not self.settings.storage.keep_media:
                 shutil.rmtree(task_dir, ignore_errors=True)
@@ -197,12 +200,24 @@ class Pipeline:
         self._stage(ctx, Stage.CLAIM, f"claimed by {self.owner}")
         rec = ctx.rec
         if rec.state == TaskState.QUEUED:
-            spec = self.gateway.start_task(rec.kaltura_task_id, rec.access_key)
+            started = self.gateway.start_task(rec.kaltura_task_id, rec.access_key)
+            spec, ctx.media = started.spec, started.media
         else:
             spec = self.gateway.get_task(rec.kaltura_task_id, rec.access_key)
-        if spec.status == KalturaStatus.READY and rec.caption_asset_id:
-            self._finish(ctx, TaskState.DELIVERED, "Kaltura already has the task READY")
-            raise _AlreadyDone()
+        if spec.status == KalturaStatus.READY:
+            caption = rec.caption_asset_id
+            if caption is None and rec.state == TaskState.RUNNING:
+                # Delivered just before a crash: the one-shot delivery sets READY before
+                # the store can record the caption, which is then found by its tag.
+                caption = self._tagged_caption_id(spec, rec.access_key)
+            if caption:
+                self._finish(
+                    ctx,
+                    TaskState.DELIVERED,
+                    "Kaltura already has the task READY",
+                    caption_asset_id=caption,
+                )
+                raise _AlreadyDone()
         if spec.status != KalturaStatus.PROCESSING:
             raise TaskAborted(f"Kaltura reports {status_name(spec.status)}")
         if rec.state == TaskState.RUNNING and spec.version != rec.version:
@@ -216,23 +231,16 @@ class Pipeline:
         )
         return spec
 
-    def _check_still_wanted(self, ctx: _Context) -> None:
-        """A customer may abort or re-submit between transcription and upload: deliver
-        nothing then (a re-submitted task comes back through getJobs as a new version)."""
-        reason = self.unwanted_reason(ctx)
-        if reason:
-            raise TaskAborted(reason)
+    def _tagged_caption_id(self, spec: TaskSpec, access_key: str) -> str | None:
+        found = self.gateway.find_caption_asset(spec, access_key)
+        return found[0] if found is not None and found[1] else None
 
     def unwanted_reason(self, ctx: _Context) -> str | None:
         """Why Kaltura no longer wants this run of the task, or None if it still does."""
         status, version = self.gateway.task_status_and_version(
             ctx.rec.kaltura_task_id, ctx.rec.access_key
         )
-        if status != KalturaStatus.PROCESSING:
-            return f"Kaltura reports {status_name(status)}"
-        if version != ctx.rec.version:
-            return _resubmitted(ctx.rec.version, version)
-        return None
+        return _unwanted_reason(ctx.rec, status, version)
 
     def _transcribe(
         self, ctx: _Context, spec: TaskSpec, task_dir: Path, shutdown: threading.Event
@@ -250,7 +258,10 @@ class Pipeline:
         if spec.service_feature == FEATURE_ALIGNMENT:
             alignment_text = self._alignment_text(ctx, spec, task_dir)
         self._stage(ctx, Stage.DOWNLOAD, "downloading media")
-        url, flavor = self.gateway.media_url(spec, ctx.rec.access_key)
+        if ctx.media is not None:
+            url, flavor = ctx.media.url, ctx.media.flavor
+        else:
+            url, flavor = self.gateway.media_url(spec, ctx.rec.access_key)
         media_path = task_dir / f"media.{flavor.ext}"
         t0 = time.monotonic()
         size = media.download(url, media_path, timeout_s=self.settings.kaltura.request_timeout_s)
@@ -351,17 +362,77 @@ class Pipeline:
     def _save_checkpoint(self, ctx: _Context, state: dict[str, Any]) -> None:
         ctx.rec = self.store.update(ctx.id, processor_state=json.dumps(state, sort_keys=True))
 
-    def _upload_caption(
-        self, ctx: _Context, spec: TaskSpec, transcript: Transcript
-    ) -> tuple[str, int]:
-        self._stage(ctx, Stage.UPLOAD, "uploading captions")
-        cues = captions.build_cues(
-            _shown(spec, transcript), max_chars_per_line=spec.max_chars_per_line
-        )
+    def _deliver(self, ctx: _Context, spec: TaskSpec, transcript: Transcript) -> None:
+        """Deliver the caption and the transcripts, then READY.
+
+        One multirequest reads what Kaltura holds: a customer may have aborted or
+        re-submitted the task meanwhile (deliver nothing then), and what a run before a
+        crash delivered is found by its task tag. With nothing delivered yet (the usual
+        case) everything goes in one multirequest, READY last; otherwise only what is
+        missing is delivered, step by step.
+        """
+        self._stage(ctx, Stage.UPLOAD, "uploading captions and transcript")
+        state = self.gateway.delivery_state(spec, ctx.rec.access_key)
+        caption, transcripts, accuracy = self._deliverables(spec, transcript)
+        if state.nothing_delivered:
+            reason = _unwanted_reason(ctx.rec, state.status, state.version)
+            if reason:
+                raise TaskAborted(reason)
+            try:
+                caption_id, attachment_id = self.gateway.deliver(
+                    spec, ctx.rec.access_key, caption, transcripts, accuracy
+                )
+            except PartialDelivery as exc:
+                log.info("delivery took effect only in part; resuming", extra=ctx.log_extra)
+                state = exc.state
+            else:
+                for deliverable in (caption, *transcripts):
+                    self._keep_copy(ctx, deliverable)
+                self._finish(
+                    ctx,
+                    TaskState.DELIVERED,
+                    f"READY with caption asset {caption_id}",
+                    caption_asset_id=caption_id,
+                    accuracy=accuracy,
+                    transcript_asset_id=attachment_id,
+                )
+                return
+        reason = _unwanted_reason(ctx.rec, state.status, state.version)
+        if reason:
+            raise TaskAborted(reason)
+        caption_id = self._upload_caption(ctx, spec, caption, accuracy, state)
+        self._finish_delivery(ctx, spec, transcripts, caption_id, accuracy, state)
+
+    @staticmethod
+    def _deliverables(
+        spec: TaskSpec, transcript: Transcript
+    ) -> tuple[Deliverable, list[Deliverable], int]:
+        """The caption file, the transcript attachments and the accuracy to report."""
+        words = _shown(spec, transcript)
+        cues = captions.build_cues(words, max_chars_per_line=spec.max_chars_per_line)
         text, ext = captions.render(cues, spec.output_format, spec.language_code)
-        caption = Deliverable(text.encode("utf-8"), f"{spec.entry_id}_{spec.task_id}.{ext}")
+        name = f"{spec.entry_id}_{spec.task_id}"
+        caption = Deliverable(text.encode("utf-8"), f"{name}.{ext}")
+        # Both: the text is what people read and search; the JSON word timings let the
+        # customer (or a later alignment) re-cut captions without paying for ASR again.
+        # The reach profile has no field to choose, and two small files cost nothing.
+        transcripts = [
+            Deliverable(captions.transcript_text(words).encode("utf-8"), f"{name}.txt"),
+            Deliverable(captions.transcript_json(words).encode("utf-8"), f"{name}.json"),
+        ]
         accuracy = max(0, min(100, round(transcript.accuracy * 100)))
-        existing = self.gateway.find_caption_asset(spec, ctx.rec.access_key)
+        return caption, transcripts, accuracy
+
+    def _upload_caption(
+        self,
+        ctx: _Context,
+        spec: TaskSpec,
+        caption: Deliverable,
+        accuracy: int,
+        state: DeliveryState,
+    ) -> str:
+        """The caption, when a run before a crash left it missing or empty."""
+        existing = state.caption
         if existing is not None and existing[1]:
             caption_id = existing[0]
             log.info("caption asset already uploaded, reusing it", extra=ctx.log_extra)
@@ -380,29 +451,26 @@ class Pipeline:
             accuracy=accuracy,
         )
         self._keep_copy(ctx, caption)
-        return caption_id, accuracy
+        return caption_id
 
     def _finish_delivery(
-        self, ctx: _Context, spec: TaskSpec, transcript: Transcript, caption_id: str, accuracy: int
+        self,
+        ctx: _Context,
+        spec: TaskSpec,
+        transcripts: list[Deliverable],
+        caption_id: str,
+        accuracy: int,
+        state: DeliveryState,
     ) -> None:
         self._stage(ctx, Stage.FINISH, "attaching transcript and setting READY")
-        # Both: the text is what people read and search; the JSON word timings let the
-        # customer (or a later alignment) re-cut captions without paying for ASR again.
-        # The reach profile has no field to choose, and two small files cost nothing.
-        words = _shown(spec, transcript)
-        name = f"{spec.entry_id}_{spec.task_id}"
-        deliverables = [
-            Deliverable(captions.transcript_text(words).encode("utf-8"), f"{name}.txt"),
-            Deliverable(captions.transcript_json(words).encode("utf-8"), f"{name}.json"),
-        ]
-        if self.gateway.find_attachment(spec, ctx.rec.access_key) is None:
+        if state.attachment_id is None:
             attachment_id = self.gateway.upload_transcript_and_finish(
-                spec, ctx.rec.access_key, deliverables, caption_id, accuracy
+                spec, ctx.rec.access_key, transcripts, caption_id, accuracy
             )
         else:
             attachment_id = None
             self.gateway.set_ready(spec.task_id, ctx.rec.access_key, caption_id, accuracy)
-        for deliverable in deliverables:
+        for deliverable in transcripts:
             self._keep_copy(ctx, deliverable)
         self._finish(
             ctx,
@@ -502,6 +570,15 @@ def _shown(spec: TaskSpec, transcript: Transcript) -> list[Word]:
 
 class _AlreadyDone(TaskAborted):
     pass
+
+
+def _unwanted_reason(rec: TaskRecord, status: int, version: int) -> str | None:
+    """Why Kaltura's status and version say this run is no longer wanted, or None."""
+    if status != KalturaStatus.PROCESSING:
+        return f"Kaltura reports {status_name(status)}"
+    if version != rec.version:
+        return _resubmitted(rec.version, version)
+    return None
 
 
 def _resubmitted(old: int, new: int) -> str:

@@ -41,8 +41,9 @@ def _stall_download(emu: KalturaEmulator) -> None:
     emu.inject_fault("serveFlavor", "download", "delay", delay_s=STALL_S)
 
 
-def _stall_finish(emu: KalturaEmulator) -> None:
-    # The first call of the FINISH stage: the caption is uploaded, READY is not set.
+def _stall_upload(emu: KalturaEmulator) -> None:
+    # The first call of the UPLOAD stage, the read-only look-up of what Kaltura holds
+    # (status, our caption, our attachments): transcribed, nothing delivered yet.
     emu.inject_fault("attachment_attachmentAsset", "list", "delay", delay_s=STALL_S)
 
 
@@ -56,7 +57,7 @@ STAGES: dict[str, tuple[Callable[[KalturaEmulator], None] | None, float, Any]] =
     "claim": (_stall_claim, 0.0, None),
     "download": (_stall_download, 0.0, _download_started),
     "transcribe": (None, STALL_S, None),
-    "finish": (_stall_finish, 0.0, None),
+    "upload": (_stall_upload, 0.0, None),
 }
 
 
@@ -91,8 +92,6 @@ def test_sigkill_at_each_stage_then_restart_delivers_exactly_once(
     def at_stage() -> bool:
         rec = store.by_kaltura_id(task_id)
         if rec is None or rec.stage != stage:
-            return False
-        if stage == "finish" and rec.caption_asset_id is None:
             return False
         return extra is None or bool(extra(emulator))
 
@@ -132,4 +131,57 @@ def test_sigkill_at_each_stage_then_restart_delivers_exactly_once(
     output = log_path.read_text() + second.stdout + second.stderr
     for secret in secrets_seen(emulator, vendor):
         assert secret not in output
+    store.close()
+
+
+def _lookups_started(emu: KalturaEmulator) -> int:
+    """Requests that look up our attachments, counted on arrival (before any delay)."""
+    with emu.lock:
+        return sum("attachment_attachmentasset.list" in r["actions"] for r in emu.http_requests)
+
+
+def test_sigkill_after_kaltura_took_the_delivery_ends_delivered(
+    tmp_path: Path, emulator: KalturaEmulator, vendor: Vendor, clips: list[Clip]
+) -> None:
+    """Caption, transcripts and READY went in one request whose answer was lost, and the
+    process is killed while it looks up what took effect: Kaltura has the task READY but
+    the store never recorded the caption. The restart must see the delivery as its own
+    (DELIVERED, the caption found by its tag), not as a task Kaltura took back."""
+    task_id = add_speech_task(emulator, vendor, clips[0])
+    entry_id = emulator.task(task_id)["entryId"]
+    emulator.inject_fault("caption_captionAsset", "add", "drop_after")
+    # The look-up before the delivery passes; the one after the lost answer stalls.
+    emulator.inject_fault("attachment_attachmentAsset", "list", "delay", delay_s=0.01)
+    emulator.inject_fault("attachment_attachmentAsset", "list", "delay", delay_s=STALL_S)
+    cfg = _config(tmp_path, emulator, vendor, 0.0)
+    store = TaskStore(f"sqlite:///{tmp_path / 'reach.sqlite3'}")
+    with (tmp_path / "first.log").open("w") as log_file:
+        proc = subprocess.Popen(
+            daemon_command(cfg),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        try:
+            wait_for(
+                lambda: (
+                    emulator.task(task_id)["status"] == READY and _lookups_started(emulator) >= 2
+                ),
+                timeout=60,
+                what="the delivery to take effect and its look-up to start",
+            )
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=10)
+    rec = store.by_kaltura_id(task_id)
+    assert rec is not None and rec.state == "running" and rec.caption_asset_id is None
+
+    second = run_daemon_once(cfg, timeout=90)
+    assert second.returncode == 0, second.stderr[-3000:]
+    (caption,) = emulator.caption_assets(entry_id)
+    rec = store.by_kaltura_id(task_id)
+    assert rec is not None and rec.state == "delivered", rec
+    assert rec.caption_asset_id == caption["id"] == str(emulator.task(task_id)["outputObjectId"])
+    assert len(emulator.attachment_assets(entry_id)) == 2
     store.close()

@@ -178,6 +178,18 @@ def test_multirequest_references_deliver_a_caption(
     assert isinstance(missing, KalturaException) and missing.code == "CAPTION_ASSET_ID_NOT_FOUND"
     assert added.id
 
+    # A part referring to a failed one fails too (Kaltura: MISSING_MANDATORY_PARAMETER),
+    # which is what lets a client make a last part depend on every part before it.
+    c.startMultiRequest()
+    gone = c.caption.captionAsset.get("0_missing")
+    c.caption.captionAsset.get(gone.id)
+    c.uploadToken.add(KalturaUploadToken(fileName=gone.fileExt))
+    missing, dependent, also = c.doMultiRequest()
+    assert isinstance(missing, KalturaException)
+    for failed in (dependent, also):
+        assert isinstance(failed, KalturaException)
+        assert failed.code == "MISSING_MANDATORY_PARAMETER"
+
 
 def test_vendor_session_cannot_touch_customer_entries(
     emulator: KalturaEmulator, vendor: Vendor, tmp_path: Path

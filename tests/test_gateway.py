@@ -10,7 +10,13 @@ import requests
 
 from reach_vendor.config import parse_settings
 from reach_vendor.emulator import KalturaEmulator
-from reach_vendor.kaltura.gateway import KalturaApiError, KalturaGateway, KalturaTransientError
+from reach_vendor.kaltura.gateway import (
+    Deliverable,
+    KalturaApiError,
+    KalturaGateway,
+    KalturaTransientError,
+    PartialDelivery,
+)
 from tests.conftest import Vendor
 
 
@@ -89,7 +95,7 @@ def test_start_task_returns_the_spec_and_extends_keys(
     (task_id,) = add_tasks(emulator, vendor, 1)
     gw = make_gateway(emulator, vendor)
     (job,) = gw.fetch_jobs()
-    spec = gw.start_task(task_id, job.access_key)
+    spec = gw.start_task(task_id, job.access_key).spec
     assert spec.status == 3 and spec.source_language == "English"
     assert spec.max_chars_per_line == 26 and spec.caption_label == "English (Auto Generated)"
     assert emulator.task(task_id)["status"] == 3
@@ -164,3 +170,118 @@ def test_media_url_costs_one_round_trip_for_the_first_flavor(
         "flavorasset.getUrl",
     ]
     assert flavor.id == "0_second" and requests.get(url, timeout=5).content == other.read_bytes()
+
+
+def test_start_task_finds_the_media_in_the_same_round_trip(
+    emulator: KalturaEmulator, vendor: Vendor, tmp_path: Path
+) -> None:
+    media = tmp_path / "a.mp3"
+    media.write_bytes(b"ID3 not really audio")
+    task_id = emulator.add_task(
+        vendor_partner_id=vendor.partner_id, partner_id=4124832, media_path=media
+    )
+    wants_other = emulator.add_task(
+        vendor_partner_id=vendor.partner_id,
+        partner_id=4124832,
+        media_path=media,
+        flavor_params_ids="5",
+    )
+    entry = emulator.task(wants_other)["entryId"]
+    with emulator.world.lock:
+        (first,) = [f for f in emulator.world.flavors.values() if f["entryId"] == entry]
+        emulator.world.flavors["0_second"] = {**first, "id": "0_second", "flavorParamsId": 5}
+    gw = make_gateway(emulator, vendor)
+
+    before = len(emulator.http_requests)
+    started = gw.start_task(task_id, emulator.task(task_id)["accessKey"])
+    assert [r["actions"] for r in emulator.http_requests[before:]] == [
+        "reach_entryvendortask.updateJob+reach_entryvendortask.get"
+        "+flavorasset.list+flavorasset.getUrl"
+    ]
+    assert started.spec.status == 3 and started.media is not None
+    assert started.media.flavor.is_original
+    assert requests.get(started.media.url, timeout=5).content == media.read_bytes()
+    # Another flavor than the first listed needs its own getUrl: left to media_url.
+    other = gw.start_task(wants_other, emulator.task(wants_other)["accessKey"])
+    assert other.spec.status == 3 and other.media is None
+
+
+def _started_task(emu: KalturaEmulator, vendor: Vendor, gw: KalturaGateway) -> tuple[int, str]:
+    (task_id,) = add_tasks(emu, vendor, 1)
+    key = emu.task(task_id)["accessKey"]
+    gw.start_task(task_id, key)
+    return task_id, key
+
+
+CAPTION = Deliverable(b"1\n00:00:00,000 --> 00:00:01,000\nhello\n", "e_1.srt")
+TRANSCRIPTS = [Deliverable(b"hello", "e_1.txt"), Deliverable(b'{"words": []}', "e_1.json")]
+
+
+def test_delivery_is_one_round_trip_with_ready_last(
+    emulator: KalturaEmulator, vendor: Vendor
+) -> None:
+    gw = make_gateway(emulator, vendor)
+    task_id, key = _started_task(emulator, vendor, gw)
+    spec = gw.get_task(task_id, key)
+    state = gw.delivery_state(spec, key)
+    assert state.nothing_delivered and (state.status, state.version) == (3, spec.version)
+
+    before = len(emulator.http_requests)
+    caption_id, attachment_id = gw.deliver(spec, key, CAPTION, TRANSCRIPTS, 90)
+    (request,) = emulator.http_requests[before:]
+    assert request["actions"].endswith("+reach_entryvendortask.updateJob")
+    task = emulator.task(task_id)
+    assert task["status"] == 2 and task["outputObjectId"] == caption_id and task["accuracy"] == 90
+    (caption,) = emulator.caption_assets(spec.entry_id)
+    assert caption["id"] == caption_id and caption["content"] == CAPTION.content
+    attachments = emulator.attachment_assets(spec.entry_id)
+    assert sorted(a["content"] for a in attachments) == sorted(t.content for t in TRANSCRIPTS)
+    assert attachment_id in {a["id"] for a in attachments}
+    state = gw.delivery_state(spec, key)
+    assert state.status == 2 and state.caption == (caption_id, True)
+
+
+def test_a_failed_part_of_the_delivery_keeps_the_task_from_ready(
+    emulator: KalturaEmulator, vendor: Vendor
+) -> None:
+    """Kaltura runs every part of a multirequest; the chained references make the parts
+    after a failure fail too, so READY is never set with the caption missing."""
+    gw = make_gateway(emulator, vendor)
+    task_id, key = _started_task(emulator, vendor, gw)
+    spec = gw.get_task(task_id, key)
+    emulator.inject_fault("caption_captionAsset", "add", code="SOME_ERROR", message="refused")
+    with pytest.raises(KalturaApiError, match="SOME_ERROR"):
+        gw.deliver(spec, key, CAPTION, TRANSCRIPTS, 90)
+    assert emulator.task(task_id)["status"] == 3
+    assert emulator.caption_assets(spec.entry_id) == []
+    state = gw.delivery_state(spec, key)
+    assert state.status == 3 and state.caption is None and state.attachment_id is not None
+
+
+def test_delivery_cut_off_part_way_is_not_sent_again(
+    emulator: KalturaEmulator, vendor: Vendor
+) -> None:
+    """A transient failure in one part: what exists is looked up, and since part of the
+    delivery took effect it is handed back to the caller instead of being repeated."""
+    gw = make_gateway(emulator, vendor)
+    task_id, key = _started_task(emulator, vendor, gw)
+    spec = gw.get_task(task_id, key)
+    emulator.inject_fault("caption_captionAsset", "add")  # INTERNAL_SERVERL_ERROR
+    with pytest.raises(PartialDelivery) as info:
+        gw.deliver(spec, key, CAPTION, TRANSCRIPTS, 90)
+    assert info.value.state.caption is None and info.value.state.attachment_id is not None
+    assert len(emulator.attachment_assets(spec.entry_id)) == 2
+    assert emulator.calls.count(("attachment_attachmentasset", "add")) == 2
+
+
+def test_delivery_whose_answer_was_lost_is_not_repeated(
+    emulator: KalturaEmulator, vendor: Vendor
+) -> None:
+    gw = make_gateway(emulator, vendor)
+    task_id, key = _started_task(emulator, vendor, gw)
+    spec = gw.get_task(task_id, key)
+    emulator.inject_fault("reach_entryvendortask", "updateJob", "drop_after")
+    caption_id, _ = gw.deliver(spec, key, CAPTION, TRANSCRIPTS, 90)
+    assert emulator.task(task_id)["status"] == 2
+    assert [c["id"] for c in emulator.caption_assets(spec.entry_id)] == [caption_id]
+    assert emulator.calls.count(("caption_captionasset", "add")) == 1

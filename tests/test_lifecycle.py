@@ -167,3 +167,27 @@ def test_permanent_problems_end_in_error_with_a_reason(
     assert emulator.task(good)["status"] == READY
     rec = daemon.store.by_kaltura_id(french)
     assert rec is not None and rec.state == TaskState.FAILED and rec.attempts == 0
+
+
+def test_delivery_cut_off_part_way_resumes_without_duplicates(
+    tmp_path: Path, emulator: KalturaEmulator, vendor: Vendor, clips: list[Clip]
+) -> None:
+    """The one-shot delivery fails part-way (transcripts attached, the caption refused
+    by a passing Kaltura fault, so READY is not set either): what exists is kept and
+    only the caption and READY are sent, in the same run."""
+    task_id = add_speech_task(emulator, vendor, clips[0])
+    emulator.inject_fault("caption_captionAsset", "add")  # INTERNAL_SERVERL_ERROR, once
+    daemon = make_daemon(tmp_path, emulator, vendor, processors={"default": "scripted"})
+    daemon.run_once()
+    task = emulator.task(task_id)
+    assert task["status"] == READY, task.get("errDescription")
+    (caption,) = emulator.caption_assets(task["entryId"])
+    assert caption["content"] and str(task["outputObjectId"]) == caption["id"]
+    attachments = emulator.attachment_assets(task["entryId"])
+    assert sorted(a["filename"].rsplit(".", 1)[1] for a in attachments) == ["json", "txt"]
+    assert emulator.calls.count(("attachment_attachmentasset", "add")) == 2
+    rec = daemon.store.by_kaltura_id(task_id)
+    assert rec is not None and rec.state == TaskState.DELIVERED and rec.attempts == 0
+    # The caption went up on its own (the resume path), after the one-shot delivery.
+    messages = [e.message for e in daemon.store.events(rec.id or 0)]
+    assert f"caption asset {caption['id']} uploaded" in messages

@@ -270,9 +270,9 @@ class KalturaEmulator:
         for call in request.calls:
             with self.lock:
                 self.calls.append((call.service.lower(), call.action))
-            params = clean_params(resolve_references(call.params, results))
-            ctx = services.Ctx(self.world, params, call.files, base_url)
             try:
+                params = clean_params(resolve_references(call.params, results))
+                ctx = services.Ctx(self.world, params, call.files, base_url)
                 fault = self._take_call_fault(call.service, call.action, ("error",))
                 if fault is not None:
                     raise ApiError(fault.code, fault.message)

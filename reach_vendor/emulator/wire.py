@@ -179,7 +179,13 @@ def build_request(
 
 
 def resolve_references(value: Any, results: list[Any]) -> Any:
-    """Replace `{N:result:path}` (N counts from 1) with a value of an earlier result."""
+    """Replace `{N:result:path}` (N counts from 1) with a value of an earlier result.
+
+    As in Kaltura (`KalturaFrontController::replaceMultiRequestResults`), a reference that
+    finds nothing (the earlier call failed, or the path is empty) fails the call that
+    holds it with MISSING_MANDATORY_PARAMETER; clients chain calls on this so that a
+    later call (say, setting a task READY) never runs on the back of a failed one.
+    """
     if isinstance(value, dict):
         return {k: resolve_references(v, results) for k, v in value.items()}
     if isinstance(value, list):
@@ -202,6 +208,10 @@ def resolve_references(value: Any, results: list[Any]) -> Any:
             node = node[int(part)]
         else:
             node = None
+    if node is None or node == "" or isinstance(node, ApiError):
+        raise ApiError(
+            "MISSING_MANDATORY_PARAMETER", f"Missing parameter \"{value}\"", PARAM_NAME=value
+        )
     return node
 
 

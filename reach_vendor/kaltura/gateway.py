@@ -94,6 +94,49 @@ class Deliverable:
     filename: str
 
 
+@dataclass(frozen=True)
+class MediaChoice:
+    """The flavor to transcribe and its download URL (which carries the access key)."""
+
+    url: str
+    flavor: FlavorInfo
+
+
+@dataclass(frozen=True)
+class StartedTask:
+    """What the start multirequest returns: the task and, when it could be read in the
+    same round trip, the media to download (None: ask `media_url` later)."""
+
+    spec: TaskSpec
+    media: MediaChoice | None
+
+
+@dataclass(frozen=True)
+class DeliveryState:
+    """What Kaltura holds for a task just before delivery, read in one multirequest."""
+
+    status: int
+    version: int
+    caption: tuple[str, bool] | None
+    """Our caption asset (found by the task tag): (asset id, content set?)."""
+    attachment_id: str | None
+    """Our first transcript attachment (found by the task tag)."""
+
+    @property
+    def nothing_delivered(self) -> bool:
+        return self.caption is None and self.attachment_id is None
+
+
+class PartialDelivery(Exception):
+    """The one-shot delivery lost its answer and only part of it had taken effect (or
+    the task changed meanwhile): sending it again would duplicate what exists, so the
+    caller resumes from `state` with the step-by-step paths instead."""
+
+    def __init__(self, state: DeliveryState) -> None:
+        super().__init__("delivery took effect only in part")
+        self.state = state
+
+
 def _value(obj: Any) -> Any:
     """Kaltura enum objects wrap their value; plain fields do not."""
     if obj is NotImplemented:
@@ -231,9 +274,17 @@ class KalturaGateway:
         time.sleep(delay)
 
     @staticmethod
-    def _raise_first_error(action: str, results: list[Any]) -> None:
+    def _raise_first_error(action: str, results: Sequence[Any]) -> None:
+        """Raise the first failed part of a multirequest: Kaltura runs every part whatever
+        happened before, and with chained references the first failure is the cause.
+
+        Kaltura's own "something broke" codes are transient here too, as in `_call`: the
+        caller retries later (after looking up what exists) instead of failing the task.
+        """
         for r in results:
             if isinstance(r, KalturaException):
+                if str(r.code) in _TRANSIENT_API_CODES:
+                    raise KalturaTransientError(f"{action}: {r.code}: {redact(str(r.message))}")
                 raise KalturaApiError(str(r.code), str(r.message), action)
 
     # -- vendor session -------------------------------------------------------------
@@ -330,11 +381,15 @@ class KalturaGateway:
 
     # -- one task -------------------------------------------------------------------
 
-    def start_task(self, task_id: int, access_key: str) -> TaskSpec:
-        """Move the task to PROCESSING and read what it asks for, in one round trip.
+    def start_task(self, task_id: int, access_key: str) -> StartedTask:
+        """Move the task to PROCESSING, read what it asks for and find its media, in one
+        round trip.
 
-        If the task is no longer PENDING/PROCESSING (aborted, taken back) the status
-        update fails or the returned status says so; the caller decides.
+        The flavor list is filtered by the entry the `get` returns (a multirequest
+        reference) and the URL of the first flavor listed is asked for with it, as
+        `media_url` does; when that is the flavor to use the download needs no more
+        calls. If the task is no longer PENDING/PROCESSING (aborted, taken back) the
+        status update fails or the returned status says so; the caller decides.
         """
 
         def run(c: KalturaClient) -> list[Any]:
@@ -343,11 +398,14 @@ class KalturaGateway:
                 task_id, KalturaEntryVendorTask(status=KalturaStatus.PROCESSING.value)
             )
             c.setResponseProfile(KalturaResponseProfileHolder(systemName=REACH_VENDOR_PROFILE))
-            c.reach.entryVendorTask.get(task_id)
+            task = c.reach.entryVendorTask.get(task_id)
             c.setResponseProfile(None)
+            self._queue_flavor_lookup(c, task.entryId)
             return list(c.doMultiRequest())
 
-        update_result, task = self._call("reach_entryvendortask.updateJob+get", access_key, run)
+        update_result, task, listed, first_url = self._call(
+            "reach_entryvendortask.updateJob+get+flavorAsset.list+getUrl", access_key, run
+        )
         if isinstance(task, KalturaException):
             raise KalturaApiError(str(task.code), str(task.message), "reach_entryvendortask.get")
         spec = self._spec_from(task)
@@ -359,7 +417,16 @@ class KalturaGateway:
                 str(update_result.message),
                 "reach_entryvendortask.updateJob",
             )
-        return spec
+        media = None
+        if not isinstance(listed, KalturaException):
+            # Anything unusual (no ready flavor, another flavor wanted) is left to
+            # `media_url`, which reports it when the pipeline gets to the media.
+            flavors = _ready_flavors(listed)
+            if flavors:
+                flavor = choose_flavor(flavors, spec.flavor_params_ids)
+                if _is_first_url(listed, flavor, first_url):
+                    media = MediaChoice(str(first_url), flavor)
+        return StartedTask(spec, media)
 
     def get_task(self, task_id: int, access_key: str) -> TaskSpec:
         def run(c: KalturaClient) -> Any:
@@ -459,6 +526,14 @@ class KalturaGateway:
 
     # -- media ----------------------------------------------------------------------
 
+    @staticmethod
+    def _queue_flavor_lookup(c: KalturaClient, entry_id: Any) -> None:
+        """Queue the entry's flavor list and the URL of the first flavor listed."""
+        flt = KalturaAssetFilter()
+        flt.entryIdEqual = entry_id
+        listed = c.flavorAsset.list(flt, KalturaFilterPager(pageSize=100))
+        c.flavorAsset.getUrl(listed.objects[0].id)
+
     def media_url(self, spec: TaskSpec, access_key: str) -> tuple[str, FlavorInfo]:
         """URL of the flavor to transcribe: one the profile names, else the source.
 
@@ -469,10 +544,7 @@ class KalturaGateway:
 
         def run(c: KalturaClient) -> list[Any]:
             c.startMultiRequest()
-            flt = KalturaAssetFilter()
-            flt.entryIdEqual = spec.entry_id
-            listed = c.flavorAsset.list(flt, KalturaFilterPager(pageSize=100))
-            c.flavorAsset.getUrl(listed.objects[0].id)
+            self._queue_flavor_lookup(c, spec.entry_id)
             return list(c.doMultiRequest())
 
         resp, first_url = self._call("flavorAsset.list+getUrl", access_key, run)
@@ -482,26 +554,14 @@ class KalturaGateway:
                     f"flavorAsset.list: {resp.code}: {redact(resp.message)}"
                 )
             raise KalturaApiError(str(resp.code), str(resp.message), "flavorAsset.list")
-        objects = list(resp.objects or [])
-        flavors = [
-            FlavorInfo(
-                id=_str(f.id),
-                flavor_params_id=_int(f.flavorParamsId),
-                ext=_str(f.fileExt) or "bin",
-                size_kb=_int(f.size, 0) or 0,
-                is_original=_bool(f.isOriginal),
-                bitrate=_int(f.bitrate, 0) or 0,
-            )
-            for f in objects
-            if _int(f.status, 2) == 2
-        ]
+        flavors = _ready_flavors(resp)
         if not flavors:
             raise KalturaApiError(
                 "NO_FLAVOR", "entry has no ready flavor asset", "flavorAsset.list"
             )
         flavor = choose_flavor(flavors, spec.flavor_params_ids)
-        if _str(objects[0].id) == flavor.id and isinstance(first_url, str) and first_url:
-            return first_url, flavor
+        if _is_first_url(resp, flavor, first_url):
+            return str(first_url), flavor
         url = self._call(
             "flavorAsset.getUrl", access_key, lambda c: c.flavorAsset.getUrl(flavor.id)
         )
@@ -509,20 +569,125 @@ class KalturaGateway:
 
     # -- delivery -------------------------------------------------------------------
 
+    def delivery_state(self, spec: TaskSpec, access_key: str) -> DeliveryState:
+        """Status and version, our caption and our attachments, in one round trip.
+
+        Read right before delivering: a customer may have aborted or re-submitted the
+        task while it was transcribed (deliver nothing then), and after a crash what
+        was delivered before is found by its task tag and reused, never duplicated.
+        """
+
+        def run(c: KalturaClient) -> list[Any]:
+            c.startMultiRequest()
+            c.reach.entryVendorTask.get(spec.task_id)
+            self._queue_caption_list(c, spec)
+            self._queue_attachment_list(c, spec)
+            return list(c.doMultiRequest())
+
+        action = (
+            "reach_entryvendortask.get+caption_captionAsset.list+attachment_attachmentAsset.list"
+        )
+        results = self._call(action, access_key, run)
+        self._raise_first_error(action, results)
+        task, captions, attachments = results
+        return DeliveryState(
+            status=_int(task.status, 0) or 0,
+            version=_int(task.version, 0) or 0,
+            caption=_tagged_caption(spec, captions),
+            attachment_id=_tagged_attachment(spec, attachments),
+        )
+
+    @staticmethod
+    def _queue_caption_list(c: KalturaClient, spec: TaskSpec) -> Any:
+        flt = KalturaCaptionAssetFilter()
+        flt.entryIdEqual = spec.entry_id
+        return c.caption.captionAsset.list(flt, KalturaFilterPager(pageSize=500))
+
+    @staticmethod
+    def _queue_attachment_list(c: KalturaClient, spec: TaskSpec) -> Any:
+        flt = KalturaAttachmentAssetFilter()
+        flt.entryIdEqual = spec.entry_id
+        return c.attachment.attachmentAsset.list(flt, KalturaFilterPager(pageSize=500))
+
     def find_caption_asset(self, spec: TaskSpec, access_key: str) -> tuple[str, bool] | None:
         """Our earlier caption upload for this task, if any: (asset id, content set?)."""
+        resp = self._call(
+            "caption_captionAsset.list", access_key, lambda c: self._queue_caption_list(c, spec)
+        )
+        return _tagged_caption(spec, resp)
 
-        def run(c: KalturaClient) -> Any:
-            flt = KalturaCaptionAssetFilter()
-            flt.entryIdEqual = spec.entry_id
-            return c.caption.captionAsset.list(flt, KalturaFilterPager(pageSize=500))
+    def deliver(
+        self,
+        spec: TaskSpec,
+        access_key: str,
+        caption: Deliverable,
+        transcripts: Sequence[Deliverable],
+        accuracy: int,
+    ) -> tuple[str, str | None]:
+        """Transcript attachments, the caption and READY in one multirequest, for a task
+        with nothing delivered yet; returns (caption asset id, first attachment id).
 
-        resp = self._call("caption_captionAsset.list", access_key, run)
-        tag = task_tag(spec.task_id)
-        for asset in resp.objects or []:
-            if tag in [t.strip() for t in _str(asset.tags).split(",")]:
-                return _str(asset.id), (_int(asset.status) == 2)
-        return None
+        Kaltura runs every part of a multirequest even after one failed, so the parts are
+        chained: each asset is added to the entry named by the previous setContent's
+        result, and READY's outputObjectId is the caption setContent's result. A failed
+        part makes every later one fail (MISSING_MANDATORY_PARAMETER), so Kaltura never
+        sees READY with a deliverable missing, and READY stays last. A lost answer is
+        reconciled with `delivery_state`: all there (READY) is success, nothing there is
+        safe to send again, anything in between raises `PartialDelivery`.
+        """
+
+        def run(c: KalturaClient) -> tuple[str, str | None]:
+            c.startMultiRequest()
+            entry_id: Any = spec.entry_id
+            for transcript in transcripts:
+                done = self._queue_asset_upload(c, spec, entry_id, transcript, None)
+                entry_id = done.entryId
+            done = self._queue_asset_upload(c, spec, entry_id, caption, accuracy)
+            c.reach.entryVendorTask.updateJob(
+                spec.task_id,
+                KalturaEntryVendorTask(
+                    status=KalturaStatus.READY.value,
+                    outputObjectId=done.id,
+                    accuracy=accuracy,
+                ),
+            )
+            results = list(c.doMultiRequest())
+            self._raise_first_error("delivery", results)
+            # Four calls per asset: uploadToken.add, upload, add, setContent.
+            first_attachment = _str(results[2].id) if transcripts else None
+            return _str(results[4 * len(transcripts) + 2].id), first_attachment
+
+        def reconcile() -> tuple[str, str | None] | None:
+            state = self.delivery_state(spec, access_key)
+            if state.status == KalturaStatus.READY and state.caption is not None:
+                return state.caption[0], state.attachment_id
+            if state.nothing_delivered and state.status == KalturaStatus.PROCESSING:
+                return None
+            raise PartialDelivery(state)
+
+        return self._call_reconciled("delivery", access_key, run, reconcile)
+
+    @staticmethod
+    def _queue_asset_upload(
+        c: KalturaClient,
+        spec: TaskSpec,
+        entry_id: Any,
+        deliverable: Deliverable,
+        caption_accuracy: int | None,
+    ) -> Any:
+        """Queue upload token + asset + content for one deliverable; returns the
+        setContent sub-result (the asset with its content). `caption_accuracy` set:
+        the caption asset, else a transcript attachment."""
+        token = c.uploadToken.add(KalturaUploadToken(fileName=deliverable.filename))
+        c.uploadToken.upload(token.id, _NamedBytes(deliverable))
+        resource = KalturaUploadedFileTokenResource(token=token.id)
+        if caption_accuracy is not None:
+            added = c.caption.captionAsset.add(
+                entry_id, _caption_asset(spec, deliverable, caption_accuracy)
+            )
+            return c.caption.captionAsset.setContent(added.id, resource)
+        added = c.attachment.attachmentAsset.add(entry_id, _attachment_asset(spec, deliverable))
+        return c.attachment.attachmentAsset.setContent(added.id, resource)
 
     def upload_caption(
         self,
@@ -539,16 +704,9 @@ class KalturaGateway:
             token = c.uploadToken.add(KalturaUploadToken(fileName=caption.filename))
             c.uploadToken.upload(token.id, _NamedBytes(caption))
             if existing_asset_id is None:
-                asset = KalturaCaptionAsset(
-                    language=spec.source_language,
-                    label=spec.caption_label,
-                    format=spec.caption_type,
-                    accuracy=accuracy,
-                    tags=task_tag(spec.task_id),
-                    fileExt=caption.filename.rsplit(".", 1)[-1],
-                    isDefault=KalturaNullableBoolean.FALSE_VALUE,
+                added = c.caption.captionAsset.add(
+                    spec.entry_id, _caption_asset(spec, caption, accuracy)
                 )
-                added = c.caption.captionAsset.add(spec.entry_id, asset)
                 asset_id: Any = added.id
             else:
                 asset_id = existing_asset_id
@@ -594,14 +752,9 @@ class KalturaGateway:
             for transcript in files:
                 token = c.uploadToken.add(KalturaUploadToken(fileName=transcript.filename))
                 c.uploadToken.upload(token.id, _NamedBytes(transcript))
-                kind = "word timings" if transcript.filename.endswith(".json") else "text"
-                attachment = KalturaAttachmentAsset(
-                    filename=transcript.filename,
-                    title=f"Transcript ({spec.source_language}, {kind})",
-                    format=_attachment_format(transcript.filename),
-                    tags=task_tag(spec.task_id),
+                added = c.attachment.attachmentAsset.add(
+                    spec.entry_id, _attachment_asset(spec, transcript)
                 )
-                added = c.attachment.attachmentAsset.add(spec.entry_id, attachment)
                 c.attachment.attachmentAsset.setContent(
                     added.id, KalturaUploadedFileTokenResource(token=token.id)
                 )
@@ -630,17 +783,12 @@ class KalturaGateway:
         return _str(results[2].id)
 
     def find_attachment(self, spec: TaskSpec, access_key: str) -> str | None:
-        def run(c: KalturaClient) -> Any:
-            flt = KalturaAttachmentAssetFilter()
-            flt.entryIdEqual = spec.entry_id
-            return c.attachment.attachmentAsset.list(flt, KalturaFilterPager(pageSize=500))
-
-        resp = self._call("attachment_attachmentAsset.list", access_key, run)
-        tag = task_tag(spec.task_id)
-        for asset in resp.objects or []:
-            if tag in [t.strip() for t in _str(asset.tags).split(",")]:
-                return _str(asset.id)
-        return None
+        resp = self._call(
+            "attachment_attachmentAsset.list",
+            access_key,
+            lambda c: self._queue_attachment_list(c, spec),
+        )
+        return _tagged_attachment(spec, resp)
 
     def set_ready(
         self, task_id: int, access_key: str, caption_asset_id: str, accuracy: int
@@ -676,6 +824,32 @@ def _job_data(task: Any) -> Any:
     return None if data is NotImplemented else data
 
 
+def _ready_flavors(listed: Any) -> list[FlavorInfo]:
+    return [
+        FlavorInfo(
+            id=_str(f.id),
+            flavor_params_id=_int(f.flavorParamsId),
+            ext=_str(f.fileExt) or "bin",
+            size_kb=_int(f.size, 0) or 0,
+            is_original=_bool(f.isOriginal),
+            bitrate=_int(f.bitrate, 0) or 0,
+        )
+        for f in listed.objects or []
+        if _int(f.status, 2) == 2
+    ]
+
+
+def _is_first_url(listed: Any, flavor: FlavorInfo, first_url: Any) -> bool:
+    """Whether `first_url` (asked for the first flavor listed) is the chosen flavor's."""
+    objects = list(listed.objects or [])
+    return (
+        bool(objects)
+        and _str(objects[0].id) == flavor.id
+        and isinstance(first_url, str)
+        and bool(first_url)
+    )
+
+
 def choose_flavor(flavors: list[FlavorInfo], wanted_params_ids: tuple[int, ...]) -> FlavorInfo:
     """Prefer a flavor the reach profile asks for, then the source, then the smallest."""
     for params_id in wanted_params_ids:
@@ -686,6 +860,47 @@ def choose_flavor(flavors: list[FlavorInfo], wanted_params_ids: tuple[int, ...])
     if originals:
         return originals[0]
     return min(flavors, key=lambda f: (f.size_kb or 1 << 40, f.bitrate))
+
+
+def _tagged(spec: TaskSpec, listed: Any) -> Any:
+    """The first asset in a list response that carries this task's tag, or None."""
+    tag = task_tag(spec.task_id)
+    for asset in listed.objects or []:
+        if tag in [t.strip() for t in _str(asset.tags).split(",")]:
+            return asset
+    return None
+
+
+def _tagged_caption(spec: TaskSpec, listed: Any) -> tuple[str, bool] | None:
+    asset = _tagged(spec, listed)
+    return None if asset is None else (_str(asset.id), _int(asset.status) == 2)
+
+
+def _tagged_attachment(spec: TaskSpec, listed: Any) -> str | None:
+    asset = _tagged(spec, listed)
+    return None if asset is None else _str(asset.id)
+
+
+def _caption_asset(spec: TaskSpec, caption: Deliverable, accuracy: int) -> KalturaCaptionAsset:
+    return KalturaCaptionAsset(
+        language=spec.source_language,
+        label=spec.caption_label,
+        format=spec.caption_type,
+        accuracy=accuracy,
+        tags=task_tag(spec.task_id),
+        fileExt=caption.filename.rsplit(".", 1)[-1],
+        isDefault=KalturaNullableBoolean.FALSE_VALUE,
+    )
+
+
+def _attachment_asset(spec: TaskSpec, transcript: Deliverable) -> KalturaAttachmentAsset:
+    kind = "word timings" if transcript.filename.endswith(".json") else "text"
+    return KalturaAttachmentAsset(
+        filename=transcript.filename,
+        title=f"Transcript ({spec.source_language}, {kind})",
+        format=_attachment_format(transcript.filename),
+        tags=task_tag(spec.task_id),
+    )
 
 
 def _attachment_format(filename: str) -> str:
