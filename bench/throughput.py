@@ -3,22 +3,39 @@ through `processors.register`, selected with `processors.default: noop`) against
 emulator; the media (a bundled 2 s mp3) is still downloaded and decoded for every task.
 
 For each worker count:
-  * burst: N tasks are waiting when the daemon starts; tasks/s = N / (first PROCESSING
-    -> last READY);
+  * burst: N tasks are created at once on a running daemon; tasks/s = N / (first
+    PROCESSING -> last READY); the CPU the daemon(s) and the bench process (the emulator,
+    Python too, serving Kaltura and the media) used for the burst is reported per task;
   * trickle: tasks are created at a steady rate below capacity; pick-up latency is
     task created -> PROCESSING (p50/p99), which polling bounds by about one interval.
 
+Two more shapes of the same run:
+  * `--replicas N`: N daemon processes sharing one PostgreSQL database (a throw-away
+    `reach_bench_<random>` database created on `--pg-dsn` and dropped after), the
+    documented way to use more than one core; `--workers` is per replica (`--postgres`
+    runs one replica on PostgreSQL too, the baseline to compare with); results go to
+    `throughput_pg<N>.json`;
+  * `--push`: the status API is on and the bench calls `POST /v1/notify` right after
+    creating each trickle task, with a long polling interval (30 s unless `--poll-s`),
+    so pick-up latency measures the push path rather than polling.
+
     .venv/bin/python -m bench.throughput [--workers 1,4,16] [--tasks 100] [--rate 4]
-        [--trickle-s 10] [--poll-s 1]
+        [--trickle-s 10] [--poll-s 1] [--replicas 2] [--postgres] [--pg-dsn DSN] [--push]
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
+import os
+import secrets
 import signal
+import socket
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,32 +53,105 @@ from bench.harness import (
 )
 from reach_vendor.emulator import KalturaEmulator
 
+PG_DSN = os.environ.get("REACH_BENCH_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@contextmanager
+def pg_database(admin_dsn: str) -> Iterator[str]:
+    """A throw-away `reach_bench_<random>` database (the server is shared: nothing is
+    created outside it), as a SQLAlchemy URL; dropped afterwards."""
+    import psycopg
+
+    name = f"reach_bench_{secrets.token_hex(4)}"
+    admin = psycopg.connect(admin_dsn, autocommit=True, connect_timeout=5)
+    admin.execute(f'CREATE DATABASE "{name}"')
+    base = admin_dsn.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    try:
+        yield f"{base}/{name}"
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _notify(port: int, token: str) -> None:
+    """POST /v1/notify, as a Kaltura HTTP event notification (through a proxy) would."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("POST", "/v1/notify", headers={"Authorization": f"Bearer {token}"})
+        resp = conn.getresponse()
+        resp.read()
+        if resp.status != 202:
+            raise RuntimeError(f"POST /v1/notify answered {resp.status}")
+    finally:
+        conn.close()
+
+
+GET_JOBS = ("reach_entryvendortask", "getJobs")
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
 
 def _first(task: dict[str, Any], status: int) -> float | None:
     return next((t for s, t in task["_statusLog"] if s == status), None)
 
 
-def run(workers: int, tasks: int, rate: float, trickle_s: float, poll_s: float) -> dict[str, Any]:
+def run(
+    workers: int,
+    tasks: int,
+    rate: float,
+    trickle_s: float,
+    poll_s: float,
+    *,
+    replicas: int = 1,
+    db_url: str | None = None,
+    push: bool = False,
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp, KalturaEmulator() as emu:
         vendor = add_vendor(emu)
-        burst = [add_task(emu, vendor) for _ in range(tasks)]
-        cfg = write_config(
-            Path(tmp),
-            emu,
-            vendor,
-            workers={"concurrency": workers},
-            polling={"interval_s": poll_s},
-            logging={"level": "WARNING"},
-        )
+        sections: dict[str, dict[str, Any]] = {
+            "workers": {"concurrency": workers},
+            "polling": {"interval_s": poll_s},
+            "logging": {"level": "WARNING"},
+        }
+        if db_url:
+            sections["database"] = {"url": db_url}
+        token = secrets.token_hex(16)
+        port = _free_port()
+        if push:
+            (Path(tmp) / "status_token").write_text(token)
+            sections["status_api"] = {
+                "enabled": True,
+                "port": port,
+                "bearer": {"token_file": str(Path(tmp) / "status_token")},
+            }
+        cfg = write_config(Path(tmp), emu, vendor, **sections)
         load_before = machine_load()["loadavg"][0]
-        proc = start_daemon(cfg, Path(tmp) / "daemon.log")
+        procs = [start_daemon(cfg, Path(tmp) / f"daemon{n}.log") for n in range(replicas)]
         try:
+            # Daemons up (start-up CPU is not the task's) before the burst is created.
+            wait_for(lambda: GET_JOBS in emu.calls, timeout=60, what="first getJobs")
+            time.sleep(2.0 if replicas > 1 else 0.5)
+            burst = [add_task(emu, vendor) for _ in range(tasks)]
+            cpu0 = [_cpu_s(p.pid) for p in procs], time.process_time()
+            if push:
+                _notify(port, token)
             wait_for(
                 lambda: all(emu.task(t)["status"] == READY for t in burst),
                 timeout=600,
                 what="burst tasks READY",
                 step=0.2,
             )
+            cpu1 = [_cpu_s(p.pid) for p in procs], time.process_time()
             snaps = [emu.task(t) for t in burst]
             started = [t for s in snaps if (t := _first(s, PROCESSING)) is not None]
             ready = [t for s in snaps if (t := _first(s, READY)) is not None]
@@ -71,6 +161,8 @@ def run(workers: int, tasks: int, rate: float, trickle_s: float, poll_s: float) 
             t0 = time.monotonic()
             while time.monotonic() - t0 < trickle_s:
                 trickle.append(add_task(emu, vendor))
+                if push:
+                    _notify(port, token)
                 time.sleep(1.0 / rate)
             wait_for(
                 lambda: all(emu.task(t)["status"] == READY for t in trickle),
@@ -85,14 +177,25 @@ def run(workers: int, tasks: int, rate: float, trickle_s: float, poll_s: float) 
                 assert picked is not None
                 latencies.append(picked - snap["_addedAt"])
         finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=60)
-        log_tail = (Path(tmp) / "daemon.log").read_text()[-2000:]
+            for proc in procs:
+                proc.send_signal(signal.SIGTERM)
+            for proc in procs:
+                proc.wait(timeout=60)
+        log_tail = "".join(
+            (Path(tmp) / f"daemon{n}.log").read_text()[-2000:] for n in range(replicas)
+        )
     return {
+        "replicas": replicas,
+        "database": "postgresql" if db_url else "sqlite",
+        "push_notify": push,
         "workers": workers,
         "burst_tasks": tasks,
         "burst_seconds": span,
         "tasks_per_s": tasks / span,
+        "daemon_cpu_ms_per_task": sum(b - a for a, b in zip(cpu0[0], cpu1[0], strict=True))
+        / tasks
+        * 1000,
+        "emulator_cpu_ms_per_task": (cpu1[1] - cpu0[1]) / tasks * 1000,
         "trickle_tasks": len(trickle),
         "trickle_rate_per_s": rate,
         "pickup_p50_s": percentile(latencies, 50),
@@ -105,24 +208,65 @@ def run(workers: int, tasks: int, rate: float, trickle_s: float, poll_s: float) 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workers", default="1,4,16")
+    parser.add_argument("--workers", default="1,4,16", help="per replica")
     parser.add_argument("--tasks", type=int, default=100)
     parser.add_argument("--rate", type=float, default=4.0, help="trickle tasks per second")
     parser.add_argument("--trickle-s", type=float, default=10.0)
-    parser.add_argument("--poll-s", type=float, default=1.0)
+    parser.add_argument("--poll-s", type=float, default=None, help="1, or 30 with --push")
+    parser.add_argument("--replicas", type=int, default=1, help=">1: share one PostgreSQL db")
+    parser.add_argument(
+        "--postgres", action="store_true", help="PostgreSQL even for one replica (baseline)"
+    )
+    parser.add_argument("--pg-dsn", default=PG_DSN, help="admin DSN to create the bench db")
+    parser.add_argument("--push", action="store_true", help="POST /v1/notify per trickle task")
     args = parser.parse_args()
+    poll_s = args.poll_s if args.poll_s is not None else (30.0 if args.push else 1.0)
+    postgres = args.postgres or args.replicas > 1
+    name = "throughput" + (f"_pg{args.replicas}" if postgres else "")
+    name += "_push" if args.push else ""
     rows = []
-    print(f"poll interval {args.poll_s:g}s; load average {machine_load()['loadavg'][0]:.2f}")
-    print(f"{'workers':>7} {'tasks/s':>8} {'pickup p50':>11} {'p99':>6} {'max':>6}")
+    print(
+        f"{args.replicas} replica(s) on {'PostgreSQL' if postgres else 'SQLite'}; "
+        f"poll interval {poll_s:g}s; push {'on' if args.push else 'off'}; "
+        f"load average {machine_load()['loadavg'][0]:.2f}"
+    )
+    print(
+        f"{'workers':>7} {'tasks/s':>8} {'pickup p50':>11} {'p99':>6} {'max':>6} {'load':>5} "
+        f"{'daemon ms CPU/task':>18} {'emulator':>8}"
+    )
     for w in (int(x) for x in args.workers.split(",")):
-        row = run(w, args.tasks, args.rate, args.trickle_s, args.poll_s)
+        if postgres:
+            with pg_database(args.pg_dsn) as url:
+                row = run(
+                    w,
+                    args.tasks,
+                    args.rate,
+                    args.trickle_s,
+                    poll_s,
+                    replicas=args.replicas,
+                    db_url=url,
+                    push=args.push,
+                )
+        else:
+            row = run(w, args.tasks, args.rate, args.trickle_s, poll_s, push=args.push)
         rows.append(row)
         print(
             f"{w:7d} {row['tasks_per_s']:8.1f} {row['pickup_p50_s']:10.2f}s "
-            f"{row['pickup_p99_s']:5.2f}s {row['pickup_max_s']:5.2f}s",
+            f"{row['pickup_p99_s']:5.2f}s {row['pickup_max_s']:5.2f}s "
+            f"{row['loadavg1_before']:5.2f} {row['daemon_cpu_ms_per_task']:18.1f} "
+            f"{row['emulator_cpu_ms_per_task']:8.1f}",
             flush=True,
         )
-    write_result("throughput", {"poll_interval_s": args.poll_s, "runs": rows})
+    write_result(
+        name,
+        {
+            "poll_interval_s": poll_s,
+            "replicas": args.replicas,
+            "push_notify": args.push,
+            "command": " ".join(["python -m bench.throughput", *sys.argv[1:]]),
+            "runs": rows,
+        },
+    )
     return 0
 
 

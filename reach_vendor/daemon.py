@@ -40,7 +40,12 @@ class Daemon:
         processor: Processor | None = None,
     ) -> None:
         self.settings = settings
-        self.store = store or TaskStore(settings.database.url, key_file=settings.database.key_file)
+        self.store = store or TaskStore(
+            settings.database.url,
+            key_file=settings.database.key_file,
+            # workers + poller + lease heartbeat + status API / metrics scrapes
+            threads=settings.workers.concurrency + 3,
+        )
         self.gateway = gateway or KalturaGateway(
             settings.kaltura, settings.kaltura.app_token.resolve_token()
         )
@@ -51,6 +56,10 @@ class Daemon:
         self.pipeline = Pipeline(settings, self.store, self.gateway, self.processors, self.owner)
         self.shutdown = threading.Event()
         self._wake = threading.Condition()
+        self._work_generation = 0
+        """Bumped (under `_wake`) whenever new work may be in the store; an idle worker
+        sleeps only if it has not changed since before its empty claim."""
+        self._poll_requested = threading.Event()
         self._busy = 0
         self._busy_lock = threading.Lock()
         self.last_poll_error: str | None = None
@@ -65,8 +74,22 @@ class Daemon:
         not sooner than `polling.interval_s` after another did (the store's poll lock);
         the others skip this round and just work on what is stored.
         """
-        # A little under the interval, so scheduling jitter does not skip a whole round.
-        with self.store.poll_lock(self.settings.polling.interval_s * 0.8) as ours:
+        while True:
+            pushed = self._poll_requested.is_set()
+            self._poll_requested.clear()
+            new = self._poll_once(pushed)
+            # A notification that arrived while getJobs was in flight may be about a task
+            # that sweep did not see, and its own run was skipped (max_instances=1).
+            if not self._poll_requested.is_set() or self.shutdown.is_set():
+                return new
+
+    def _poll_once(self, pushed: bool) -> int:
+        # A little under the interval, so scheduling jitter does not skip a whole round;
+        # a pushed poll (POST /v1/notify) is about a task that the last round cannot have
+        # seen, so it does not wait for the interval (the lock still keeps it to one
+        # replica at a time).
+        min_interval_s = 0.0 if pushed else self.settings.polling.interval_s * 0.8
+        with self.store.poll_lock(min_interval_s) as ours:
             if not ours:
                 log.debug("another replica is polling getJobs; skipping this round")
                 return 0
@@ -82,14 +105,20 @@ class Daemon:
             new = self.store.record_offered(offered)
         if offered:
             log.info("getJobs offered %d tasks, %d new", len(offered), new)
-        with self._wake:
-            self._wake.notify_all()
+        self._work_arrived()
         return new
+
+    def _work_arrived(self) -> None:
+        """Wake idle workers now rather than at their next timed check."""
+        with self._wake:
+            self._work_generation += 1
+            self._wake.notify_all()
 
     def poll_now(self) -> None:
         """Poll at once instead of at the next interval (Kaltura event notifications reach
         us through the status API's POST /v1/notify). A sweep already running is not
         doubled: the scheduler's max_instances=1 skips the extra run."""
+        self._poll_requested.set()
         scheduler = self._scheduler
         if scheduler is not None and scheduler.running:
             scheduler.modify_job("getJobs", next_run_time=_now_utc())
@@ -114,14 +143,30 @@ class Daemon:
 
     def _worker_loop(self, name: str) -> None:
         while not self.shutdown.is_set():
+            with self._wake:
+                seen = self._work_generation
             try:
                 worked = self._work_one(name)
             except Exception:
                 log.exception("worker %s: unexpected error", name)
                 worked = False
             if not worked:
-                with self._wake:
-                    self._wake.wait(timeout=1.0)
+                self._idle_wait(seen)
+
+    def _idle_wait(self, seen: int, timeout_s: float = 1.0) -> bool:
+        """Sleep until new work may be there or `timeout_s` passes (tasks whose retry time
+        comes, leases that run out); True if woken by new work.
+
+        `seen` is the work generation read before the claim that found nothing: a poll
+        that recorded tasks while that claim ran has bumped it already, and its wake-up
+        would be lost if the worker went to sleep regardless (that task would then wait a
+        whole timeout for its pick-up).
+        """
+        with self._wake:
+            return self._wake.wait_for(
+                lambda: self._work_generation != seen or self.shutdown.is_set(),
+                timeout=timeout_s,
+            ) and not self.shutdown.is_set()
 
     def _heartbeat_loop(self) -> None:
         """Keep every lease of this process alive, whatever stage its tasks are in.

@@ -187,9 +187,12 @@ class Pipeline:
 
     def _stage(self, ctx: _Context, stage: Stage, message: str) -> None:
         """Record the stage we are entering, after making sure the task is still ours."""
-        if not self.store.renew_lease(ctx.id, self.owner, self.settings.workers.lease_s):
+        rec = self.store.enter_stage(
+            ctx.id, self.owner, self.settings.workers.lease_s, stage, message
+        )
+        if rec is None:
             raise LeaseLost()
-        ctx.rec = self.store.update(ctx.id, stage=stage, message=message)
+        ctx.rec = rec
         metrics.stage_started(ctx.id, stage.value)
         log.info(message, extra={**ctx.log_extra, "stage": stage.value})
 

@@ -19,7 +19,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import BigInteger, Index, Text, cast, event, literal, text, update
+from sqlalchemy import (
+    BigInteger,
+    Index,
+    Text,
+    bindparam,
+    cast,
+    event,
+    insert,
+    literal,
+    text,
+    update,
+)
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.elements import ColumnElement
@@ -89,6 +100,29 @@ class TaskEvent(SQLModel, table=True):
     message: str
 
 
+_TASKS = TaskRecord.__table__  # type: ignore[attr-defined]
+_EVENTS = TaskEvent.__table__  # type: ignore[attr-defined]
+_ENTER_STAGE = (
+    update(_TASKS)
+    .where(_TASKS.c.id == bindparam("task_id"), _TASKS.c.lease_owner == bindparam("owner"))
+    .values(
+        stage=bindparam("stage"),
+        lease_expires_at=bindparam("expires"),
+        updated_at=bindparam("now"),
+    )
+    .returning(*_TASKS.c)
+)
+"""`TaskStore.enter_stage`'s write, built once (its SQL is compiled once per dialect)."""
+_SELECT_TASK = select(_TASKS).where(_TASKS.c.id == bindparam("task_id"))
+_STAGE_EVENT = insert(_EVENTS).values(
+    task_id=bindparam("task_id"),
+    at=bindparam("now"),
+    state=bindparam("state"),
+    stage=bindparam("stage"),
+    message=bindparam("message"),
+)
+
+
 class PollState(SQLModel, table=True):
     """One row: when a replica last polled getJobs (PostgreSQL; see `poll_lock`)."""
 
@@ -131,7 +165,14 @@ def _create_private_file(url: str) -> None:
     os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, threads: int = 5) -> Engine:
+    """An engine whose pool holds a connection for each of `threads` concurrent users.
+
+    SQLAlchemy's default pool keeps 5 connections and closes any extra one when it is
+    given back, so a daemon with more workers than that opened and closed connections
+    (pragmas and all on SQLite, a TCP + auth handshake on PostgreSQL) many times a task.
+    """
+    pool_args: dict[str, Any] = {"pool_size": threads, "max_overflow": 10}
     if url.startswith("sqlite"):
         _create_private_file(url)
         memory = url in ("sqlite://", "sqlite:///:memory:")
@@ -139,10 +180,11 @@ def make_engine(url: str) -> Engine:
             url,
             connect_args={"check_same_thread": False, "timeout": 30},
             poolclass=StaticPool if memory else None,
+            **({} if memory else pool_args),
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, **pool_args)
 
 
 def _runnable(now: float) -> list[ColumnElement[bool]]:
@@ -162,11 +204,13 @@ class TaskStore:
     handed out by the store always carry the plaintext key, and only the store seals it.
     """
 
-    def __init__(self, url: str, *, key_file: Path | None = None) -> None:
+    def __init__(self, url: str, *, key_file: Path | None = None, threads: int = 5) -> None:
+        """`threads`: how many threads use the store at once (workers, poller, heartbeat,
+        status API), so that many connections stay open in the pool."""
         from reach_vendor import migrate
 
         self.box = SecretBox.from_key_file(key_file)
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, threads=threads)
         self.is_postgres = self.engine.dialect.name == "postgresql"
         migrate.upgrade(self.engine)
 
@@ -358,25 +402,33 @@ class TaskStore:
                 if not candidates:
                     return None
                 for task_id in candidates:
-                    result = s.execute(
-                        update(TaskRecord)
-                        .where(col(TaskRecord.id) == task_id)
-                        .where(
-                            or_(
-                                col(TaskRecord.lease_owner).is_(None),
-                                col(TaskRecord.lease_expires_at) < now,
+                    # RETURNING hands back the claimed row with the claim, saving a
+                    # SELECT per claim (SQLite >= 3.35).
+                    won = (
+                        s.execute(
+                            update(TaskRecord)
+                            .where(col(TaskRecord.id) == task_id)
+                            .where(
+                                or_(
+                                    col(TaskRecord.lease_owner).is_(None),
+                                    col(TaskRecord.lease_expires_at) < now,
+                                )
                             )
+                            .values(
+                                lease_owner=owner,
+                                lease_expires_at=now + lease_s,
+                                claimed_at=now,
+                                updated_at=now,
+                            )
+                            .returning(TaskRecord)
+                            .execution_options(synchronize_session=False)
                         )
-                        .values(
-                            lease_owner=owner,
-                            lease_expires_at=now + lease_s,
-                            claimed_at=now,
-                            updated_at=now,
-                        )
+                        .scalars()
+                        .first()
                     )
                     s.commit()
-                    if result.rowcount == 1:  # type: ignore[attr-defined]
-                        return self._reveal(s.get(TaskRecord, task_id))
+                    if won is not None:
+                        return self._reveal(won)
         return None
 
     def renew_lease(self, task_id: int, owner: str, lease_s: float) -> bool:
@@ -390,6 +442,47 @@ class TaskStore:
             )
             s.commit()
             return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    def enter_stage(
+        self, task_id: int, owner: str, lease_s: float, stage: Stage, message: str
+    ) -> TaskRecord | None:
+        """Record the stage a worker is about to start, renew its lease and log the event,
+        in one transaction; None (and nothing written) if the lease is no longer `owner`'s.
+
+        This is the write every stage of every task makes, so it is kept to one UPDATE
+        (conditional on the lease owner, so a task another replica took over is never
+        touched, and RETURNING the row so the caller sees e.g. a fresh access key) and one
+        INSERT, committed before the stage's work starts: a crash afterwards still finds
+        the stage recorded. Separate lease-renew and update transactions cost twice the
+        commits and an extra SELECT for the same guarantee.
+        """
+        now = time.time()
+        # Prepared Core statements on a plain connection: building the statement, its
+        # cache key and the ORM unit of work cost more CPU than the SQL itself here.
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                _ENTER_STAGE,
+                {
+                    "task_id": task_id,
+                    "owner": owner,
+                    "stage": stage.value,
+                    "expires": now + lease_s,
+                    "now": now,
+                },
+            ).first()
+            if row is None:
+                return None
+            conn.execute(
+                _STAGE_EVENT,
+                {
+                    "task_id": task_id,
+                    "now": now,
+                    "state": row.state,
+                    "stage": stage.value,
+                    "message": message,
+                },
+            )
+        return self._reveal(TaskRecord(**row._mapping))
 
     def heartbeat(self, owner: str, lease_s: float) -> int:
         """Extend every lease `owner` holds, in one statement; returns how many.
@@ -470,38 +563,56 @@ class TaskStore:
         release_lease: bool = False,
         **fields: Any,
     ) -> TaskRecord:
-        """Change a task, checking the state machine and logging an event if asked."""
+        """Change a task, checking the state machine and logging an event if asked.
+
+        Core statements (one SELECT for the state check, one UPDATE ... RETURNING, the
+        event INSERT) rather than the ORM: a task makes several of these, and the ORM's
+        unit of work was a good part of the CPU a task costs.
+        """
         now = time.time()
+        for name in fields:
+            if name not in _TASKS.c or name == "id":
+                raise AttributeError(name)
         if "access_key" in fields:
             fields["access_key"] = self.box.seal(fields["access_key"])
-        with self._session() as s:
-            rec = s.get(TaskRecord, task_id)
-            if rec is None:
+        values: dict[str, Any] = {}
+        with self.engine.begin() as conn:
+            current = conn.execute(_SELECT_TASK, {"task_id": task_id}).first()
+            if current is None:
                 raise KeyError(task_id)
             if state is not None:
-                check_transition(TaskState(rec.state), state)
-                if state == TaskState.RUNNING and rec.started_at is None:
-                    rec.started_at = now
+                check_transition(TaskState(current.state), state)
+                if state == TaskState.RUNNING and current.started_at is None:
+                    values["started_at"] = now
                 if state in TERMINAL:
-                    rec.finished_at = now
-                    rec.stage = None
-                rec.state = state.value
+                    values["finished_at"] = now
+                    values["stage"] = None
+                values["state"] = state.value
             if stage is not None:
-                rec.stage = stage.value
-            for name, value in fields.items():
-                if not hasattr(rec, name):
-                    raise AttributeError(name)
-                setattr(rec, name, value)
+                values["stage"] = stage.value
+            values.update(fields)
             if release_lease:
-                rec.lease_owner = None
-                rec.lease_expires_at = None
-            rec.updated_at = now
-            s.add(rec)
+                values["lease_owner"] = None
+                values["lease_expires_at"] = None
+            values["updated_at"] = now
+            row = conn.execute(
+                update(_TASKS)
+                .where(_TASKS.c.id == task_id)
+                .values(**values)
+                .returning(*_TASKS.c)
+            ).one()
             if message:
-                assert rec.id is not None
-                s.add(TaskEvent(task_id=rec.id, state=rec.state, stage=rec.stage, message=message))
-            s.commit()
-        revealed = self._reveal(rec)
+                conn.execute(
+                    _STAGE_EVENT,
+                    {
+                        "task_id": task_id,
+                        "now": now,
+                        "state": row.state,
+                        "stage": row.stage,
+                        "message": message,
+                    },
+                )
+        revealed = self._reveal(TaskRecord(**row._mapping))
         assert revealed is not None
         return revealed
 

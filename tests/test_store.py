@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from reach_vendor.states import IllegalTransition, TaskState
+from reach_vendor.states import IllegalTransition, Stage, TaskState
 from reach_vendor.store import OfferedTask, TaskStore
 
 
@@ -107,3 +107,33 @@ def test_expired_lease_is_taken_over(store: TaskStore) -> None:
     assert store.claim_next("dead", -1) is not None
     again = store.claim_next("alive", 60)
     assert again is not None and again.lease_owner == "alive"
+
+
+def test_entering_a_stage_renews_the_lease_and_logs_it_in_one_go(store: TaskStore) -> None:
+    store.record_offered([offered(1)])
+    rec = store.claim_next("me", 5)
+    assert rec is not None and rec.id is not None and rec.lease_expires_at is not None
+    entered = store.enter_stage(rec.id, "me", 600, Stage.DOWNLOAD, "downloading media")
+    assert entered is not None
+    assert entered.stage == Stage.DOWNLOAD.value and entered.access_key == rec.access_key
+    assert entered.lease_expires_at is not None and entered.lease_expires_at > rec.lease_expires_at
+    assert store.events(rec.id)[-1].message == "downloading media"
+
+
+def test_a_stage_is_not_entered_on_a_lease_that_is_no_longer_ours(store: TaskStore) -> None:
+    store.record_offered([offered(1)])
+    rec = store.claim_next("me", 600)
+    assert rec is not None and rec.id is not None
+    events = len(store.events(rec.id))
+    assert store.enter_stage(rec.id, "someone-else", 600, Stage.UPLOAD, "uploading") is None
+    after = store.get(rec.id)
+    assert after is not None and after.stage is None and after.lease_owner == "me"
+    assert len(store.events(rec.id)) == events  # nothing written
+
+
+def test_update_rejects_unknown_fields(store: TaskStore) -> None:
+    store.record_offered([offered(1)])
+    rec = store.by_kaltura_id(1)
+    assert rec is not None and rec.id is not None
+    with pytest.raises(AttributeError):
+        store.update(rec.id, no_such_column=1)
