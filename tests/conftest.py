@@ -12,7 +12,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 import yaml
@@ -117,6 +117,18 @@ def write_config(tmp_path: Path, emu: KalturaEmulator, vendor: Vendor, **section
 
 def daemon_command(config: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "reach_vendor", "run", "--config", str(config), *args]
+
+
+def start_daemon(config: Path, log_file: IO[str]) -> subprocess.Popen[str]:
+    """The real `reach-vendor run` process in the background, all its output in `log_file`
+    (which the caller keeps open while it runs), for tests that signal or kill it."""
+    return subprocess.Popen(
+        daemon_command(config),
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        cwd=REPO,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
 
 
 def run_daemon_once(config: Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:

@@ -7,9 +7,7 @@ and the test kills only once the store says the task is in that stage."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,13 +17,12 @@ import pytest
 from reach_vendor.emulator import KalturaEmulator
 from reach_vendor.store import TaskStore
 from tests.conftest import (
-    REPO,
     Clip,
     Vendor,
     add_speech_task,
-    daemon_command,
     run_daemon_once,
     secrets_seen,
+    start_daemon,
     write_config,
 )
 from tests.test_lifecycle import READY, wait_for
@@ -97,13 +94,7 @@ def test_sigkill_at_each_stage_then_restart_delivers_exactly_once(
 
     log_path = tmp_path / "first.log"
     with log_path.open("w") as log_file:
-        proc = subprocess.Popen(
-            daemon_command(cfg),
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
+        proc = start_daemon(cfg, log_file)
         try:
             wait_for(at_stage, timeout=60, what=f"stage {stage}")
         finally:
@@ -156,13 +147,7 @@ def test_sigkill_after_kaltura_took_the_delivery_ends_delivered(
     cfg = _config(tmp_path, emulator, vendor, 0.0)
     store = TaskStore(f"sqlite:///{tmp_path / 'reach.sqlite3'}")
     with (tmp_path / "first.log").open("w") as log_file:
-        proc = subprocess.Popen(
-            daemon_command(cfg),
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
+        proc = start_daemon(cfg, log_file)
         try:
             wait_for(
                 lambda: (

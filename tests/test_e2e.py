@@ -4,11 +4,9 @@ delivered captions, with real speech, real SQLite and the real KalturaApiClient.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import signal
 import stat
-import subprocess
 import time
 import urllib.request
 from collections.abc import Callable
@@ -19,13 +17,12 @@ import srt
 from reach_vendor.demo import caption_text, word_error_rate
 from reach_vendor.emulator import KalturaEmulator
 from tests.conftest import (
-    REPO,
     Clip,
     Vendor,
     add_speech_task,
-    daemon_command,
     run_daemon_once,
     secrets_seen,
+    start_daemon,
     write_config,
 )
 from tests.ops_support import free_port, get_json, http
@@ -102,13 +99,7 @@ def test_daemon_delivers_every_task(
     log_path = tmp_path / "daemon.log"
     scraped = api_output = ""
     with log_path.open("w") as log_file:
-        proc = subprocess.Popen(
-            daemon_command(cfg),
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
+        proc = start_daemon(cfg, log_file)
         try:
             wait_for(
                 lambda: all(emulator.task(t)["status"] in (READY, ERROR) for t in task_ids),

@@ -10,7 +10,6 @@ and uploaded, through the real KalturaApiClient."""
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import socket
@@ -21,7 +20,13 @@ from pathlib import Path
 
 from reach_vendor.emulator import KalturaEmulator
 from reach_vendor.store import TaskStore
-from tests.conftest import REPO, Clip, Vendor, daemon_command, secrets_seen, write_config
+from tests.conftest import (
+    Clip,
+    Vendor,
+    secrets_seen,
+    start_daemon,
+    write_config,
+)
 from tests.test_lifecycle import READY, wait_for
 
 TASKS = 200
@@ -70,13 +75,7 @@ def test_three_replicas_deliver_200_tasks_exactly_once(
         logs.append(log_path)
         handles.append(log_path.open("w"))
         procs.append(
-            subprocess.Popen(
-                daemon_command(cfg),
-                stdout=handles[-1],
-                stderr=subprocess.STDOUT,
-                cwd=REPO,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
+            start_daemon(cfg, handles[-1])
         )
     store = TaskStore(pg_url)
     victim = f"{socket.gethostname()}:{procs[0].pid}:"

@@ -3,9 +3,7 @@ task within the grace period, exits 0, and the next run delivers the task."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -13,12 +11,11 @@ from reach_vendor.emulator import KalturaEmulator
 from reach_vendor.states import TaskState
 from reach_vendor.store import TaskStore
 from tests.conftest import (
-    REPO,
     Clip,
     Vendor,
     add_speech_task,
-    daemon_command,
     run_daemon_once,
+    start_daemon,
     write_config,
 )
 from tests.test_lifecycle import long_clip, wait_for
@@ -35,13 +32,7 @@ def test_sigterm_releases_in_flight_task_and_next_run_delivers_it(
     store = TaskStore(f"sqlite:///{tmp_path / 'reach.sqlite3'}")
     log_path = tmp_path / "daemon.log"
     with log_path.open("w") as log_file:
-        proc = subprocess.Popen(
-            daemon_command(cfg),
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
+        proc = start_daemon(cfg, log_file)
         try:
             wait_for(
                 lambda: (r := store.by_kaltura_id(task_id)) is not None and r.stage == "transcribe",
