@@ -127,15 +127,16 @@ class Daemon:
 
     def _work_one(self, name: str) -> bool:
         workers = self.settings.workers
+        owner = f"{self.owner}/{name}"  # the heartbeat renews every `self.owner/...` lease
         rec = self.store.claim_next(
-            self.owner, workers.lease_s, fairness_window_s=workers.fairness_window_s
+            owner, workers.lease_s, fairness_window_s=workers.fairness_window_s
         )
         if rec is None:
             return False
         with self._busy_lock:
             self._busy += 1
         try:
-            self.pipeline.run(rec, self.shutdown)
+            self.pipeline.run(rec, self.shutdown, owner)
         finally:
             with self._busy_lock:
                 self._busy -= 1

@@ -83,6 +83,9 @@ class LeaseLost(Exception):
 class _Context:
     rec: TaskRecord
     log_extra: dict[str, Any]
+    owner: str
+    """The lease holder: one worker of one daemon, so that if a lease ever runs out and
+    another worker of the same process claims the task, the first one notices it lost it."""
     media: MediaChoice | None = None
     """Media found by the start multirequest, so the download needs no lookup of its own."""
 
@@ -111,7 +114,9 @@ class Pipeline:
 
     # -- entry point ----------------------------------------------------------------
 
-    def run(self, rec: TaskRecord, shutdown: threading.Event) -> None:
+    def run(self, rec: TaskRecord, shutdown: threading.Event, owner: str | None = None) -> None:
+        """Carry a claimed task as far as it goes; `owner` is the lease holder the task
+        was claimed for (default: this pipeline's owner)."""
         ctx = _Context(
             rec,
             {
@@ -119,6 +124,7 @@ class Pipeline:
                 "partner_id": rec.partner_id,
                 "entry_id": rec.entry_id,
             },
+            owner or self.owner,
         )
         started = time.monotonic()
         try:
@@ -134,7 +140,7 @@ class Pipeline:
             self._finish(ctx, TaskState.ABORTED, f"aborted: {exc}")
         except ProcessingCancelled:
             if shutdown.is_set():
-                self.store.release(ctx.id, self.owner, reason="released at shutdown")
+                self.store.release(ctx.id, ctx.owner, reason="released at shutdown")
                 log.info("released at shutdown", extra=ctx.log_extra)
             else:
                 self._finish(ctx, TaskState.ABORTED, "aborted by the customer while processing")
@@ -188,7 +194,7 @@ class Pipeline:
     def _stage(self, ctx: _Context, stage: Stage, message: str) -> None:
         """Record the stage we are entering, after making sure the task is still ours."""
         rec = self.store.enter_stage(
-            ctx.id, self.owner, self.settings.workers.lease_s, stage, message
+            ctx.id, ctx.owner, self.settings.workers.lease_s, stage, message
         )
         if rec is None:
             raise LeaseLost()
@@ -197,7 +203,7 @@ class Pipeline:
         log.info(message, extra={**ctx.log_extra, "stage": stage.value})
 
     def _start(self, ctx: _Context) -> TaskSpec:
-        self._stage(ctx, Stage.CLAIM, f"claimed by {self.owner}")
+        self._stage(ctx, Stage.CLAIM, f"claimed by {ctx.owner}")
         rec = ctx.rec
         if rec.state == TaskState.QUEUED:
             started = self.gateway.start_task(rec.kaltura_task_id, rec.access_key)
@@ -520,7 +526,7 @@ class Pipeline:
             )
             self.store.release(
                 ctx.id,
-                self.owner,
+                ctx.owner,
                 retry_at=time.time() + delay,
                 reason=f"could not report ERROR yet, retry in {delay:.0f}s: {exc}",
             )
@@ -549,7 +555,7 @@ class Pipeline:
         self.store.update(ctx.id, attempts=attempts, error=redact(reason))
         self.store.release(
             ctx.id,
-            self.owner,
+            ctx.owner,
             retry_at=time.time() + delay,
             reason=f"attempt {attempts} failed, retry in {delay:.0f}s: {redact(reason)}",
         )
@@ -674,7 +680,7 @@ class _TaskKeeper(threading.Thread):
 
     def _tick(self) -> None:
         ctx, p = self.ctx, self.p
-        if not p.store.renew_lease(ctx.id, p.owner, p.settings.workers.lease_s):
+        if not p.store.renew_lease(ctx.id, ctx.owner, p.settings.workers.lease_s):
             self.lease_lost = True
             self.request.cancel.set()
             return

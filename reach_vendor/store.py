@@ -485,7 +485,8 @@ class TaskStore:
         return self._reveal(TaskRecord(**row._mapping))
 
     def heartbeat(self, owner: str, lease_s: float) -> int:
-        """Extend every lease `owner` holds, in one statement; returns how many.
+        """Extend every lease `owner` holds, itself or through its workers (leases named
+        `owner/<worker>`), in one statement; returns how many.
 
         A replica calls this on a timer, whatever stage its tasks are in; when it dies
         the heartbeats stop and its leases run out, and other replicas take the tasks over.
@@ -493,7 +494,12 @@ class TaskStore:
         with self._session() as s:
             result = s.execute(
                 update(TaskRecord)
-                .where(col(TaskRecord.lease_owner) == owner)
+                .where(
+                    or_(
+                        col(TaskRecord.lease_owner) == owner,
+                        col(TaskRecord.lease_owner).startswith(owner + "/", autoescape=True),
+                    )
+                )
                 .values(lease_expires_at=time.time() + lease_s)
             )
             s.commit()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from reach_vendor.states import Stage
 from reach_vendor.store import OfferedTask, TaskStore
 
 
@@ -110,9 +111,10 @@ def test_heartbeat_keeps_every_lease_of_an_owner_alive(
 ) -> None:
     a, b = replicas
     a.record_offered([offered(1), offered(2), offered(3)])
-    assert a.claim_next("r1", 0.5) is not None
-    assert a.claim_next("r1", 0.5) is not None
+    assert a.claim_next("r1/w0", 0.5) is not None  # leases are held by one worker each
+    assert a.claim_next("r1/w1", 0.5) is not None
     assert a.heartbeat("r1", 60) == 2
+    assert a.heartbeat("r", 60) == 0  # another replica's name that happens to be a prefix
     time.sleep(0.6)
     third = b.claim_next("r2", 60)
     assert third is not None and third.kaltura_task_id == 3
@@ -154,3 +156,21 @@ def test_sqlite_poll_lock_is_always_granted(tmp_path: Path) -> None:
     store = TaskStore(f"sqlite:///{tmp_path / 'db.sqlite3'}")
     with store.poll_lock() as got:
         assert got
+
+
+def test_a_worker_whose_lease_ran_out_cannot_go_on_beside_its_successor(
+    replicas: tuple[TaskStore, TaskStore],
+) -> None:
+    """Two workers of one daemon: if the first one's lease runs out (a stalled heartbeat)
+    and the second claims the task, the first must see it lost the task, although both
+    belong to the same process."""
+    a, _ = replicas
+    a.record_offered([offered(1)])
+    first = a.claim_next("host:1:abc/w0", 0.2)
+    assert first is not None and first.id is not None
+    time.sleep(0.3)
+    second = a.claim_next("host:1:abc/w1", 60)
+    assert second is not None and second.id == first.id
+    assert not a.renew_lease(first.id, "host:1:abc/w0", 60)
+    assert a.enter_stage(first.id, "host:1:abc/w0", 60, Stage.UPLOAD, "uploading") is None
+    assert a.enter_stage(first.id, "host:1:abc/w1", 60, Stage.UPLOAD, "uploading") is not None

@@ -124,17 +124,17 @@ def test_three_replicas_deliver_200_tasks_exactly_once(
         claims: Counter[str] = Counter()
         for r in records:
             assert r.id is not None
-            owners = [
-                m.group(1)
-                for e in store.events(r.id)
-                if (m := re.match(r"claimed by (\S+)", e.message))
-            ]
+            events = [e.message for e in store.events(r.id)]
+            owners = [m.group(1) for e in events if (m := re.match(r"claimed by (\S+)", e))]
+            # A transient failure (a Kaltura call timing out on a loaded machine) releases
+            # the task for a retry, which claims it again: that is not doing it twice.
+            retries = sum(1 for e in events if re.match(r"attempt \d+ failed, retry in", e))
             if r.kaltura_task_id in orphaned:  # the dead replica's, then a live one's
-                assert len(owners) == 2 and owners[0].startswith(victim), owners
+                assert len(owners) == 2 + retries and owners[0].startswith(victim), events
                 assert not owners[1].startswith(victim)
             else:
-                assert len(owners) == 1, (r.kaltura_task_id, owners)  # nobody did it twice
-            claims[owners[-1]] += 1
+                assert len(owners) == 1 + retries, (r.kaltura_task_id, events)
+            claims[owners[-1].split("/")[0]] += 1  # by replica, not by worker
     finally:
         store.close()
     print(f"deliveries per replica: {sorted(claims.values())}; taken over: {len(orphaned)}")
