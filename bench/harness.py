@@ -15,15 +15,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 import processors
 from processors.base import ProcessingRequest, Processor, Transcript, Word
 from reach_vendor.emulator import KalturaEmulator
+from reach_vendor.emulator.vendor_setup import Vendor, write_daemon_config
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
@@ -66,13 +64,6 @@ def register_noop() -> None:
     processors.register("noop", _noop_factory)
 
 
-@dataclass(frozen=True)
-class Vendor:
-    partner_id: int
-    app_token_id: str
-    app_token: str
-
-
 def add_vendor(emu: KalturaEmulator) -> Vendor:
     v = Vendor(partner_id=9001, app_token_id="1_bench", app_token=secrets.token_hex(16))
     emu.add_vendor_partner(
@@ -94,28 +85,16 @@ def add_task(emu: KalturaEmulator, vendor: Vendor, media: Path = SAMPLE, **kw: A
 def write_config(
     tmp: Path, emu: KalturaEmulator, vendor: Vendor, **sections: dict[str, Any]
 ) -> Path:
-    token_file = tmp / "app_token"
-    token_file.write_text(vendor.app_token)
-    data: dict[str, Any] = {
-        "kaltura": {
-            "service_url": emu.url,
-            "partner_id": vendor.partner_id,
-            "app_token": {"id": vendor.app_token_id, "token_file": str(token_file)},
-            "request_timeout_s": 10,
-            "retries": 2,
-        },
-        "database": {"url": f"sqlite:///{tmp / 'reach.sqlite3'}"},
-        "polling": {"interval_s": 1},
+    """The daemon config benchmarks run with: the no-op engine, 4 workers, INFO logs;
+    `sections` override those defaults key by key."""
+    defaults: dict[str, dict[str, Any]] = {
         "workers": {"concurrency": 4, "retry_base_s": 0.5},
         "processors": {"default": "noop"},
-        "storage": {"work_dir": str(tmp / "work")},
-        "logging": {"format": "json", "level": "INFO"},
+        "logging": {"level": "INFO"},
     }
     for name, values in sections.items():
-        data.setdefault(name, {}).update(values)
-    cfg = tmp / "config.yaml"
-    cfg.write_text(yaml.safe_dump(data))
-    return cfg
+        defaults.setdefault(name, {}).update(values)
+    return write_daemon_config(tmp, emu, vendor, **defaults)
 
 
 def daemon_command(config: Path, *args: str) -> list[str]:

@@ -9,16 +9,17 @@ import secrets
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import pytest
-import yaml
 from hypothesis import settings
 
 from reach_vendor.emulator import KalturaEmulator
+from reach_vendor.emulator.vendor_setup import Vendor, write_daemon_config
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -34,13 +35,6 @@ SENTENCES = [
     "She bought some fresh bread and milk at the store.",
     "The train to the city leaves every hour from the station.",
 ]
-
-
-@dataclass(frozen=True)
-class Vendor:
-    partner_id: int
-    app_token_id: str
-    app_token: str
 
 
 @dataclass(frozen=True)
@@ -92,27 +86,24 @@ def add_speech_task(emu: KalturaEmulator, vendor: Vendor, clip: Clip | None, **k
 
 
 def write_config(tmp_path: Path, emu: KalturaEmulator, vendor: Vendor, **sections: Any) -> Path:
-    token_file = tmp_path / "app_token"
-    token_file.write_text(vendor.app_token)
-    data: dict[str, Any] = {
-        "kaltura": {
-            "service_url": emu.url,
-            "partner_id": vendor.partner_id,
-            "app_token": {"id": vendor.app_token_id, "token_file": str(token_file)},
-            "request_timeout_s": 10,
-            "retries": 2,
-        },
-        "database": {"url": f"sqlite:///{tmp_path / 'reach.sqlite3'}"},
-        "polling": {"interval_s": 1},
+    """The daemon config tests run with; `sections` override its defaults key by key."""
+    defaults: dict[str, dict[str, Any]] = {
         "workers": {"concurrency": 2, "retry_base_s": 0.5},
-        "storage": {"work_dir": str(tmp_path / "work")},
-        "logging": {"format": "json", "level": "DEBUG"},
+        "logging": {"level": "DEBUG"},
     }
     for name, values in sections.items():
-        data.setdefault(name, {}).update(values)
-    cfg = tmp_path / "config.yaml"
-    cfg.write_text(yaml.safe_dump(data))
-    return cfg
+        defaults.setdefault(name, {}).update(values)
+    return write_daemon_config(tmp_path, emu, vendor, **defaults)
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 90, what: str = "") -> None:
+    """Poll `predicate` until it holds; a test that waits in vain fails saying for what."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what or predicate}")
 
 
 def daemon_command(config: Path, *args: str) -> list[str]:

@@ -23,9 +23,10 @@ from tests.conftest import (
     run_daemon_once,
     secrets_seen,
     start_daemon,
+    wait_for,
     write_config,
 )
-from tests.test_lifecycle import READY, wait_for
+from tests.test_lifecycle import READY
 
 STALL_S = 30.0
 

@@ -23,6 +23,7 @@ from tests.conftest import (
     run_daemon_once,
     secrets_seen,
     start_daemon,
+    wait_for,
     write_config,
 )
 from tests.ops_support import free_port, get_json, http
@@ -67,15 +68,6 @@ def status_api_output(port: int, token: str, n_tasks: int) -> str:
     texts.append(json.dumps(get_json(base + "/v1/summary", token)[1]))
     texts.append(http("GET", base + "/")[2].decode())
     return "\n".join(texts)
-
-
-def wait_for(predicate: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_daemon_delivers_every_task(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,7 @@ from reach_vendor.config import load_settings
 from reach_vendor.daemon import Daemon
 from reach_vendor.emulator import KalturaEmulator
 from reach_vendor.states import TaskState
-from tests.conftest import Clip, Vendor, add_speech_task, write_config
+from tests.conftest import Clip, Vendor, add_speech_task, wait_for, write_config
 
 READY, PROCESSING, ERROR, ABORTED = 2, 3, 6, 7
 
@@ -36,15 +36,6 @@ def running(daemon: Daemon) -> Iterator[Daemon]:
         daemon.stop()
         thread.join(timeout=60)
         assert not thread.is_alive()
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 90, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what or predicate}")
 
 
 def long_clip(clips: list[Clip], tmp_path: Path, repeat: int = 4) -> Clip:

@@ -15,7 +15,7 @@ import srt
 
 from reach_vendor.emulator import KalturaEmulator
 from reach_vendor.states import TaskState
-from tests.conftest import Clip, Vendor, add_speech_task
+from tests.conftest import Clip, Vendor, add_speech_task, wait_for
 from tests.fakes.alteryx import FakeAlteryx
 from tests.fakes.remote_transcription import FakeRemoteTranscription
 from tests.fakes.smartdocumentor import FakeSmartDocumentor
@@ -31,7 +31,7 @@ from tests.remote_helpers import (
     words_json,
     write_secret,
 )
-from tests.test_lifecycle import make_daemon, running, wait_for
+from tests.test_lifecycle import make_daemon, running
 
 READY, ERROR = 2, 6
 BACKENDS = [

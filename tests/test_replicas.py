@@ -25,9 +25,10 @@ from tests.conftest import (
     Vendor,
     secrets_seen,
     start_daemon,
+    wait_for,
     write_config,
 )
-from tests.test_lifecycle import READY, wait_for
+from tests.test_lifecycle import READY
 
 TASKS = 200
 REPLICAS = 3

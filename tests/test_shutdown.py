@@ -16,9 +16,10 @@ from tests.conftest import (
     add_speech_task,
     run_daemon_once,
     start_daemon,
+    wait_for,
     write_config,
 )
-from tests.test_lifecycle import long_clip, wait_for
+from tests.test_lifecycle import long_clip
 
 PROCESSING, READY = 3, 2
 GRACE_S = 20.0

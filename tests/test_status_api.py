@@ -17,7 +17,7 @@ from reach_vendor import status_api
 from reach_vendor.config import SecretConfig, StatusApiConfig
 from reach_vendor.emulator import KalturaEmulator
 from reach_vendor.store import TaskStore
-from tests.conftest import Vendor, add_speech_task
+from tests.conftest import Vendor, add_speech_task, wait_for
 from tests.ops_support import (
     free_port,
     get_json,
@@ -135,7 +135,7 @@ def test_access_keys_never_leave_the_api(api: tuple[str, str, list[str]]) -> Non
 def test_notify_wakes_the_poller_of_a_running_daemon(
     tmp_path: Path, emulator: KalturaEmulator, vendor: Vendor
 ) -> None:
-    from tests.test_lifecycle import make_daemon, running, wait_for
+    from tests.test_lifecycle import make_daemon, running
 
     token = "notify-token-" + "x" * 16
     daemon = make_daemon(tmp_path, emulator, vendor, polling={"interval_s": 3600})

@@ -12,8 +12,8 @@ from typing import Any
 from reach_vendor.daemon import Daemon
 from reach_vendor.emulator import KalturaEmulator
 from reach_vendor.states import TaskState
-from tests.conftest import Clip, Vendor, add_speech_task
-from tests.test_lifecycle import ABORTED, READY, make_daemon, running, wait_for
+from tests.conftest import Clip, Vendor, add_speech_task, wait_for
+from tests.test_lifecycle import ABORTED, READY, make_daemon, running
 
 
 def scripted_daemon(

@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 from reach_vendor.emulator import KalturaEmulator
-from tests.conftest import Vendor, add_speech_task
-from tests.test_lifecycle import make_daemon, running, wait_for
+from tests.conftest import Vendor, add_speech_task, wait_for
+from tests.test_lifecycle import make_daemon, running
 
 GET_JOBS = ("reach_entryvendortask", "getJobs")
 
