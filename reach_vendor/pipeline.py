@@ -519,8 +519,7 @@ class Pipeline:
             self.gateway.set_error(ctx.rec.kaltura_task_id, ctx.rec.access_key, reason)
         except KalturaTransientError as exc:
             attempts = ctx.rec.attempts + 1
-            delay = retry_delay_s(attempts, self.settings.workers.retry_base_s, cap_s=600.0)
-            delay *= 0.75 + random.random() / 2  # replicas that failed together spread out
+            delay = self._backoff_s(attempts, cap_s=600.0)
             ctx.rec = self.store.update(
                 ctx.id, stage=Stage.REPORT_ERROR, error=reason, attempts=attempts
             )
@@ -543,6 +542,11 @@ class Pipeline:
             )
         self._finish(ctx, TaskState.FAILED, reason, error=reason)
 
+    def _backoff_s(self, attempts: int, cap_s: float = 3600.0) -> float:
+        """Exponential backoff with +-25 % jitter: replicas that failed together spread out."""
+        base = retry_delay_s(attempts, self.settings.workers.retry_base_s, cap_s)
+        return base * (0.75 + random.random() / 2)
+
     def _retry_later(self, ctx: _Context, reason: str) -> None:
         rec = self.store.get(ctx.id)
         attempts = (rec.attempts if rec else 0) + 1
@@ -551,7 +555,7 @@ class Pipeline:
             self.store.update(ctx.id, attempts=attempts)
             self._fail(ctx, f"gave up after {attempts} attempts: {reason}")
             return
-        delay = retry_delay_s(attempts, workers.retry_base_s) * (0.75 + random.random() / 2)
+        delay = self._backoff_s(attempts)
         self.store.update(ctx.id, attempts=attempts, error=redact(reason))
         self.store.release(
             ctx.id,

@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from reach_vendor.emulator import services
+from reach_vendor.emulator.ks import Session
 from reach_vendor.emulator.wire import (
     ApiError,
     Request,
@@ -157,12 +158,18 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
-    def _serve_flavor(self, flavor_id: str, ks: str) -> None:
-        emu = self.server.emulator
+    def _session_or_403(self, ks: str) -> Session | None:
+        """The KS in a serve URL, as Kaltura's serve endpoints check it: 403 if invalid."""
         try:
-            session = emu.world.session(ks)
+            return self.server.emulator.world.session(ks)
         except ApiError:
             self._send(403, b"Forbidden", "text/plain")
+            return None
+
+    def _serve_flavor(self, flavor_id: str, ks: str) -> None:
+        emu = self.server.emulator
+        session = self._session_or_403(ks)
+        if session is None:
             return
         flavor = emu.world.flavors.get(flavor_id)
         if flavor is None or not session.can_edit(flavor["entryId"]):
@@ -189,10 +196,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve_attachment(self, asset_id: str, ks: str) -> None:
         emu = self.server.emulator
-        try:
-            session = emu.world.session(ks)
-        except ApiError:
-            self._send(403, b"Forbidden", "text/plain")
+        session = self._session_or_403(ks)
+        if session is None:
             return
         with emu.world.lock:
             asset = emu.world.attachments.get(asset_id)
