@@ -122,6 +122,23 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str, step: flo
     raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+def process_tree(pid: int) -> set[int]:
+    """`pid` and its live descendants (Linux /proc): a daemon's work includes its child
+    processes (media decoding, GIL-bound engines)."""
+    parent: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):  # exited meanwhile
+            continue
+    tree: set[int] = set()
+    grown = {pid}
+    while grown:
+        tree |= grown
+        grown = {child for child, up in parent.items() if up in tree} - tree
+    return tree
+
+
 def machine_load() -> dict[str, Any]:
     load1, load5, load15 = os.getloadavg()
     return {"cpus": os.cpu_count(), "loadavg": [load1, load5, load15]}

@@ -46,6 +46,7 @@ from bench.harness import (
     add_vendor,
     machine_load,
     percentile,
+    process_tree,
     start_daemon,
     wait_for,
     write_config,
@@ -96,9 +97,16 @@ GET_JOBS = ("reach_entryvendortask", "getJobs")
 
 
 def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds a process has used so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds a process and its live descendants (the child processes
+    that decode media, and the fork server they come from) have used so far."""
+    total = 0.0
+    for member in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # exited meanwhile
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def _first(task: dict[str, Any], status: int) -> float | None:

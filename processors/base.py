@@ -102,10 +102,38 @@ class ProcessingRequest:
         if self.cancel.is_set():
             raise ProcessingCancelled()
 
+    def detached(self) -> dict[str, Any]:
+        """The request's data without its callbacks and events, which cannot cross to
+        another process; `process_detached` rebuilds the request from it."""
+        return {
+            "audio_path": self.audio_path,
+            "duration_s": self.duration_s,
+            "language": self.language,
+            "language_code": self.language_code,
+            "service_feature": self.service_feature,
+            "dictionary": self.dictionary,
+            "transcript_text": self.transcript_text,
+            "reference": self.reference,
+            "checkpoint": self.checkpoint,
+        }
+
+
+def process_detached(processor: Processor, request: dict[str, Any]) -> Transcript:
+    """Run `processor` in a child process on `ProcessingRequest.detached()` data; the
+    parent watches for cancellation and kills the child."""
+    return processor.process(ProcessingRequest(**request))
+
 
 class Processor(Protocol):
     """A speech engine. Instances are reused across tasks and may be called from
-    several worker threads; an engine that is not thread-safe must lock internally."""
+    several worker threads; an engine that is not thread-safe must lock internally.
+
+    An engine whose work holds Python's GIL (pure Python, or a C extension that never
+    releases it) sets a class attribute `holds_gil = True` and must be picklable: the
+    daemon then runs it in a child process (`reach_vendor.child_processes`), so that
+    several tasks use several cores instead of taking turns on one. Its progress and
+    checkpoint callbacks are not called there.
+    """
 
     name: str
 

@@ -79,6 +79,9 @@ _LETTERS = {
 
 class PocketSphinxProcessor:
     name = "pocketsphinx"
+    holds_gil = True
+    """pocketsphinx decodes without releasing the GIL: the daemon runs it in child
+    processes, one task per core (see `Processor`)."""
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         self._decoder_options: dict[str, float | int] = {}

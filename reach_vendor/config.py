@@ -250,6 +250,10 @@ def _enum_values(value: Any, names: dict[str, int], what: str) -> Any:
 class StorageConfig(_Section):
     work_dir: Path = Path("reach-vendor-work")
     keep_media: bool = False
+    keep_deliverables: bool = False
+    """Write a copy of every delivered file under `work_dir/delivered/<task id>/`, for ops
+    to see exactly what a customer got. Off by default: nothing ever removes the copies,
+    and writing them was a tenth of the CPU a short task cost."""
 
 
 class LoggingConfig(_Section):

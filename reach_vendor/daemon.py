@@ -227,6 +227,7 @@ class Daemon:
             notifier.stopping()
             scheduler.shutdown(wait=False)
             self._stop_workers(threads)
+            self.pipeline.children.close()
 
     def run_once(self) -> None:
         """One poll, then work until nothing runnable is left (tasks waiting for a retry
@@ -243,6 +244,7 @@ class Daemon:
         finally:
             self.shutdown.set()
             self._stop_workers(threads)
+            self.pipeline.children.close()
 
     def stop(self) -> None:
         self.shutdown.set()

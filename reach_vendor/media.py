@@ -16,7 +16,8 @@ from urllib.parse import urlsplit
 import av
 import requests
 
-from processors.base import SAMPLE_RATE, ProcessorError
+from processors.base import SAMPLE_RATE, ProcessorError, ProcessorUnavailable
+from reach_vendor import http_session
 
 # Answers that say "try again later" rather than "this will never work".
 _TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -26,10 +27,12 @@ class MediaError(ProcessorError):
     """The media cannot be used for this task; retrying will not help."""
 
 
-class MediaUnavailable(Exception):
-    """The media could not be fetched right now (network trouble, server overloaded).
+class MediaUnavailable(ProcessorUnavailable):
+    """The media could not be fetched or decoded right now (network trouble, server
+    overloaded, the decoder process died).
 
-    Deliberately not a ProcessorError, so the pipeline retries instead of failing the task.
+    A ProcessorUnavailable, not a ProcessorError: the pipeline retries the task later
+    instead of failing it, and only after `workers.max_attempts` gives up with this reason.
     """
 
 
@@ -58,7 +61,9 @@ def _fetch(url: str, part: Path, timeout_s: float, chunk_size: int) -> int:
     host = _host(url)
     size = 0
     try:
-        with requests.get(url, stream=True, timeout=timeout_s) as resp:
+        with http_session.session().get(
+            url, stream=True, timeout=timeout_s, proxies=http_session.proxies_for(url)
+        ) as resp:
             if resp.status_code >= 400:
                 reason = f"HTTP {resp.status_code} {resp.reason or ''}".rstrip()
                 if resp.status_code in _TRANSIENT_STATUS:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import shutil
 import threading
@@ -28,9 +29,11 @@ from processors.base import (
     Transcript,
     UnsupportedTaskError,
     Word,
+    process_detached,
 )
 from processors.routing import ProcessorPool, TaskTraits
 from reach_vendor import caption_rules, captions, media, metrics
+from reach_vendor.child_processes import ChildPool
 from reach_vendor.config import Settings
 from reach_vendor.kaltura.gateway import (
     Deliverable,
@@ -103,12 +106,18 @@ class Pipeline:
         gateway: KalturaGateway,
         processors: ProcessorPool,
         owner: str,
+        children: ChildPool | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.gateway = gateway
         self.processors = processors
         self.owner = owner
+        # Media decoding and GIL-bound engines run in child processes; more of those than
+        # cores would only take turns on them.
+        self.children = children or ChildPool(
+            min(settings.workers.concurrency, os.cpu_count() or 1)
+        )
         self.work_dir = Path(settings.storage.work_dir)
         self.keeper_interval_s = min(30.0, settings.workers.lease_s / 3)
 
@@ -284,7 +293,9 @@ class Pipeline:
 
         self._stage(ctx, Stage.DECODE, "decoding audio")
         pcm_path = task_dir / "audio.pcm"
-        duration = media.decode_to_pcm(media_path, pcm_path)
+        duration = self.children.run(
+            "media decoder", media.decode_to_pcm, (media_path, pcm_path), shutdown
+        )
         if not self.settings.storage.keep_media:
             media_path.unlink(missing_ok=True)
 
@@ -309,7 +320,15 @@ class Pipeline:
         keeper.start()
         t0 = time.monotonic()
         try:
-            transcript = processor.process(request)
+            if getattr(processor, "holds_gil", False):
+                transcript = self.children.run(
+                    f"{processor.name} engine",
+                    process_detached,
+                    (processor, request.detached()),
+                    request.cancel,
+                )
+            else:
+                transcript = processor.process(request)
         except ProcessingCancelled:
             if keeper.lease_lost:
                 raise LeaseLost() from None
@@ -493,7 +512,10 @@ class Pipeline:
         self._finish(ctx, TaskState.DELIVERED, f"READY with caption asset {rec.caption_asset_id}")
 
     def _keep_copy(self, ctx: _Context, deliverable: Deliverable) -> None:
-        """Ops can look at exactly what was delivered without asking Kaltura."""
+        """Ops can look at exactly what was delivered without asking Kaltura
+        (`storage.keep_deliverables`)."""
+        if not self.settings.storage.keep_deliverables:
+            return
         out_dir = self.work_dir / "delivered" / str(ctx.rec.kaltura_task_id)
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / deliverable.filename).write_bytes(deliverable.content)

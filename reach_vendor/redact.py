@@ -24,8 +24,14 @@ _known: set[str] = set()
 
 
 def register_secret(value: str | None) -> None:
-    """Remember a secret so that it is masked wherever it appears later."""
-    if value and len(value) >= 6:
+    """Remember a secret so that it is masked wherever it appears later.
+
+    A value that `_TOKEN_RE` matches whole is masked wherever it appears verbatim anyway
+    (it sits inside a run of at least as many token characters), so it is not kept: every
+    task's access key is registered, and keeping them all would grow this set, and the
+    scan every log line makes of it, with every task the daemon ever served.
+    """
+    if value and len(value) >= 6 and not _TOKEN_RE.fullmatch(value):
         with _lock:
             _known.add(value)
 

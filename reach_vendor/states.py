@@ -92,6 +92,11 @@ def check_transition(current: TaskState, target: TaskState) -> None:
         raise IllegalTransition(f"task cannot go from {current} to {target}")
 
 
+def sources_of(target: TaskState) -> list[str]:
+    """The states a task may be in to move to `target` (for a conditional UPDATE)."""
+    return sorted(state.value for state, targets in _ALLOWED.items() if target in targets)
+
+
 def retry_delay_s(attempt: int, base_s: float, cap_s: float = 3600.0) -> float:
     """Exponential backoff: base, 2*base, 4*base ... capped (jitter is added by callers)."""
     return float(min(cap_s, base_s * (2 ** max(0, attempt - 1))))

@@ -21,23 +21,24 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Float,
     Index,
     Text,
     bindparam,
     cast,
     event,
     insert,
-    literal,
     text,
     update,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import configure_mappers
+from sqlalchemy.orm.attributes import manager_of_class
 from sqlalchemy.pool import StaticPool
-from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Field, Session, SQLModel, col, create_engine, func, or_, select
 
 from reach_vendor.secretbox import SecretBox
-from reach_vendor.states import TERMINAL, Stage, TaskState, check_transition
+from reach_vendor.states import TERMINAL, Stage, TaskState, check_transition, sources_of
 
 POLL_LOCK_KEY = 0x7265_6163_6876
 """PostgreSQL advisory lock key ("reachv") held by the replica that is polling getJobs."""
@@ -101,6 +102,7 @@ class TaskEvent(SQLModel, table=True):
 
 
 _TASKS = TaskRecord.__table__  # type: ignore[attr-defined]
+_TASK_CLASS = manager_of_class(TaskRecord)
 _EVENTS = TaskEvent.__table__  # type: ignore[attr-defined]
 _ENTER_STAGE = (
     update(_TASKS)
@@ -187,14 +189,70 @@ def make_engine(url: str, *, threads: int = 5) -> Engine:
     return create_engine(url, pool_pre_ping=True, **pool_args)
 
 
-def _runnable(now: float) -> list[ColumnElement[bool]]:
-    """Open, due, and not leased (or leased by someone whose lease ran out)."""
+_CLAIM = (
+    update(_TASKS)
+    .where(
+        _TASKS.c.id == bindparam("task_id"),
+        or_(_TASKS.c.lease_owner.is_(None), _TASKS.c.lease_expires_at < bindparam("now")),
+    )
+    .values(
+        lease_owner=bindparam("owner"),
+        lease_expires_at=bindparam("expires"),
+        claimed_at=bindparam("now"),
+        updated_at=bindparam("now"),
+    )
+    .returning(*_TASKS.c)
+)
+"""The lease itself: conditional on the task being free, so of two racing claims one wins."""
+
+
+@dataclass(frozen=True)
+class _ClaimStatements:
+    candidates: Any
+    """SQLite: ids of the next few runnable tasks, in claim order."""
+    lock_next: Any
+    """PostgreSQL: the id of the next runnable task nobody has locked, locked."""
+
+
+def _claim_statements(is_postgres: bool) -> _ClaimStatements:
+    """Most urgent first, and among tasks of similar urgency, partners take turns.
+
+    Urgency is the `expectedFinishTime` cut into windows of `:window` seconds (tasks
+    without one come last). Within a window the partner whose last claim is oldest goes
+    first, so a partner with 1000 queued tasks cannot starve one with 3: claims alternate
+    between them. Inside one partner's turn: earliest deadline, then oldest task. Under
+    concurrent claims on PostgreSQL the turns are approximate (two replicas may both see
+    the same partner's turn before either commits).
+
+    A partner's last claim is looked up per runnable task (one step down the
+    `(partner_id, claimed_at)` index) rather than aggregated over the whole table, which
+    grows with every task ever served. Built once per store, with the time and the window
+    as parameters, so SQLAlchemy compiles each statement once.
+    """
+    now: Any = bindparam("now", type_=Float)
+    eft = func.coalesce(_TASKS.c.expected_finish_time, 1e12)
+    window: Any = bindparam("window", type_=Float)
+    # SQLite: CAST truncates, which is floor for these positive values.
+    urgency = func.floor(eft / window) if is_postgres else cast(eft / window, BigInteger)
+    served = _TASKS.alias("served")
+    last_claimed = (
+        select(func.max(served.c.claimed_at))
+        .where(served.c.partner_id == _TASKS.c.partner_id)
+        .scalar_subquery()
+    )
     open_states = [st.value for st in TaskState if st not in TERMINAL]
-    return [
-        col(TaskRecord.state).in_(open_states),
-        col(TaskRecord.next_attempt_at) <= now,
-        or_(col(TaskRecord.lease_owner).is_(None), col(TaskRecord.lease_expires_at) < now),
-    ]
+    runnable = select(_TASKS.c.id).where(
+        _TASKS.c.state.in_(open_states),
+        _TASKS.c.next_attempt_at <= now,
+        or_(_TASKS.c.lease_owner.is_(None), _TASKS.c.lease_expires_at < now),
+    )
+    ordered = runnable.order_by(
+        urgency, func.coalesce(last_claimed, 0.0), eft, _TASKS.c.id
+    )
+    return _ClaimStatements(
+        candidates=ordered.limit(8),
+        lock_next=ordered.limit(1).with_for_update(skip_locked=True, of=_TASKS),
+    )
 
 
 class TaskStore:
@@ -212,6 +270,10 @@ class TaskStore:
         self.box = SecretBox.from_key_file(key_file)
         self.engine = make_engine(url, threads=threads)
         self.is_postgres = self.engine.dialect.name == "postgresql"
+        self._claims = _claim_statements(self.is_postgres)
+        # `_from_row` builds records without the ORM, which needs the mappers configured
+        # (the ORM does it on its first query; a fresh daemon may claim before any).
+        configure_mappers()
         migrate.upgrade(self.engine)
 
     def close(self) -> None:
@@ -221,6 +283,19 @@ class TaskStore:
     def _session(self) -> Iterator[Session]:
         with Session(self.engine, expire_on_commit=False) as session:
             yield session
+
+    def _from_row(self, row: Any) -> TaskRecord | None:
+        """A record from a Core row (`RETURNING` every column), key revealed.
+
+        Built the way the ORM loads a row (a bare instance, then its attribute dict), not
+        through `TaskRecord(...)`, whose per-field instrumented setattr costs 30 times as
+        much: a task reads its record back after every stage.
+        """
+        if row is None:
+            return None
+        rec: TaskRecord = _TASK_CLASS.new_instance()
+        rec.__dict__.update(row._mapping)
+        return self._reveal(rec)
 
     def _reveal(self, rec: TaskRecord | None) -> TaskRecord | None:
         """Put the plaintext key on a record that has left its session."""
@@ -316,119 +391,40 @@ class TaskStore:
 
     # -- leases ---------------------------------------------------------------------
 
-    def _claim_order(self, fairness_window_s: float) -> tuple[Any, ...]:
-        """Most urgent first, and among tasks of similar urgency, partners take turns.
-
-        Urgency is the `expectedFinishTime` cut into windows of `fairness_window_s`
-        (tasks without one come last). Within a window the partner whose last claim is
-        oldest goes first, so a partner with 1000 queued tasks cannot starve one with 3:
-        claims alternate between them. Inside one partner's turn: earliest deadline, then
-        oldest task. Under concurrent claims on PostgreSQL the turns are approximate (two
-        replicas may both see the same partner's turn before either commits).
-        """
-        eft = func.coalesce(col(TaskRecord.expected_finish_time), 1e12)
-        window = literal(max(1.0, fairness_window_s))
-        if self.is_postgres:
-            urgency: Any = func.floor(eft / window)
-        else:  # SQLite: CAST truncates, which is floor for these positive values
-            urgency = cast(eft / window, BigInteger)
-        served = (
-            select(
-                col(TaskRecord.partner_id).label("partner_id"),
-                func.max(col(TaskRecord.claimed_at)).label("last_claimed"),
-            )
-            .group_by(col(TaskRecord.partner_id))
-            .subquery("served")
-        )
-        order = (
-            urgency,
-            func.coalesce(served.c.last_claimed, 0.0),
-            eft,
-            col(TaskRecord.id),
-        )
-        return served, order
-
     def claim_next(
         self, owner: str, lease_s: float, *, fairness_window_s: float = 3600.0
     ) -> TaskRecord | None:
-        """Lease the next runnable task to `owner` (see `_claim_order`), or return None.
+        """Lease the next runnable task to `owner` (see `_claim_statements`), or None.
 
         PostgreSQL: `SELECT ... FOR UPDATE SKIP LOCKED` picks and locks one row in one
         statement, so replicas claiming at once each get a different task without waiting
         on each other. SQLite: a conditional UPDATE on the lease columns, so two workers
         racing for the same row cannot both win.
         """
-        served, order = self._claim_order(fairness_window_s)
         now = time.time()
-        if self.is_postgres:
-            return self._claim_locked(owner, lease_s, now, served, order)
-        return self._claim_conditional(owner, lease_s, now, served, order)
-
-    def _claim_locked(
-        self, owner: str, lease_s: float, now: float, served: Any, order: tuple[Any, ...]
-    ) -> TaskRecord | None:
-        with self._session() as s:
-            rec = s.exec(
-                select(TaskRecord)
-                .outerjoin(served, served.c.partner_id == col(TaskRecord.partner_id))
-                .where(*_runnable(now))
-                .order_by(*order)
-                .limit(1)
-                .with_for_update(skip_locked=True, of=TaskRecord)
-            ).first()
-            if rec is None:
-                s.rollback()
-                return None
-            rec.lease_owner = owner
-            rec.lease_expires_at = now + lease_s
-            rec.claimed_at = now
-            rec.updated_at = now
-            s.add(rec)
-            s.commit()
-        return self._reveal(rec)
-
-    def _claim_conditional(
-        self, owner: str, lease_s: float, now: float, served: Any, order: tuple[Any, ...]
-    ) -> TaskRecord | None:
-        with self._session() as s:
-            for _ in range(5):
-                candidates = s.exec(
-                    select(TaskRecord.id)
-                    .outerjoin(served, served.c.partner_id == col(TaskRecord.partner_id))
-                    .where(*_runnable(now))
-                    .order_by(*order)
-                    .limit(8)
-                ).all()
-                if not candidates:
+        params = {
+            "now": now,
+            "window": max(1.0, fairness_window_s),
+            "owner": owner,
+            "expires": now + lease_s,
+        }
+        with self.engine.begin() as conn:
+            if self.is_postgres:
+                task_id = conn.execute(self._claims.lock_next, params).scalar()
+                if task_id is None:
                     return None
-                for task_id in candidates:
-                    # RETURNING hands back the claimed row with the claim, saving a
-                    # SELECT per claim (SQLite >= 3.35).
-                    won = (
-                        s.execute(
-                            update(TaskRecord)
-                            .where(col(TaskRecord.id) == task_id)
-                            .where(
-                                or_(
-                                    col(TaskRecord.lease_owner).is_(None),
-                                    col(TaskRecord.lease_expires_at) < now,
-                                )
-                            )
-                            .values(
-                                lease_owner=owner,
-                                lease_expires_at=now + lease_s,
-                                claimed_at=now,
-                                updated_at=now,
-                            )
-                            .returning(TaskRecord)
-                            .execution_options(synchronize_session=False)
-                        )
-                        .scalars()
-                        .first()
-                    )
-                    s.commit()
-                    if won is not None:
-                        return self._reveal(won)
+                row = conn.execute(_CLAIM, {**params, "task_id": task_id}).first()
+                return self._from_row(row)
+        for _ in range(5):
+            with self.engine.begin() as conn:
+                candidates = conn.execute(self._claims.candidates, params).scalars().all()
+            if not candidates:
+                return None
+            for task_id in candidates:
+                with self.engine.begin() as conn:
+                    row = conn.execute(_CLAIM, {**params, "task_id": task_id}).first()
+                if row is not None:
+                    return self._from_row(row)
         return None
 
     def renew_lease(self, task_id: int, owner: str, lease_s: float) -> bool:
@@ -482,7 +478,7 @@ class TaskStore:
                     "message": message,
                 },
             )
-        return self._reveal(TaskRecord(**row._mapping))
+        return self._from_row(row)
 
     def heartbeat(self, owner: str, lease_s: float) -> int:
         """Extend every lease `owner` holds, itself or through its workers (leases named
@@ -571,9 +567,10 @@ class TaskStore:
     ) -> TaskRecord:
         """Change a task, checking the state machine and logging an event if asked.
 
-        Core statements (one SELECT for the state check, one UPDATE ... RETURNING, the
-        event INSERT) rather than the ORM: a task makes several of these, and the ORM's
-        unit of work was a good part of the CPU a task costs.
+        Core statements (an UPDATE ... RETURNING that is conditional on the state machine
+        allowing the move, and the event INSERT) rather than the ORM: a task makes several
+        of these, and the ORM's unit of work was a good part of the CPU a task costs. Only
+        when the UPDATE matches nothing is the row read, to say why.
         """
         now = time.time()
         for name in fields:
@@ -582,31 +579,33 @@ class TaskStore:
         if "access_key" in fields:
             fields["access_key"] = self.box.seal(fields["access_key"])
         values: dict[str, Any] = {}
+        where = [_TASKS.c.id == task_id]
+        if state is not None:
+            where.append(_TASKS.c.state.in_(sources_of(state)))
+            if state == TaskState.RUNNING:
+                values["started_at"] = func.coalesce(_TASKS.c.started_at, now)
+            if state in TERMINAL:
+                values["finished_at"] = now
+                values["stage"] = None
+            values["state"] = state.value
+        if stage is not None:
+            values["stage"] = stage.value
+        values.update(fields)
+        if release_lease:
+            values["lease_owner"] = None
+            values["lease_expires_at"] = None
+        values["updated_at"] = now
         with self.engine.begin() as conn:
-            current = conn.execute(_SELECT_TASK, {"task_id": task_id}).first()
-            if current is None:
-                raise KeyError(task_id)
-            if state is not None:
-                check_transition(TaskState(current.state), state)
-                if state == TaskState.RUNNING and current.started_at is None:
-                    values["started_at"] = now
-                if state in TERMINAL:
-                    values["finished_at"] = now
-                    values["stage"] = None
-                values["state"] = state.value
-            if stage is not None:
-                values["stage"] = stage.value
-            values.update(fields)
-            if release_lease:
-                values["lease_owner"] = None
-                values["lease_expires_at"] = None
-            values["updated_at"] = now
             row = conn.execute(
-                update(_TASKS)
-                .where(_TASKS.c.id == task_id)
-                .values(**values)
-                .returning(*_TASKS.c)
-            ).one()
+                update(_TASKS).where(*where).values(**values).returning(*_TASKS.c)
+            ).first()
+            if row is None:
+                current = conn.execute(_SELECT_TASK, {"task_id": task_id}).first()
+                if current is None:
+                    raise KeyError(task_id)
+                assert state is not None
+                check_transition(TaskState(current.state), state)
+                raise AssertionError(f"task {task_id} changed while it was updated")
             if message:
                 conn.execute(
                     _STAGE_EVENT,
@@ -618,7 +617,7 @@ class TaskStore:
                         "message": message,
                     },
                 )
-        revealed = self._reveal(TaskRecord(**row._mapping))
+        revealed = self._from_row(row)
         assert revealed is not None
         return revealed
 

@@ -295,7 +295,7 @@ _SECTIONS = {
     "polling": ["interval_s"],
     "workers": ["concurrency", "lease_s", "max_attempts"],
     "processors": ["default", "options"],
-    "storage": ["work_dir", "keep_media"],
+    "storage": ["work_dir", "keep_media", "keep_deliverables"],
     "logging": ["format", "level"],
 }
 _config_like = st.dictionaries(

@@ -54,3 +54,19 @@ def test_ks_expiry_is_decoded_from_a_v1_ks() -> None:
     assert expiry is not None
     assert before + 590 <= expiry <= time.time() + 610
     assert ks_expiry("not a ks") is None
+
+
+def test_registering_every_task_key_keeps_log_lines_cheap() -> None:
+    """A long-running daemon registers one access key per task: KS-shaped keys are masked
+    by their shape, so they must not pile up in the set every log line is checked against."""
+    from reach_vendor import redact as redact_module
+
+    before = len(redact_module._known)
+    keys = [make_ks(600 + i) for i in range(200)]
+    for key in keys:
+        register_secret(key)
+    assert len(redact_module._known) == before
+    for key in keys[::50]:
+        out = redact(f"task 7 key {key}, url http://h/p/1/serveFlavor/ks/{key}/a.mp4")
+        assert key not in out
+        assert "task 7" in out

@@ -137,3 +137,25 @@ def test_update_rejects_unknown_fields(store: TaskStore) -> None:
     assert rec is not None and rec.id is not None
     with pytest.raises(AttributeError):
         store.update(rec.id, no_such_column=1)
+
+
+def test_a_fresh_process_can_claim_before_any_orm_query(tmp_path: Path) -> None:
+    """Records are built from rows without the ORM; a restarted daemon's first call may
+    be a claim, before anything has configured the mappers (this once crashed the worker
+    and left the task leased)."""
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    TaskStore(url).record_offered([offered(7)])
+    script = (
+        "import sys\n"
+        "from reach_vendor.store import TaskStore\n"
+        "rec = TaskStore(sys.argv[1]).claim_next('o', 60)\n"
+        "print(rec.kaltura_task_id, rec.access_key, rec.state)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, url], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["7", "key-7", "queued"]

@@ -154,3 +154,41 @@ def test_version_change_while_processing_stops_without_delivering(
         wait_for(lambda: state_of(daemon, task_id) == TaskState.ABORTED, 10, "stop")
     assert emulator.caption_assets(emulator.task(task_id)["entryId"]) == []
     assert any("version 1 -> 2" in e for e in events_of(daemon, task_id))
+
+
+def test_copies_of_deliverables_only_when_asked(
+    tmp_path: Path, emulator: KalturaEmulator, vendor: Vendor, clips: list[Clip]
+) -> None:
+    """`storage.keep_deliverables` keeps exactly what Kaltura got; by default nothing is
+    written (nothing would ever clean it up)."""
+    kept_task = add_speech_task(emulator, vendor, clips[0])
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "plain").mkdir()
+    daemon = make_daemon(
+        tmp_path / "kept",
+        emulator,
+        vendor,
+        processors={"default": "scripted"},
+        storage={"work_dir": str(tmp_path / "kept" / "work"), "keep_deliverables": True},
+    )
+    daemon.run_once()
+    task = emulator.task(kept_task)
+    assert task["status"] == READY, task.get("errDescription")
+    copies = tmp_path / "kept" / "work" / "delivered" / str(kept_task)
+    (caption,) = emulator.caption_assets(task["entryId"])
+    assert (copies / f"{task['entryId']}_{kept_task}.srt").read_bytes() == bytes(
+        caption["content"]
+    )
+    assert {p.suffix for p in copies.iterdir()} == {".srt", ".txt", ".json"}
+
+    plain_task = add_speech_task(emulator, vendor, clips[1])
+    daemon = make_daemon(
+        tmp_path / "plain",
+        emulator,
+        vendor,
+        processors={"default": "scripted"},
+        storage={"work_dir": str(tmp_path / "plain" / "work")},
+    )
+    daemon.run_once()
+    assert emulator.task(plain_task)["status"] == READY
+    assert not (tmp_path / "plain" / "work" / "delivered").exists()

@@ -78,6 +78,9 @@ _KS_IN_PATH = re.compile(r"/ks/[^/]+")
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
+    # Keep-alive, as Kaltura's nginx does; headers and body go out as separate writes, and
+    # with Nagle on the client's delayed ACK would hold every body back ~40 ms.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silent: the default access log would print KS-bearing paths to stderr."""

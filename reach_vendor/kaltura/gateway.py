@@ -36,6 +36,7 @@ from KalturaClient.Plugins.Reach import KalturaEntryVendorTask, KalturaEntryVend
 
 from reach_vendor import metrics
 from reach_vendor.config import KalturaConfig
+from reach_vendor.kaltura.client import KeepAliveClient
 from reach_vendor.kaltura.ks import ks_expiry
 from reach_vendor.redact import redact, register_secret
 from reach_vendor.states import KalturaStatus
@@ -183,7 +184,7 @@ class KalturaGateway:
         if client is None:
             conf = KalturaConfiguration(serviceUrl=self._cfg.service_url.rstrip("/"))
             conf.requestTimeout = self._cfg.request_timeout_s
-            client = KalturaClient(conf)
+            client = KeepAliveClient(conf)
             self._local.client = client
         # A call that failed half-way through building a multirequest leaves it queued;
         # every call starts from a clean client so that cannot leak into the next one.

@@ -1,0 +1,61 @@
+"""KalturaApiClient, sending its requests through this thread's keep-alive session.
+
+Only the transport changes: `openRequestUrl` below is the pinned client's own
+(KalturaApiClient 23.10.0: same headers, JSON body or multipart upload, every failure
+wrapped as KalturaClientException -4 so the gateway's retries see what they always saw),
+with `requests.post` replaced by the thread's `http_session` session and the proxies the
+environment sets for the service URL.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from KalturaClient import KalturaClient
+from KalturaClient.Client import _get_file_params
+from KalturaClient.exceptions import KalturaClientException
+from requests_toolbelt.multipart.encoder import MultipartEncoder
+
+from reach_vendor import http_session
+
+
+class KeepAliveClient(KalturaClient):  # type: ignore[misc]
+    def openRequestUrl(  # noqa: N802 - the client's own method name
+        self,
+        url: str,
+        params: Any,
+        files: Any,
+        requestHeaders: dict[str, str],  # noqa: N803
+        requestTimeout: float,  # noqa: N803
+    ) -> Any:
+        requestHeaders["Accept"] = "text/xml"
+        requestHeaders["Accept-encoding"] = "gzip"
+        post = http_session.session().post
+        proxies = http_session.proxies_for(url)
+        try:
+            if not (params.get() or files):
+                requestHeaders["Content-Type"] = "application/json"
+                return post(url, headers=requestHeaders, timeout=requestTimeout, proxies=proxies)
+            if files:
+                requestHeaders.pop("Content-Type", None)
+                fields = {"json": params.toJson()}
+                fields.update(_get_file_params(files))
+                encoder = MultipartEncoder(fields=fields)
+                requestHeaders["Content-Type"] = encoder.content_type
+                return post(
+                    url,
+                    headers=requestHeaders,
+                    data=encoder,
+                    timeout=requestTimeout,
+                    proxies=proxies,
+                )
+            requestHeaders["Content-Type"] = "application/json"
+            return post(
+                url,
+                json=params.get(),
+                headers=requestHeaders,
+                timeout=requestTimeout,
+                proxies=proxies,
+            )
+        except Exception as e:
+            raise KalturaClientException(e, KalturaClientException.ERROR_CONNECTION_FAILED) from e

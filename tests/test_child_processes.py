@@ -1,0 +1,132 @@
+"""Decoding and GIL-bound engines run in child processes: same results as in-process,
+errors come back as the job's own, and a child that dies or a job that is stopped costs
+the task a retry or a release, never the daemon."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from processors.base import (
+    ProcessingCancelled,
+    ProcessingRequest,
+    ProcessorUnavailable,
+    process_detached,
+)
+from processors.pocketsphinx_engine import PocketSphinxProcessor
+from reach_vendor.child_processes import ChildDied, ChildPool
+from reach_vendor.media import MediaError, decode_to_pcm
+from tests.conftest import wait_for
+
+SAMPLE = Path(__file__).resolve().parents[1] / "reach_vendor" / "samples" / "thanks.mp3"
+
+
+@pytest.fixture
+def pool() -> Any:
+    children = ChildPool(2)
+    yield children
+    children.close()
+
+
+def _meet(mine: str, theirs: str) -> str:
+    """Runs in a child: say we started, then wait for the other job to say so too."""
+    Path(mine).touch()
+    deadline = time.monotonic() + 20
+    while not Path(theirs).exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the other job never ran beside this one")
+        time.sleep(0.01)
+    return f"{os.getpid()}"
+
+
+def test_decoding_in_a_child_gives_the_same_audio(pool: ChildPool, tmp_path: Path) -> None:
+    here, there = tmp_path / "here.pcm", tmp_path / "there.pcm"
+    expected = decode_to_pcm(SAMPLE, here)
+    never = threading.Event()
+    assert pool.run("media decoder", decode_to_pcm, (SAMPLE, there), never) == expected
+    assert there.read_bytes() == here.read_bytes()
+    assert pool.pids() and pool.pids()[0] != os.getpid()
+
+
+def test_the_jobs_own_error_comes_back_and_the_child_is_kept(
+    pool: ChildPool, tmp_path: Path
+) -> None:
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"this is not media" * 100)
+    never = threading.Event()
+    with pytest.raises(MediaError, match="cannot decode media"):
+        pool.run("media decoder", decode_to_pcm, (junk, tmp_path / "a.pcm"), never)
+    (pid,) = pool.pids()
+    pool.run("media decoder", decode_to_pcm, (SAMPLE, tmp_path / "b.pcm"), never)
+    assert pool.pids() == [pid]
+    assert not (tmp_path / "a.pcm").exists() and not (tmp_path / "a.pcm.part").exists()
+
+
+def test_a_child_killed_mid_job_is_a_retryable_error_and_is_replaced(
+    pool: ChildPool, tmp_path: Path
+) -> None:
+    never = threading.Event()
+    errors: list[BaseException] = []
+
+    def job() -> None:
+        try:
+            pool.run("media decoder", time.sleep, (60,), never)
+        except BaseException as exc:
+            errors.append(exc)
+
+    worker = threading.Thread(target=job)
+    worker.start()
+    wait_for(lambda: bool(pool.pids(busy=True)), 20, "the job to start")
+    (pid,) = pool.pids(busy=True)
+    os.kill(pid, signal.SIGKILL)
+    worker.join(10)
+    assert not worker.is_alive()
+    (error,) = errors
+    assert isinstance(error, ChildDied) and isinstance(error, ProcessorUnavailable)
+    assert str(error) == "the media decoder process stopped (killed by SIGKILL) on this task"
+    # The next job gets a new child.
+    assert pool.run("media decoder", decode_to_pcm, (SAMPLE, tmp_path / "c.pcm"), never) > 5
+    assert pid not in pool.pids()
+
+
+def test_stopping_a_job_kills_its_child_at_once(pool: ChildPool) -> None:
+    stop = threading.Event()
+    threading.Timer(0.5, stop.set).start()
+    started = time.monotonic()
+    with pytest.raises(ProcessingCancelled):
+        pool.run("pocketsphinx engine", time.sleep, (60,), stop)
+    assert time.monotonic() - started < 5
+    assert pool.pids() == [] and pool.pids(busy=True) == []
+
+
+def test_two_jobs_run_side_by_side(pool: ChildPool, tmp_path: Path) -> None:
+    """What a GIL-bound engine gets from the pool: one core per task, not turns on one."""
+    never = threading.Event()
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    results: list[str] = []
+    other = threading.Thread(target=lambda: results.append(pool.run("job", _meet, (b, a), never)))
+    other.start()
+    results.append(pool.run("job", _meet, (a, b), never))
+    other.join(30)
+    assert len(set(results)) == 2  # two different processes, at the same time
+
+
+def test_pocketsphinx_is_run_in_a_child_on_the_detached_request(
+    pool: ChildPool, tmp_path: Path
+) -> None:
+    pcm = tmp_path / "thanks.pcm"
+    duration = decode_to_pcm(SAMPLE, pcm)
+    engine = PocketSphinxProcessor()
+    assert engine.holds_gil
+    request = ProcessingRequest(audio_path=pcm, duration_s=duration, language="English")
+    in_process = engine.process(request)
+    in_child = pool.run(
+        "pocketsphinx engine", process_detached, (engine, request.detached()), request.cancel
+    )
+    assert in_child == in_process and in_child.words
