@@ -224,29 +224,45 @@ def _claim_statements(is_postgres: bool) -> _ClaimStatements:
     concurrent claims on PostgreSQL the turns are approximate (two replicas may both see
     the same partner's turn before either commits).
 
-    A partner's last claim is looked up per runnable task (one step down the
-    `(partner_id, claimed_at)` index) rather than aggregated over the whole table, which
-    grows with every task ever served. Built once per store, with the time and the window
-    as parameters, so SQLAlchemy compiles each statement once.
+    A partner's last claim is looked up with one step down the `(partner_id, claimed_at)`
+    index rather than aggregated over the whole table, which grows with every task ever
+    served: on PostgreSQL once per partner that has runnable tasks, on SQLite (whose
+    planner does better with a correlated subquery) once per runnable task. Built once per
+    store, with the time and the window as parameters, so SQLAlchemy compiles each
+    statement once.
     """
     now: Any = bindparam("now", type_=Float)
     eft = func.coalesce(_TASKS.c.expected_finish_time, 1e12)
     window: Any = bindparam("window", type_=Float)
     # SQLite: CAST truncates, which is floor for these positive values.
     urgency = func.floor(eft / window) if is_postgres else cast(eft / window, BigInteger)
-    served = _TASKS.alias("served")
-    last_claimed = (
-        select(func.max(served.c.claimed_at))
-        .where(served.c.partner_id == _TASKS.c.partner_id)
-        .scalar_subquery()
-    )
     open_states = [st.value for st in TaskState if st not in TERMINAL]
-    runnable = select(_TASKS.c.id).where(
+    is_runnable = (
         _TASKS.c.state.in_(open_states),
         _TASKS.c.next_attempt_at <= now,
         or_(_TASKS.c.lease_owner.is_(None), _TASKS.c.lease_expires_at < now),
     )
-    ordered = runnable.order_by(
+    earlier = _TASKS.alias("earlier")
+    if is_postgres:
+        waiting = select(_TASKS.c.partner_id).where(*is_runnable).distinct().subquery("waiting")
+        per_partner = (
+            select(func.max(earlier.c.claimed_at))
+            .where(earlier.c.partner_id == waiting.c.partner_id)
+            .scalar_subquery()
+        )
+        served = select(waiting.c.partner_id, per_partner.label("last")).subquery("served")
+        candidates = select(_TASKS.c.id).outerjoin(
+            served, served.c.partner_id == _TASKS.c.partner_id
+        )
+        last_claimed: Any = served.c.last
+    else:
+        candidates = select(_TASKS.c.id)
+        last_claimed = (
+            select(func.max(earlier.c.claimed_at))
+            .where(earlier.c.partner_id == _TASKS.c.partner_id)
+            .scalar_subquery()
+        )
+    ordered = candidates.where(*is_runnable).order_by(
         urgency, func.coalesce(last_claimed, 0.0), eft, _TASKS.c.id
     )
     return _ClaimStatements(
