@@ -137,7 +137,13 @@ class ChildPool:
         and `ProcessingCancelled` as soon as `stop` is set (the child is killed: an hour of
         audio is not worth finishing for a task that is aborted or a daemon that stops).
         """
-        with self._slots:
+        # Waiting for a free child (more workers than cores) gives way to `stop` too.
+        while not self._slots.acquire(timeout=_POLL_S):
+            if stop.is_set():
+                raise ProcessingCancelled()
+        try:
+            if stop.is_set():
+                raise ProcessingCancelled()
             child = self._take()
             try:
                 kind, value = child.run(fn, args, stop)
@@ -148,10 +154,12 @@ class ChildPool:
                 self._drop(child)
                 raise
             self._give_back(child)
-            if kind == "raised":
-                raise value
-            result: T = value
-            return result
+        finally:
+            self._slots.release()
+        if kind == "raised":
+            raise value
+        result: T = value
+        return result
 
     def close(self) -> None:
         """Stop the idle children; the pool starts new ones if it is used again."""

@@ -130,3 +130,27 @@ def test_pocketsphinx_is_run_in_a_child_on_the_detached_request(
         "pocketsphinx engine", process_detached, (engine, request.detached()), request.cancel
     )
     assert in_child == in_process and in_child.words
+
+
+def test_waiting_for_a_free_child_gives_way_to_stop() -> None:
+    """More workers than cores wait for a child; a stopping daemon must not wait with them."""
+    pool = ChildPool(1)
+    first_stop, second_stop = threading.Event(), threading.Event()
+    first = threading.Thread(
+        target=lambda: pytest.raises(
+            ProcessingCancelled, pool.run, "job", time.sleep, (60,), first_stop
+        )
+    )
+    first.start()
+    try:
+        wait_for(lambda: bool(pool.pids(busy=True)), 20, "the first job to start")
+        threading.Timer(0.5, second_stop.set).start()
+        started = time.monotonic()
+        with pytest.raises(ProcessingCancelled):
+            pool.run("job", time.sleep, (0,), second_stop)
+        assert time.monotonic() - started < 5
+    finally:
+        first_stop.set()
+        first.join(10)
+        pool.close()
+    assert not first.is_alive()
