@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from bench.harness import process_tree
 from reach_vendor.emulator import KalturaEmulator
 from reach_vendor.store import TaskStore
 from tests.conftest import (
@@ -59,6 +60,14 @@ STAGES: dict[str, tuple[Callable[[KalturaEmulator], None] | None, float, Any]] =
 }
 
 
+def _running(pid: int) -> bool:
+    """Alive and not a zombie waiting for whoever inherited it to reap it."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def _config(tmp_path: Path, emu: KalturaEmulator, vendor: Vendor, delay_s: float) -> Path:
     return write_config(
         tmp_path,
@@ -98,11 +107,15 @@ def test_sigkill_at_each_stage_then_restart_delivers_exactly_once(
         proc = start_daemon(cfg, log_file)
         try:
             wait_for(at_stage, timeout=60, what=f"stage {stage}")
+            children = process_tree(proc.pid) - {proc.pid}
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=10)
     assert proc.returncode == -signal.SIGKILL
     assert emulator.task(task_id)["status"] != READY
+    # The media decoder and its fork server go with the daemon (their pipes close).
+    assert children or stage in ("claim", "download")
+    wait_for(lambda: not any(map(_running, children)), 10, "the daemon's children to exit")
 
     second = run_daemon_once(_config(tmp_path, emulator, vendor, 0.0), timeout=90)
     assert second.returncode == 0, second.stderr[-3000:]
