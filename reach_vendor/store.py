@@ -365,6 +365,10 @@ class TaskStore:
                 )
                 if rec.state in TERMINAL and not (resubmitted or rekeyed):
                     continue
+                if rec.state not in TERMINAL and self.box.open(rec.access_key) == o.access_key:
+                    # Nothing new (every poll offers every pending task again): no write,
+                    # and no row lock held for the rest of the sweep.
+                    continue
                 rec.access_key = self.box.seal(o.access_key)
                 rec.access_key_expires_at = o.access_key_expires_at
                 rec.updated_at = now
@@ -503,19 +507,24 @@ class TaskStore:
         A replica calls this on a timer, whatever stage its tasks are in; when it dies
         the heartbeats stop and its leases run out, and other replicas take the tasks over.
         """
-        with self._session() as s:
-            result = s.execute(
-                update(TaskRecord)
-                .where(
-                    or_(
-                        col(TaskRecord.lease_owner) == owner,
-                        col(TaskRecord.lease_owner).startswith(owner + "/", autoescape=True),
-                    )
-                )
-                .values(lease_expires_at=time.time() + lease_s)
+        ours = or_(
+            _TASKS.c.lease_owner == owner,
+            _TASKS.c.lease_owner.startswith(owner + "/", autoescape=True),
+        )
+        if self.is_postgres:
+            # Rows locked right now (a worker entering a stage, which renews the lease
+            # itself; the poller) are skipped, not waited for: a heartbeat that waits while
+            # holding other rows closes a deadlock cycle with the poller's sweep, and
+            # PostgreSQL then aborts whichever transaction it picks, a worker's included.
+            # A skipped lease is renewed by the next beat, a third of a lease later.
+            ours = _TASKS.c.id.in_(
+                select(_TASKS.c.id).where(ours).with_for_update(skip_locked=True)
             )
-            s.commit()
-            return int(result.rowcount)  # type: ignore[attr-defined]
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(_TASKS).where(ours).values(lease_expires_at=time.time() + lease_s)
+            )
+            return int(result.rowcount)
 
     def release(
         self, task_id: int, owner: str, *, retry_at: float | None = None, reason: str = ""

@@ -121,6 +121,32 @@ def test_heartbeat_keeps_every_lease_of_an_owner_alive(
     assert b.claim_next("r2", 60) is None
 
 
+def test_heartbeat_skips_rows_locked_by_others_instead_of_waiting(pg_url: str) -> None:
+    """A heartbeat that waited on a locked row while holding others closed a deadlock cycle
+    with the poller's sweep, and PostgreSQL aborted a worker's transaction to break it."""
+    from sqlalchemy import text
+
+    store = TaskStore(pg_url)
+    try:
+        store.record_offered([offered(1), offered(2)])
+        first = store.claim_next("r1/w0", 60)
+        second = store.claim_next("r1/w1", 60)
+        assert first is not None and second is not None
+        with store.engine.connect() as other, other.begin():
+            other.execute(text("SELECT id FROM tasks WHERE id = :i FOR UPDATE"), {"i": first.id})
+            renewed: list[int] = []
+            beat = threading.Thread(target=lambda: renewed.append(store.heartbeat("r1", 60)))
+            beat.start()
+            beat.join(10)
+            waited = beat.is_alive()
+        beat.join(10)  # released by the end of `other`'s transaction if it was waiting
+        assert not waited, "the heartbeat waited for a row another transaction had locked"
+        assert renewed == [1]  # the unlocked lease only
+        assert store.heartbeat("r1", 60) == 2
+    finally:
+        store.close()
+
+
 def test_only_one_replica_holds_the_poll_lock(pg_url: str) -> None:
     a, b = TaskStore(pg_url), TaskStore(pg_url)
     try:

@@ -159,3 +159,19 @@ def test_a_fresh_process_can_claim_before_any_orm_query(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["7", "key-7", "queued"]
+
+
+def test_reoffering_a_pending_task_unchanged_writes_nothing(tmp_path: Path) -> None:
+    """Every poll offers every pending task again; only a fresh key is worth a write (a
+    sweep that rewrote them all held their row locks to the end of it)."""
+    store = TaskStore(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    store.record_offered([offered(1)])
+    before = store.by_kaltura_id(1)
+    assert before is not None
+    assert store.record_offered([offered(1)]) == 0
+    same = store.by_kaltura_id(1)
+    assert same is not None and same.updated_at == before.updated_at
+    store.record_offered([offered(1, key="fresh")])
+    rekeyed = store.by_kaltura_id(1)
+    assert rekeyed is not None and rekeyed.access_key == "fresh-1"
+    assert rekeyed.updated_at > before.updated_at
