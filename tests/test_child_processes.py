@@ -154,3 +154,15 @@ def test_waiting_for_a_free_child_gives_way_to_stop() -> None:
         first.join(10)
         pool.close()
     assert not first.is_alive()
+
+
+def test_a_child_is_replaced_after_max_jobs(tmp_path: Path) -> None:
+    pool = ChildPool(1, max_jobs=2)
+    never = threading.Event()
+    try:
+        pids = []
+        for _ in range(3):
+            pids.append(pool.run("job", _meet, (str(tmp_path / "x"), str(tmp_path / "x")), never))
+        assert pids[0] == pids[1] != pids[2]
+    finally:
+        pool.close()
