@@ -97,6 +97,12 @@ class ProcessingRequest:
     shutdown: threading.Event = field(default_factory=threading.Event)
     """Set when `cancel` is set because the daemon stops rather than the customer aborted:
     remote jobs are then left running, to be resumed after the restart."""
+    run_engine: Callable[[Processor, ProcessingRequest], Transcript] = field(
+        default=lambda engine, request: engine.process(request), repr=False
+    )
+    """How a processor runs another engine as a helper (a remote service's plain text
+    aligned by pocketsphinx): the daemon runs engines that hold the GIL in a child process,
+    so that helper does not stall every other task; the default runs it here."""
 
     def check_cancelled(self) -> None:
         if self.cancel.is_set():

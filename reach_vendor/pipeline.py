@@ -24,6 +24,7 @@ from typing import Any
 from processors.base import (
     ProcessingCancelled,
     ProcessingRequest,
+    Processor,
     ProcessorError,
     ProcessorUnavailable,
     Transcript,
@@ -314,21 +315,14 @@ class Pipeline:
             checkpoint=json.loads(ctx.rec.processor_state or "{}"),
             save_checkpoint=lambda state: self._save_checkpoint(ctx, state),
             shutdown=shutdown,
+            run_engine=self._run_engine,
         )
         keeper = _TaskKeeper(self, ctx, request, shutdown)
         keeper.extend_key_if_due()
         keeper.start()
         t0 = time.monotonic()
         try:
-            if getattr(processor, "holds_gil", False):
-                transcript = self.children.run(
-                    f"{processor.name} engine",
-                    process_detached,
-                    (processor, request.detached()),
-                    request.cancel,
-                )
-            else:
-                transcript = processor.process(request)
+            transcript = self._run_engine(processor, request)
         except ProcessingCancelled:
             if keeper.lease_lost:
                 raise LeaseLost() from None
@@ -357,6 +351,18 @@ class Pipeline:
             },
         )
         return transcript
+
+    def _run_engine(self, engine: Processor, request: ProcessingRequest) -> Transcript:
+        """An engine that holds the GIL runs in a child process (see `Processor`); the
+        others here, on the worker thread."""
+        if getattr(engine, "holds_gil", False):
+            return self.children.run(
+                f"{engine.name} engine",
+                process_detached,
+                (engine, request.detached()),
+                request.cancel,
+            )
+        return engine.process(request)
 
     def _alignment_text(self, ctx: _Context, spec: TaskSpec, task_dir: Path) -> str:
         """The customer's transcript for an ALIGNMENT task, fetched like media is."""

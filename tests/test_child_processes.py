@@ -166,3 +166,28 @@ def test_a_child_is_replaced_after_max_jobs(tmp_path: Path) -> None:
         assert pids[0] == pids[1] != pids[2]
     finally:
         pool.close()
+
+
+def test_a_remote_services_text_is_aligned_through_run_engine(
+    pool: ChildPool, tmp_path: Path
+) -> None:
+    """Plain text from a remote service is aligned by pocketsphinx; through `run_engine` the
+    daemon runs that in a child, like any GIL-bound engine, not on the worker thread."""
+    from processors.remote.transcripts import align_text
+
+    pcm = tmp_path / "thanks.pcm"
+    duration = decode_to_pcm(SAMPLE, pcm)
+    in_children: list[int] = []
+
+    def run_engine(engine: Any, request: ProcessingRequest) -> Any:
+        in_children.append(request.service_feature)
+        return pool.run("engine", process_detached, (engine, request.detached()), request.cancel)
+
+    request = ProcessingRequest(
+        audio_path=pcm, duration_s=duration, language="English", run_engine=run_engine
+    )
+    spoken = PocketSphinxProcessor().process(request).text
+    aligned = align_text(spoken, request, "remote_transcription")
+    assert in_children == [3]  # ALIGNMENT, in the pool's child
+    assert aligned.text == spoken and aligned.engine == "remote_transcription"
+    assert all(w.end > w.start for w in aligned.words)

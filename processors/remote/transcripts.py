@@ -88,8 +88,9 @@ def align_text(
 
     if not text.strip():
         raise ProcessorError(f"the {engine} transcript is empty (no speech found)")
-    aligned = PocketSphinxProcessor().process(
-        dataclasses.replace(request, service_feature=ALIGNMENT, transcript_text=text)
+    aligned = request.run_engine(
+        PocketSphinxProcessor(),
+        dataclasses.replace(request, service_feature=ALIGNMENT, transcript_text=text),
     )
     return Transcript(
         words=aligned.words, language=request.language, engine=engine, accuracy=accuracy
