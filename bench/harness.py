@@ -122,15 +122,23 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str, step: flo
     raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+def proc_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (state, ppid, ... utime at
+    [11], stime at [12]), or None if the process is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
 def process_tree(pid: int) -> set[int]:
     """`pid` and its live descendants (Linux /proc): a daemon's work includes its child
     processes (media decoding, GIL-bound engines)."""
     parent: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parent[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):  # exited meanwhile
-            continue
+    for entry in Path("/proc").glob("[0-9]*"):
+        fields = proc_stat(int(entry.name))
+        if fields is not None:  # None: exited meanwhile
+            parent[int(entry.name)] = int(fields[1])
     tree: set[int] = set()
     grown = {pid}
     while grown:

@@ -46,6 +46,7 @@ from bench.harness import (
     add_vendor,
     machine_load,
     percentile,
+    proc_stat,
     process_tree,
     start_daemon,
     wait_for,
@@ -99,14 +100,12 @@ GET_JOBS = ("reach_entryvendortask", "getJobs")
 def _cpu_s(pid: int) -> float:
     """User + system CPU seconds a process and its live descendants (the child processes
     that decode media, and the fork server they come from) have used so far."""
-    total = 0.0
+    ticks = 0
     for member in process_tree(pid):
-        try:
-            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:  # exited meanwhile
-            continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+        fields = proc_stat(member)
+        if fields is not None:  # None: exited meanwhile
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _first(task: dict[str, Any], status: int) -> float | None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import threading
 from functools import lru_cache
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
@@ -34,6 +35,12 @@ def session() -> requests.Session:
         s.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
         _local.session = s
     return s
+
+
+def request(method: str, url: str, **kwargs: Any) -> requests.Response:
+    """`requests.request` on this thread's session, through the environment's proxy for
+    `url`'s host if it sets one."""
+    return session().request(method, url, proxies=proxies_for(url), **kwargs)
 
 
 def proxies_for(url: str) -> dict[str, str]:

@@ -61,9 +61,7 @@ def _fetch(url: str, part: Path, timeout_s: float, chunk_size: int) -> int:
     host = _host(url)
     size = 0
     try:
-        with http_session.session().get(
-            url, stream=True, timeout=timeout_s, proxies=http_session.proxies_for(url)
-        ) as resp:
+        with http_session.request("GET", url, stream=True, timeout=timeout_s) as resp:
             if resp.status_code >= 400:
                 reason = f"HTTP {resp.status_code} {resp.reason or ''}".rstrip()
                 if resp.status_code in _TRANSIENT_STATUS:

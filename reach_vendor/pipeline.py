@@ -107,7 +107,6 @@ class Pipeline:
         gateway: KalturaGateway,
         processors: ProcessorPool,
         owner: str,
-        children: ChildPool | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -116,9 +115,7 @@ class Pipeline:
         self.owner = owner
         # Media decoding and GIL-bound engines run in child processes; more of those than
         # cores would only take turns on them.
-        self.children = children or ChildPool(
-            min(settings.workers.concurrency, os.cpu_count() or 1)
-        )
+        self.children = ChildPool(min(settings.workers.concurrency, os.cpu_count() or 1))
         self.work_dir = Path(settings.storage.work_dir)
         self.keeper_interval_s = min(30.0, settings.workers.lease_s / 3)
 

@@ -189,6 +189,8 @@ def make_engine(url: str, *, threads: int = 5) -> Engine:
     return create_engine(url, pool_pre_ping=True, **pool_args)
 
 
+_OPEN_STATES = [st.value for st in TaskState if st not in TERMINAL]
+
 _CLAIM = (
     update(_TASKS)
     .where(
@@ -236,9 +238,8 @@ def _claim_statements(is_postgres: bool) -> _ClaimStatements:
     window: Any = bindparam("window", type_=Float)
     # SQLite: CAST truncates, which is floor for these positive values.
     urgency = func.floor(eft / window) if is_postgres else cast(eft / window, BigInteger)
-    open_states = [st.value for st in TaskState if st not in TERMINAL]
     is_runnable = (
-        _TASKS.c.state.in_(open_states),
+        _TASKS.c.state.in_(_OPEN_STATES),
         _TASKS.c.next_attempt_at <= now,
         or_(_TASKS.c.lease_owner.is_(None), _TASKS.c.lease_expires_at < now),
     )
@@ -428,13 +429,13 @@ class TaskStore:
             "owner": owner,
             "expires": now + lease_s,
         }
-        with self.engine.begin() as conn:
-            if self.is_postgres:
+        if self.is_postgres:
+            with self.engine.begin() as conn:
                 task_id = conn.execute(self._claims.lock_next, params).scalar()
                 if task_id is None:
                     return None
                 row = conn.execute(_CLAIM, {**params, "task_id": task_id}).first()
-                return self._from_row(row)
+            return self._from_row(row)
         for _ in range(5):
             with self.engine.begin() as conn:
                 candidates = conn.execute(self._claims.candidates, params).scalars().all()
@@ -683,12 +684,11 @@ class TaskStore:
     def runnable_count(self) -> int:
         """Open tasks that a worker could pick up now (used by `run --once`)."""
         now = time.time()
-        open_states = [s.value for s in TaskState if s not in TERMINAL]
         with self._session() as s:
             n = s.exec(
                 select(func.count())
                 .select_from(TaskRecord)
-                .where(col(TaskRecord.state).in_(open_states))
+                .where(col(TaskRecord.state).in_(_OPEN_STATES))
                 .where(TaskRecord.next_attempt_at <= now)
             ).one()
             return int(n)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bench.harness import process_tree
+from bench.harness import proc_stat, process_tree
 from reach_vendor.emulator import KalturaEmulator
 from reach_vendor.store import TaskStore
 from tests.conftest import (
@@ -62,10 +62,8 @@ STAGES: dict[str, tuple[Callable[[KalturaEmulator], None] | None, float, Any]] =
 
 def _running(pid: int) -> bool:
     """Alive and not a zombie waiting for whoever inherited it to reap it."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+    fields = proc_stat(pid)
+    return fields is not None and fields[0] != "Z"
 
 
 def _config(tmp_path: Path, emu: KalturaEmulator, vendor: Vendor, delay_s: float) -> Path:

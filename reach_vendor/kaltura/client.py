@@ -3,8 +3,8 @@
 Only the transport changes: `openRequestUrl` below is the pinned client's own
 (KalturaApiClient 23.10.0: same headers, JSON body or multipart upload, every failure
 wrapped as KalturaClientException -4 so the gateway's retries see what they always saw),
-with `requests.post` replaced by the thread's `http_session` session and the proxies the
-environment sets for the service URL.
+with `requests.post` replaced by `http_session.request` (the thread's session and the
+proxies the environment sets for the service URL).
 """
 
 from __future__ import annotations
@@ -30,32 +30,20 @@ class KeepAliveClient(KalturaClient):  # type: ignore[misc]
     ) -> Any:
         requestHeaders["Accept"] = "text/xml"
         requestHeaders["Accept-encoding"] = "gzip"
-        post = http_session.session().post
-        proxies = http_session.proxies_for(url)
+        body: dict[str, Any] = {}
         try:
-            if not (params.get() or files):
-                requestHeaders["Content-Type"] = "application/json"
-                return post(url, headers=requestHeaders, timeout=requestTimeout, proxies=proxies)
             if files:
-                requestHeaders.pop("Content-Type", None)
                 fields = {"json": params.toJson()}
                 fields.update(_get_file_params(files))
                 encoder = MultipartEncoder(fields=fields)
                 requestHeaders["Content-Type"] = encoder.content_type
-                return post(
-                    url,
-                    headers=requestHeaders,
-                    data=encoder,
-                    timeout=requestTimeout,
-                    proxies=proxies,
-                )
-            requestHeaders["Content-Type"] = "application/json"
-            return post(
-                url,
-                json=params.get(),
-                headers=requestHeaders,
-                timeout=requestTimeout,
-                proxies=proxies,
+                body["data"] = encoder
+            else:
+                requestHeaders["Content-Type"] = "application/json"
+                if params.get():
+                    body["json"] = params.get()
+            return http_session.request(
+                "POST", url, headers=requestHeaders, timeout=requestTimeout, **body
             )
         except Exception as e:
             raise KalturaClientException(e, KalturaClientException.ERROR_CONNECTION_FAILED) from e
