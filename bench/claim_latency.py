@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import argparse
 import random
-import secrets
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from bench.harness import percentile, write_result
+from bench.harness import percentile, pg_database, write_result
 from reach_vendor.store import TaskStore
 
 COLUMNS = (
@@ -99,31 +99,18 @@ def measure(store: TaskStore, claims: int) -> list[float]:
 
 
 def run(backend: str, n: int, share: float, claims: int, pg_dsn: str) -> dict[str, Any]:
-    admin: Any = None
-    db = ""
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         if backend == "sqlite":
             url = f"sqlite:///{Path(tmp) / 'bench.sqlite3'}"
         else:
-            import psycopg
-
-            db = f"reach_bench_{secrets.token_hex(4)}"
-            admin = psycopg.connect(pg_dsn, autocommit=True)
-            admin.execute(f'CREATE DATABASE "{db}"')
-            base = pg_dsn.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
-            url = f"{base}/{db}"
-        try:
-            store = TaskStore(url)
-            t0 = time.perf_counter()
-            (fill_sqlite if backend == "sqlite" else fill_postgres)(store, n, share)
-            fill_s = time.perf_counter() - t0
-            store.claim_next("warm-up", 600)
-            times = measure(store, claims)
-            store.close()
-        finally:
-            if admin is not None:
-                admin.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-                admin.close()
+            url = stack.enter_context(pg_database(pg_dsn))
+        store = TaskStore(url)
+        t0 = time.perf_counter()
+        (fill_sqlite if backend == "sqlite" else fill_postgres)(store, n, share)
+        fill_s = time.perf_counter() - t0
+        store.claim_next("warm-up", 600)
+        times = measure(store, claims)
+        store.close()
     return {
         "backend": backend,
         "rows": n,

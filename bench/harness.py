@@ -14,7 +14,8 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +146,28 @@ def process_tree(pid: int) -> set[int]:
         tree |= grown
         grown = {child for child, up in parent.items() if up in tree} - tree
     return tree
+
+
+@contextmanager
+def pg_database(
+    admin_dsn: str, *, prefix: str = "reach_bench", connect_timeout: int = 5
+) -> Iterator[str]:
+    """A throw-away `<prefix>_<random>` database (the server is shared: nothing is
+    created outside it), as a SQLAlchemy URL; dropped afterwards. Benchmarks and the
+    tests' `pg_url` fixture both use it."""
+    import psycopg
+
+    name = f"{prefix}_{secrets.token_hex(6)}"
+    admin = psycopg.connect(admin_dsn, autocommit=True, connect_timeout=connect_timeout)
+    try:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        base = admin_dsn.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+        try:
+            yield f"{base}/{name}"
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.close()
 
 
 def machine_load() -> dict[str, Any]:

@@ -23,8 +23,15 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from bench.harness import add_task, add_vendor, machine_load, register_noop, write_config
-from bench.throughput import PG_DSN, pg_database
+from bench.harness import (
+    add_task,
+    add_vendor,
+    machine_load,
+    pg_database,
+    register_noop,
+    write_config,
+)
+from bench.throughput import PG_DSN
 from reach_vendor.config import load_settings
 from reach_vendor.daemon import Daemon
 from reach_vendor.emulator import KalturaEmulator

@@ -34,8 +34,6 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +44,7 @@ from bench.harness import (
     add_vendor,
     machine_load,
     percentile,
+    pg_database,
     proc_stat,
     process_tree,
     start_daemon,
@@ -56,23 +55,6 @@ from bench.harness import (
 from reach_vendor.emulator import KalturaEmulator
 
 PG_DSN = os.environ.get("REACH_BENCH_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
-
-
-@contextmanager
-def pg_database(admin_dsn: str) -> Iterator[str]:
-    """A throw-away `reach_bench_<random>` database (the server is shared: nothing is
-    created outside it), as a SQLAlchemy URL; dropped afterwards."""
-    import psycopg
-
-    name = f"reach_bench_{secrets.token_hex(4)}"
-    admin = psycopg.connect(admin_dsn, autocommit=True, connect_timeout=5)
-    admin.execute(f'CREATE DATABASE "{name}"')
-    base = admin_dsn.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
-    try:
-        yield f"{base}/{name}"
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
 
 
 def _free_port() -> int:

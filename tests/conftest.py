@@ -18,6 +18,7 @@ from typing import IO, Any
 import pytest
 from hypothesis import settings
 
+from bench.harness import pg_database
 from reach_vendor.emulator import KalturaEmulator
 from reach_vendor.emulator.vendor_setup import Vendor, write_daemon_config
 
@@ -151,14 +152,9 @@ def pg_url() -> Iterator[str]:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         where = re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", PG_ADMIN_DSN)
         pytest.skip(f"no PostgreSQL server reachable at {where}: {first_line}")
-    name = f"reach_test_{secrets.token_hex(6)}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
-    try:
-        yield f"{base}/{name}"
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    admin.close()
+    with pg_database(PG_ADMIN_DSN, prefix="reach_test", connect_timeout=3) as url:
+        yield url
 
 
 def secrets_seen(emu: KalturaEmulator, vendor: Vendor) -> list[str]:
