@@ -126,15 +126,16 @@ def test_kaltura_internal_errors_are_retried_as_transient(
         gw.get_task(task_id, key)
 
 
-def test_media_url_costs_one_round_trip_for_the_first_flavor(
-    emulator: KalturaEmulator, vendor: Vendor, tmp_path: Path
-) -> None:
+def _source_and_other_flavor_tasks(
+    emu: KalturaEmulator, vendor: Vendor, tmp_path: Path
+) -> tuple[int, int, Path, Path]:
+    """A task on the source flavor, and one whose profile wants flavor params 5, which its
+    entry has as a second flavor (not the first listed): (source task, other task, source
+    media, other media)."""
     media = tmp_path / "a.mp3"
     media.write_bytes(b"ID3 not really audio")
-    source = emulator.add_task(
-        vendor_partner_id=vendor.partner_id, partner_id=4124832, media_path=media
-    )
-    wants_other = emulator.add_task(
+    source = emu.add_task(vendor_partner_id=vendor.partner_id, partner_id=4124832, media_path=media)
+    wants_other = emu.add_task(
         vendor_partner_id=vendor.partner_id,
         partner_id=4124832,
         media_path=media,
@@ -142,16 +143,23 @@ def test_media_url_costs_one_round_trip_for_the_first_flavor(
     )
     other = tmp_path / "b.mp3"
     other.write_bytes(b"the other flavor")
-    entry = emulator.task(wants_other)["entryId"]
-    with emulator.world.lock:
-        (first,) = [f for f in emulator.world.flavors.values() if f["entryId"] == entry]
-        emulator.world.flavors["0_second"] = {
+    entry = emu.task(wants_other)["entryId"]
+    with emu.world.lock:
+        (first,) = [f for f in emu.world.flavors.values() if f["entryId"] == entry]
+        emu.world.flavors["0_second"] = {
             **first,
             "id": "0_second",
             "flavorParamsId": 5,
             "isOriginal": False,
             "_path": str(other),
         }
+    return source, wants_other, media, other
+
+
+def test_media_url_costs_one_round_trip_for_the_first_flavor(
+    emulator: KalturaEmulator, vendor: Vendor, tmp_path: Path
+) -> None:
+    source, wants_other, media, other = _source_and_other_flavor_tasks(emulator, vendor, tmp_path)
     gw = make_gateway(emulator, vendor)
 
     key = emulator.task(source)["accessKey"]
@@ -175,21 +183,7 @@ def test_media_url_costs_one_round_trip_for_the_first_flavor(
 def test_start_task_finds_the_media_in_the_same_round_trip(
     emulator: KalturaEmulator, vendor: Vendor, tmp_path: Path
 ) -> None:
-    media = tmp_path / "a.mp3"
-    media.write_bytes(b"ID3 not really audio")
-    task_id = emulator.add_task(
-        vendor_partner_id=vendor.partner_id, partner_id=4124832, media_path=media
-    )
-    wants_other = emulator.add_task(
-        vendor_partner_id=vendor.partner_id,
-        partner_id=4124832,
-        media_path=media,
-        flavor_params_ids="5",
-    )
-    entry = emulator.task(wants_other)["entryId"]
-    with emulator.world.lock:
-        (first,) = [f for f in emulator.world.flavors.values() if f["entryId"] == entry]
-        emulator.world.flavors["0_second"] = {**first, "id": "0_second", "flavorParamsId": 5}
+    task_id, wants_other, media, _ = _source_and_other_flavor_tasks(emulator, vendor, tmp_path)
     gw = make_gateway(emulator, vendor)
 
     before = len(emulator.http_requests)
