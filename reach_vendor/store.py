@@ -190,6 +190,9 @@ def make_engine(url: str, *, threads: int = 5) -> Engine:
 
 
 _OPEN_STATES = [st.value for st in TaskState if st not in TERMINAL]
+# Known tasks looked up per SELECT when a poll records what getJobs offered (well under
+# SQLite's 32766 bound parameters, and one getJobs page at its largest).
+_OFFER_BATCH = 500
 
 _CLAIM = (
     update(_TASKS)
@@ -328,87 +331,104 @@ class TaskStore:
         A task we already know keeps its progress but takes the fresh access key. A task
         we finished that Kaltura offers again with a new version was re-submitted by the
         customer, so it starts over.
+
+        Every poll offers the whole PENDING backlog again, almost all of it unchanged, so
+        known tasks are looked up a page at a time (one SELECT of three columns) and only
+        the new or changed ones are loaded and written: no row lock is held for the rest
+        of the sweep over a task that did not change.
         """
         new = 0
         now = time.time()
         with self._session() as s:
-            for o in offered:
-                rec = s.exec(
-                    select(TaskRecord).where(TaskRecord.kaltura_task_id == o.kaltura_task_id)
-                ).first()
-                if rec is None:
-                    rec = TaskRecord(
-                        kaltura_task_id=o.kaltura_task_id,
-                        partner_id=o.partner_id,
-                        entry_id=o.entry_id,
-                        version=o.version,
-                        access_key=self.box.seal(o.access_key),
-                        access_key_expires_at=o.access_key_expires_at,
-                        service_type=o.service_type,
-                        service_feature=o.service_feature,
-                        turn_around_time=o.turn_around_time,
-                        expected_finish_time=o.expected_finish_time,
+            for start in range(0, len(offered), _OFFER_BATCH):
+                batch = offered[start : start + _OFFER_BATCH]
+                known = {
+                    row[0]: (row[1], row[2], row[3])
+                    for row in s.execute(
+                        select(
+                            _TASKS.c.kaltura_task_id,
+                            _TASKS.c.state,
+                            _TASKS.c.version,
+                            _TASKS.c.access_key,
+                        ).where(_TASKS.c.kaltura_task_id.in_([o.kaltura_task_id for o in batch]))
                     )
-                    s.add(rec)
-                    s.flush()
-                    assert rec.id is not None
-                    s.add(TaskEvent(task_id=rec.id, state=rec.state, message="offered by getJobs"))
-                    new += 1
-                    continue
-                resubmitted = rec.state in TERMINAL and o.version != rec.version
-                # A task we gave up on (FAILED) that Kaltura still offers as PENDING never
-                # got our ERROR, typically because its access key had run out; a fresh key
-                # is a fresh chance. With the same key nothing has changed: leave it.
-                rekeyed = (
-                    rec.state == TaskState.FAILED.value
-                    and not resubmitted
-                    and self.box.open(rec.access_key) != o.access_key
-                )
-                if rec.state in TERMINAL and not (resubmitted or rekeyed):
-                    continue
-                if rec.state not in TERMINAL and self.box.open(rec.access_key) == o.access_key:
-                    # Nothing new (every poll offers every pending task again): no write,
-                    # and no row lock held for the rest of the sweep.
-                    continue
-                rec.access_key = self.box.seal(o.access_key)
-                rec.access_key_expires_at = o.access_key_expires_at
-                rec.updated_at = now
-                if resubmitted:
-                    assert rec.id is not None
-                    rec.version = o.version
-                    rec.state = TaskState.QUEUED.value
-                    rec.stage = None
-                    rec.attempts = 0
-                    rec.next_attempt_at = 0.0
-                    rec.error = None
-                    rec.caption_asset_id = rec.transcript_asset_id = None
-                    rec.processor_state = None
-                    rec.expected_finish_time = o.expected_finish_time
-                    s.add(
-                        TaskEvent(
-                            task_id=rec.id,
-                            state=rec.state,
-                            message=f"re-submitted as version {o.version}",
-                        )
-                    )
-                elif rekeyed:
-                    assert rec.id is not None
-                    rec.state = TaskState.QUEUED.value
-                    rec.stage = None
-                    rec.attempts = 0
-                    rec.next_attempt_at = 0.0
-                    rec.finished_at = None
-                    rec.error = None
-                    s.add(
-                        TaskEvent(
-                            task_id=rec.id,
-                            state=rec.state,
-                            message="offered again with a fresh access key; starting over",
-                        )
-                    )
-                s.add(rec)
+                }
+                for o in batch:
+                    seen = known.get(o.kaltura_task_id)
+                    if seen is None:
+                        rec = self._add_offered(s, o)
+                        new += 1
+                    else:
+                        change = self._offer_change(o, *seen)
+                        if change is None:
+                            continue
+                        rec = self._apply_offer(s, o, change, now)
+                    # getJobs pages can overlap while the backlog moves: a task listed
+                    # twice is only recorded once.
+                    known[o.kaltura_task_id] = (rec.state, rec.version, rec.access_key)
             s.commit()
         return new
+
+    def _offer_change(self, o: OfferedTask, state: str, version: int, key: str) -> str | None:
+        """What a re-offer of a known task means: None (nothing new: every poll offers
+        every pending task again), "rekey" (an open task's fresh access key),
+        "resubmitted" or "rekeyed" (a finished task that starts over)."""
+        if state not in TERMINAL:
+            return None if self.box.open(key) == o.access_key else "rekey"
+        if o.version != version:
+            return "resubmitted"
+        # A task we gave up on (FAILED) that Kaltura still offers as PENDING never got our
+        # ERROR, typically because its access key had run out; a fresh key is a fresh
+        # chance. With the same key nothing has changed: leave it.
+        if state == TaskState.FAILED.value and self.box.open(key) != o.access_key:
+            return "rekeyed"
+        return None
+
+    def _add_offered(self, s: Session, o: OfferedTask) -> TaskRecord:
+        rec = TaskRecord(
+            kaltura_task_id=o.kaltura_task_id,
+            partner_id=o.partner_id,
+            entry_id=o.entry_id,
+            version=o.version,
+            access_key=self.box.seal(o.access_key),
+            access_key_expires_at=o.access_key_expires_at,
+            service_type=o.service_type,
+            service_feature=o.service_feature,
+            turn_around_time=o.turn_around_time,
+            expected_finish_time=o.expected_finish_time,
+        )
+        s.add(rec)
+        s.flush()
+        assert rec.id is not None
+        s.add(TaskEvent(task_id=rec.id, state=rec.state, message="offered by getJobs"))
+        return rec
+
+    def _apply_offer(self, s: Session, o: OfferedTask, change: str, now: float) -> TaskRecord:
+        rec = s.exec(
+            select(TaskRecord).where(TaskRecord.kaltura_task_id == o.kaltura_task_id)
+        ).one()
+        assert rec.id is not None
+        rec.access_key = self.box.seal(o.access_key)
+        rec.access_key_expires_at = o.access_key_expires_at
+        rec.updated_at = now
+        if change != "rekey":
+            rec.state = TaskState.QUEUED.value
+            rec.stage = None
+            rec.attempts = 0
+            rec.next_attempt_at = 0.0
+            rec.error = None
+            if change == "resubmitted":
+                rec.version = o.version
+                rec.caption_asset_id = rec.transcript_asset_id = None
+                rec.processor_state = None
+                rec.expected_finish_time = o.expected_finish_time
+                message = f"re-submitted as version {o.version}"
+            else:
+                rec.finished_at = None
+                message = "offered again with a fresh access key; starting over"
+            s.add(TaskEvent(task_id=rec.id, state=rec.state, message=message))
+        s.add(rec)
+        return rec
 
     # -- leases ---------------------------------------------------------------------
 

@@ -159,6 +159,44 @@ def test_decode_speech_to_pcm(speech_dir: Path, fmt: str) -> None:
     assert not (speech_dir / f"speech-{fmt}.pcm.part").exists()
 
 
+def _pcm_frame_by_frame(src: Path) -> bytes:
+    """The PCM a frame-at-a-time resampler makes: what decode_to_pcm made before it
+    joined frames, as the reference it must still match byte for byte."""
+    import av
+
+    out = bytearray()
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=16000)
+    with av.open(str(src)) as container:
+        stream = container.streams.audio[0]
+        frames = [f for packet in container.demux(stream) for f in packet.decode()]
+    for frame in [*frames, None]:
+        for resampled in resampler.resample(frame):
+            out += bytes(resampled.planes[0])[: resampled.samples * 2]
+    return bytes(out)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "channels"), [("mp3", 1), ("wav", 2), ("ogg", 1)], ids=["mp3", "wav-stereo", "ogg"]
+)
+def test_joined_frames_resample_like_single_frames(
+    speech_dir: Path, fmt: str, channels: int
+) -> None:
+    from tests.speech import make_speech
+
+    mono = make_speech(SENTENCE, speech_dir / f"joined.{fmt}", fmt=fmt)
+    src = speech_dir / f"joined-{channels}ch.{fmt}"
+    subprocess.run(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-i", str(mono),
+         "-ac", str(channels), "-ar", "44100", str(src)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    pcm = speech_dir / f"joined-{channels}ch-{fmt}.pcm"
+    decode_to_pcm(src, pcm)
+    expected = _pcm_frame_by_frame(src)
+    assert len(expected) > 16000 * 2  # over a second: frames were really joined
+    assert pcm.read_bytes() == expected
+
+
 def test_audio_starting_late_keeps_the_media_timeline(speech_dir: Path) -> None:
     from tests.speech import make_speech
 

@@ -116,7 +116,31 @@ def dispatch(ctx: Ctx, service: str, action_name: str) -> Any:
             "ACTION_DOES_NOT_EXISTS",
             f'Action "{action_name}" does not exists for service "{service}"',
         )
-    return handler(ctx)
+    return _select_fields(handler(ctx), ctx.obj("responseProfile"))
+
+
+# KalturaResponseProfileType
+INCLUDE_FIELDS = 1
+EXCLUDE_FIELDS = 2
+
+
+def _select_fields(result: Any, profile: dict[str, Any]) -> Any:
+    """A detached response profile's field list, applied as Kaltura's generated
+    `doFromObject` applies it: to the returned object, or to each object of a list
+    response (whose totalCount is set outside the profile). Callers use it to keep
+    long answers short, e.g. getJobs with only the fields a vendor stores."""
+    kind = str(profile.get("type") or "")
+    if kind not in (str(INCLUDE_FIELDS), str(EXCLUDE_FIELDS)) or not isinstance(result, dict):
+        return result
+    fields = {f.strip() for f in str(profile.get("fields") or "").split(",")} - {""}
+    include = kind == str(INCLUDE_FIELDS)
+
+    def select(obj: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in obj.items() if k == "objectType" or (k in fields) == include}
+
+    if str(result.get("objectType", "")).endswith("ListResponse"):
+        return {**result, "objects": [select(o) for o in result.get("objects") or []]}
+    return select(result)
 
 
 # -- helpers ---------------------------------------------------------------------------

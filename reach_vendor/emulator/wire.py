@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from email.message import Message
 from email.parser import BytesParser
-from email.policy import HTTP
+from email.policy import compat32
 from typing import Any
 from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
@@ -99,11 +100,16 @@ def parse_body(
         if isinstance(decoded, dict):
             _merge(params, _nest_flat_keys(decoded))
     elif ctype == "multipart/form-data":
-        msg = BytesParser(policy=HTTP).parsebytes(
+        # compat32, not the modern policy: it reads the same parts and is ~6x cheaper
+        # (the header registry dominated the emulator's share of a benchmark's CPU).
+        msg = BytesParser(policy=compat32).parsebytes(
             b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body
         )
+        parts = msg.get_payload() if msg.is_multipart() else []
         flat: list[tuple[str, Any]] = []
-        for part in msg.iter_parts():
+        for part in parts:
+            if not isinstance(part, Message):
+                continue
             name = part.get_param("name", header="content-disposition")
             if not isinstance(name, str):
                 continue

@@ -26,9 +26,11 @@ from KalturaClient.Plugins.Attachment import KalturaAttachmentAsset, KalturaAtta
 from KalturaClient.Plugins.Caption import KalturaCaptionAsset, KalturaCaptionAssetFilter
 from KalturaClient.Plugins.Core import (
     KalturaAssetFilter,
+    KalturaDetachedResponseProfile,
     KalturaFilterPager,
     KalturaNullableBoolean,
     KalturaResponseProfileHolder,
+    KalturaResponseProfileType,
     KalturaUploadedFileTokenResource,
     KalturaUploadToken,
 )
@@ -59,6 +61,15 @@ _HASHES: dict[str, Callable[[bytes], Any]] = {
     "MD5": hashlib.md5,
 }
 _SESSION_RENEW_MARGIN_S = 120.0
+# getJobs answers with only what `_iter_jobs` stores. Every poll lists the whole PENDING
+# backlog again, and a full task is ~40 fields: with a deep backlog, building and parsing
+# those was most of a poll's cost on both sides (Kaltura's own batch jobs trim their lists
+# the same way).
+_OFFER_FIELDS = KalturaDetachedResponseProfile(
+    type=KalturaResponseProfileType.INCLUDE_FIELDS,
+    fields="id,partnerId,entryId,version,accessKey,serviceType,serviceFeature,"
+    "turnAroundTime,expectedFinishTime",
+)
 # Kaltura answers these when it is itself in trouble (sic: Kaltura's own spelling); the
 # same request may well work a moment later, so they are retried like network failures.
 _TRANSIENT_API_CODES = frozenset({"INTERNAL_SERVERL_ERROR"})
@@ -349,6 +360,7 @@ class KalturaGateway:
             flt = KalturaEntryVendorTaskFilter()
             flt.statusEqual = KalturaStatus.PENDING.value
             pager = KalturaFilterPager(pageSize=self._cfg.page_size, pageIndex=page)
+            c.setResponseProfile(_OFFER_FIELDS)
             return c.reach.entryVendorTask.getJobs(flt, pager)
 
         return call
