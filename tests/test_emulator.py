@@ -81,6 +81,54 @@ def test_curl_style_get_jobs_and_get_match_the_reference_page(
     assert profile["labelAdditionForMachineServiceType"] == "(Auto Generated)"
 
 
+def test_detached_response_profile_selects_fields(
+    emulator: KalturaEmulator, vendor: Vendor
+) -> None:
+    task_id = pending_task(emulator, vendor)
+    vendor_ks = make_gateway(emulator, vendor).vendor_ks()
+    listing = {"filter[objectType]": "KalturaEntryVendorTaskFilter"}
+
+    def get_jobs(kind: int, fields: str) -> Any:
+        return post(
+            emulator,
+            "reach_entryvendortask",
+            "getJobs",
+            ks=vendor_ks,
+            **listing,
+            **{
+                "responseProfile[objectType]": "KalturaDetachedResponseProfile",
+                "responseProfile[type]": kind,
+                "responseProfile[fields]": fields,
+            },
+        )
+
+    included = get_jobs(1, "id, accessKey")  # INCLUDE_FIELDS; Kaltura trims the names
+    assert included["totalCount"] == 1  # the list's own fields are not the profile's
+    (job,) = included["objects"]
+    assert set(job) == {"objectType", "id", "accessKey"} and job["id"] == task_id
+
+    (job,) = get_jobs(2, "accessKey,entryId")["objects"]  # EXCLUDE_FIELDS
+    assert "accessKey" not in job and "entryId" not in job and job["status"] == 1
+
+    # The daemon's getJobs trims its answer the same way (XML, through the client):
+    # every field it stores must still arrive.
+    (offer,) = make_gateway(emulator, vendor).fetch_jobs()
+    task = emulator.task(task_id)
+    assert (offer.kaltura_task_id, offer.partner_id, offer.entry_id, offer.version) == (
+        task_id,
+        task["partnerId"],
+        task["entryId"],
+        task["version"],
+    )
+    assert offer.access_key == task["accessKey"]
+    assert (offer.service_type, offer.service_feature, offer.turn_around_time) == (
+        task["serviceType"],
+        task["serviceFeature"],
+        task["turnAroundTime"],
+    )
+    assert offer.expected_finish_time == task["expectedFinishTime"]
+
+
 def test_errors_are_kaltura_api_exceptions(emulator: KalturaEmulator, vendor: Vendor) -> None:
     task_id = pending_task(emulator, vendor)
     vendor_ks = make_gateway(emulator, vendor).vendor_ks()

@@ -49,6 +49,20 @@ def test_offered_tasks_are_recorded_once_and_take_fresh_keys(store: TaskStore) -
     assert len(store.all()) == 2
 
 
+def test_a_sweep_larger_than_a_lookup_batch_with_a_task_listed_twice(store: TaskStore) -> None:
+    # getJobs pages overlap when the backlog moves under the pager: task 3 shows up
+    # twice in one sweep (in the same lookup batch, and once more in a later one), with a
+    # key handed out in between.
+    tasks = [offered(i) for i in range(1, 1201)]
+    sweep = [*tasks[:10], offered(3, key="later"), *tasks[10:], offered(3, key="later")]
+    assert store.record_offered(sweep) == 1200
+    assert len(store.all()) == 1200
+    rec = store.by_kaltura_id(3)
+    assert rec is not None and rec.access_key == "later-3"
+    assert [e.message for e in store.events(rec.id or 0)] == ["offered by getJobs"]
+    assert store.record_offered(sweep) == 0
+
+
 def test_delivered_task_is_not_reopened_unless_resubmitted(store: TaskStore) -> None:
     store.record_offered([offered(1)])
     rec = store.by_kaltura_id(1)
