@@ -7,9 +7,13 @@ per service action to see how the daemon copes with a misbehaving Kaltura.
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import logging
 import random
 import re
+import socket
+import ssl
 import sys
 import threading
 import time
@@ -65,6 +69,7 @@ class Chaos:
             roll -= p
         return None
 
+
 log = logging.getLogger(__name__)
 
 _API_PATH = re.compile(r"^/api_v3(?:/index\.php)?(?:/service/([^/]+)(?:/action/([^/?]+))?)?/?$")
@@ -73,6 +78,8 @@ _SERVE_ATTACHMENT = re.compile(
     r"/service/attachment_attachmentAsset/action/serve/attachmentAssetId/([^/]+)/ks/([^/]+)"
 )
 _KS_IN_PATH = re.compile(r"/ks/[^/]+")
+# Smaller answers are not worth compressing (nginx's gzip_min_length is a similar cut-off).
+_GZIP_MIN_BYTES = 1024
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -84,6 +91,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silent: the default access log would print KS-bearing paths to stderr."""
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.emulator._connection_opened(self.connection)
+
+    def finish(self) -> None:
+        self.server.emulator._connection_closed(self.connection)
+        super().finish()
 
     def do_GET(self) -> None:
         self._handle()
@@ -139,11 +154,10 @@ class _Handler(BaseHTTPRequestHandler):
         except ApiError as err:
             result = err
         payload, ctype = render(result, request, time.monotonic() - started)
-        self._send(200, payload, ctype)
+        self._send(200, payload, ctype, compressible=True)
 
     def _base_url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self.server.emulator.url
 
     def _fail(self, fault: Fault) -> None:
         if fault.kind == "http500":
@@ -153,9 +167,17 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
         self.connection.close()
 
-    def _send(self, status: int, payload: bytes, ctype: str) -> None:
+    def _send(self, status: int, payload: bytes, ctype: str, *, compressible: bool = False) -> None:
+        """`compressible`: an API answer, gzipped (at nginx's default level) for a client
+        that accepts it, as a gzip-enabled front end does; media are sent as they are."""
         self.send_response(status)
         self.send_header("Content-Type", ctype)
+        accepted = self.headers.get("Accept-Encoding", "").lower()
+        if compressible and "gzip" in accepted and len(payload) >= _GZIP_MIN_BYTES:
+            payload = gzip.compress(payload, compresslevel=1)
+            self.send_header("Content-Encoding", "gzip")
+            with self.server.emulator.lock:
+                self.server.emulator.gzipped_responses += 1
         self.send_header("Content-Length", str(len(payload)))
         self.send_header("X-Me", "reach-vendor-emulator")
         self.end_headers()
@@ -227,17 +249,30 @@ class _Server(ThreadingHTTPServer):
 class KalturaEmulator:
     """A Kaltura api_v3 server on 127.0.0.1 with REACH, flavors, captions, attachments."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, *, tls: tuple[Path, Path] | None = None
+    ) -> None:
+        """`tls`: (certificate, key) PEM files, to serve https as Kaltura does."""
         self.world = World()
         self.lock = threading.Lock()
         self.calls: list[tuple[str, str]] = []
         """(service, action) of every call received, multirequest parts included."""
+        self.connections_opened = 0
+        """TCP connections accepted so far: keep-alive clients open few."""
+        self.gzipped_responses = 0
+        self._open_connections: set[socket.socket] = set()
         self.http_requests: list[dict[str, str]] = []
         """Method, path (KS masked) and `actions` ("service.action" of each call, joined with
         "+"; "serveFlavor" for downloads) of every HTTP request received."""
         self.chaos: Chaos | None = None
         self._server = _Server((host, port), _Handler)
         self._server.emulator = self
+        self._scheme = "http"
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(certfile=tls[0], keyfile=tls[1])
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+            self._scheme = "https"
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ------------------------------------------------------------------
@@ -245,7 +280,26 @@ class KalturaEmulator:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return f"{self._scheme}://{host!s}:{port}"
+
+    def _connection_opened(self, conn: socket.socket) -> None:
+        with self.lock:
+            self.connections_opened += 1
+            self._open_connections.add(conn)
+
+    def _connection_closed(self, conn: socket.socket) -> None:
+        with self.lock:
+            self._open_connections.discard(conn)
+
+    def drop_idle_connections(self) -> int:
+        """Close every kept-alive connection, as a server does when its keep-alive
+        timeout runs out; returns how many. Clients must notice before reusing one."""
+        with self.lock:
+            conns = list(self._open_connections)
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        return len(conns)
 
     def start(self) -> KalturaEmulator:
         self._thread = threading.Thread(

@@ -1,14 +1,14 @@
-"""KalturaApiClient, sending its requests through this thread's keep-alive session.
+"""KalturaApiClient, sending its requests on this thread's keep-alive connection.
 
 Only the transport changes: `openRequestUrl` below is the pinned client's own
 (KalturaApiClient 23.10.0: same headers, JSON body or multipart upload, every failure
 wrapped as KalturaClientException -4 so the gateway's retries see what they always saw),
-with `requests.post` replaced by `http_session.request` (the thread's session and the
-proxies the environment sets for the service URL).
+with `requests.post` replaced by `http_session.post` (see there for why).
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from KalturaClient import KalturaClient
@@ -30,20 +30,17 @@ class KeepAliveClient(KalturaClient):  # type: ignore[misc]
     ) -> Any:
         requestHeaders["Accept"] = "text/xml"
         requestHeaders["Accept-encoding"] = "gzip"
-        body: dict[str, Any] = {}
         try:
             if files:
                 fields = {"json": params.toJson()}
                 fields.update(_get_file_params(files))
                 encoder = MultipartEncoder(fields=fields)
                 requestHeaders["Content-Type"] = encoder.content_type
-                body["data"] = encoder
+                body = encoder.to_string()
             else:
                 requestHeaders["Content-Type"] = "application/json"
-                if params.get():
-                    body["json"] = params.get()
-            return http_session.request(
-                "POST", url, headers=requestHeaders, timeout=requestTimeout, **body
-            )
+                # As requests' `json=`: no body for no parameters, NaN refused.
+                body = json.dumps(params.get(), allow_nan=False).encode() if params.get() else b""
+            return http_session.post(url, body, requestHeaders, requestTimeout)
         except Exception as e:
             raise KalturaClientException(e, KalturaClientException.ERROR_CONNECTION_FAILED) from e
