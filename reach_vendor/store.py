@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +124,31 @@ _STAGE_EVENT = insert(_EVENTS).values(
     stage=bindparam("stage"),
     message=bindparam("message"),
 )
+
+
+@lru_cache(maxsize=256)
+def _update_statement(
+    state: TaskState | None, columns: tuple[str, ...], release_lease: bool
+) -> Any:
+    """`TaskStore.update`'s UPDATE for one shape of change (the target state, which
+    columns, whether the lease goes), built once: a task makes several updates of a few
+    shapes, and building the statement each time cost as much CPU as running it. Values
+    are bound by column name, plus `task_id` and `now`."""
+    now = bindparam("now", type_=Float)
+    values: dict[str, Any] = {name: bindparam(name) for name in columns}
+    where = [_TASKS.c.id == bindparam("task_id")]
+    if state is not None:
+        where.append(_TASKS.c.state.in_(sources_of(state)))
+        if state == TaskState.RUNNING:
+            values["started_at"] = func.coalesce(_TASKS.c.started_at, now)
+        if state in TERMINAL:
+            values["finished_at"] = now
+        values["state"] = state.value
+    if release_lease:
+        values["lease_owner"] = None
+        values["lease_expires_at"] = None
+    values["updated_at"] = now
+    return update(_TASKS).where(*where).values(**values).returning(*_TASKS.c)
 
 
 class PollState(SQLModel, table=True):
@@ -624,27 +650,14 @@ class TaskStore:
                 raise AttributeError(name)
         if "access_key" in fields:
             fields["access_key"] = self.box.seal(fields["access_key"])
-        values: dict[str, Any] = {}
-        where = [_TASKS.c.id == task_id]
-        if state is not None:
-            where.append(_TASKS.c.state.in_(sources_of(state)))
-            if state == TaskState.RUNNING:
-                values["started_at"] = func.coalesce(_TASKS.c.started_at, now)
-            if state in TERMINAL:
-                values["finished_at"] = now
-                values["stage"] = None
-            values["state"] = state.value
+        values: dict[str, Any] = dict(fields)
+        if state is not None and state in TERMINAL:
+            values["stage"] = None
         if stage is not None:
             values["stage"] = stage.value
-        values.update(fields)
-        if release_lease:
-            values["lease_owner"] = None
-            values["lease_expires_at"] = None
-        values["updated_at"] = now
+        statement = _update_statement(state, tuple(sorted(values)), release_lease)
         with self.engine.begin() as conn:
-            row = conn.execute(
-                update(_TASKS).where(*where).values(**values).returning(*_TASKS.c)
-            ).first()
+            row = conn.execute(statement, {**values, "task_id": task_id, "now": now}).first()
             if row is None:
                 current = conn.execute(_SELECT_TASK, {"task_id": task_id}).first()
                 if current is None:
