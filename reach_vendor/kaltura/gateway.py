@@ -70,6 +70,19 @@ _OFFER_FIELDS = KalturaDetachedResponseProfile(
     fields="id,partnerId,entryId,version,accessKey,serviceType,serviceFeature,"
     "turnAroundTime,expectedFinishTime",
 )
+# The same for answers we read little of: a status update's echo of the whole task, the
+# upload token and asset objects of a delivery. The fields kept include every one a later
+# call of the same multirequest refers to (`{N:result:id}`, `{N:result:entryId}`): Kaltura
+# resolves those against the trimmed object.
+_STATUS_FIELDS = KalturaDetachedResponseProfile(
+    type=KalturaResponseProfileType.INCLUDE_FIELDS, fields="id,status,version"
+)
+_ID_FIELDS = KalturaDetachedResponseProfile(
+    type=KalturaResponseProfileType.INCLUDE_FIELDS, fields="id"
+)
+_ASSET_FIELDS = KalturaDetachedResponseProfile(
+    type=KalturaResponseProfileType.INCLUDE_FIELDS, fields="id,entryId,status"
+)
 # Kaltura answers these when it is itself in trouble (sic: Kaltura's own spelling); the
 # same request may well work a moment later, so they are retried like network failures.
 _TRANSIENT_API_CODES = frozenset({"INTERNAL_SERVERL_ERROR"})
@@ -407,6 +420,7 @@ class KalturaGateway:
 
         def run(c: KalturaClient) -> list[Any]:
             c.startMultiRequest()
+            c.setResponseProfile(_STATUS_FIELDS)
             c.reach.entryVendorTask.updateJob(
                 task_id, KalturaEntryVendorTask(status=KalturaStatus.PROCESSING.value)
             )
@@ -592,7 +606,9 @@ class KalturaGateway:
 
         def run(c: KalturaClient) -> list[Any]:
             c.startMultiRequest()
+            c.setResponseProfile(_STATUS_FIELDS)
             c.reach.entryVendorTask.get(spec.task_id)
+            c.setResponseProfile(None)
             self._queue_caption_list(c, spec)
             self._queue_attachment_list(c, spec)
             return list(c.doMultiRequest())
@@ -656,6 +672,7 @@ class KalturaGateway:
                 done = self._queue_asset_upload(c, spec, entry_id, transcript, None)
                 entry_id = done.entryId
             done = self._queue_asset_upload(c, spec, entry_id, caption, accuracy)
+            c.setResponseProfile(_STATUS_FIELDS)
             c.reach.entryVendorTask.updateJob(
                 spec.task_id,
                 KalturaEntryVendorTask(
@@ -691,6 +708,7 @@ class KalturaGateway:
         """Queue upload token + asset + content for one deliverable; returns the
         setContent sub-result (the asset with its content). `caption_accuracy` set:
         the caption asset, else a transcript attachment."""
+        c.setResponseProfile(_ID_FIELDS)
         token = c.uploadToken.add(KalturaUploadToken(fileName=deliverable.filename))
         c.uploadToken.upload(token.id, _NamedBytes(deliverable))
         resource = KalturaUploadedFileTokenResource(token=token.id)
@@ -698,8 +716,10 @@ class KalturaGateway:
             added = c.caption.captionAsset.add(
                 entry_id, _caption_asset(spec, deliverable, caption_accuracy)
             )
+            c.setResponseProfile(_ASSET_FIELDS)
             return c.caption.captionAsset.setContent(added.id, resource)
         added = c.attachment.attachmentAsset.add(entry_id, _attachment_asset(spec, deliverable))
+        c.setResponseProfile(_ASSET_FIELDS)
         return c.attachment.attachmentAsset.setContent(added.id, resource)
 
     def upload_caption(
