@@ -96,13 +96,18 @@ def _all_ready(emu: KalturaEmulator, tasks: list[int]) -> Callable[[], bool]:
 
 
 def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds a process and its live descendants (the child processes
-    that decode media, and the fork server they come from) have used so far."""
+    """User + system CPU seconds a process and its descendants (the child processes that
+    decode media, and the fork server they come from) have used so far.
+
+    A child that has exited counts through its parent's cutime/cstime (it was reaped):
+    the pool replaces a child after 500 jobs, and a run of 500 tasks on one worker used
+    to lose its whole decoding CPU that way.
+    """
     ticks = 0
     for member in process_tree(pid):
         fields = proc_stat(member)
         if fields is not None:  # None: exited meanwhile
-            ticks += int(fields[11]) + int(fields[12])
+            ticks += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
     return ticks / os.sysconf("SC_CLK_TCK")
 
 

@@ -16,7 +16,6 @@ from typing import BinaryIO
 from urllib.parse import urlsplit
 
 import av
-import numpy as np
 import requests
 
 from processors.base import SAMPLE_RATE, ProcessorError, ProcessorUnavailable
@@ -186,6 +185,10 @@ def _join(frames: list[av.AudioFrame]) -> Iterator[av.AudioFrame]:
     if len(frames) < 2:
         yield from frames
         return
+    # Imported here: only the decoding child needs numpy, and it is 12 MB of RSS in
+    # every process that loads it (the daemon imports this module for downloads).
+    import numpy as np
+
     first = frames[0]
     try:
         joined = av.AudioFrame.from_ndarray(

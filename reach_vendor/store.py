@@ -359,7 +359,7 @@ class TaskStore:
         customer, so it starts over.
 
         Every poll offers the whole PENDING backlog again, almost all of it unchanged, so
-        known tasks are looked up a page at a time (one SELECT of three columns) and only
+        known tasks are looked up a page at a time (one SELECT of four columns) and only
         the new or changed ones are loaded and written: no row lock is held for the rest
         of the sweep over a task that did not change.
         """

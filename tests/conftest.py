@@ -50,8 +50,8 @@ def emulator() -> Iterator[KalturaEmulator]:
         yield emu
 
 
-@pytest.fixture
-def vendor(emulator: KalturaEmulator) -> Vendor:
+def add_test_vendor(emulator: KalturaEmulator) -> Vendor:
+    """The vendor partner every test uses, with a fresh app token."""
     v = Vendor(partner_id=9001, app_token_id="1_testtoken", app_token=secrets.token_hex(16))
     emulator.add_vendor_partner(
         partner_id=v.partner_id,
@@ -60,6 +60,11 @@ def vendor(emulator: KalturaEmulator) -> Vendor:
         hash_type="SHA256",
     )
     return v
+
+
+@pytest.fixture
+def vendor(emulator: KalturaEmulator) -> Vendor:
+    return add_test_vendor(emulator)
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ from cryptography.x509.oid import NameOID
 from reach_vendor import http_session
 from reach_vendor.emulator import KalturaEmulator
 from reach_vendor.kaltura.gateway import KalturaGateway, KalturaTransientError
-from tests.conftest import Vendor
+from tests.conftest import Vendor, add_test_vendor
 from tests.test_gateway import add_tasks, make_gateway
 
 
@@ -116,15 +116,8 @@ def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
 def tls_emulator(tmp_path: Path) -> Iterator[tuple[KalturaEmulator, Vendor, Path]]:
     cert, key = _self_signed(tmp_path)
     with KalturaEmulator(tls=(cert, key)) as emu:
-        vendor = Vendor(partner_id=9001, app_token_id="1_tls", app_token="f" * 32)
-        emu.add_vendor_partner(
-            partner_id=vendor.partner_id,
-            app_token_id=vendor.app_token_id,
-            app_token=vendor.app_token,
-            hash_type="SHA256",
-        )
         http_session._tls_context.cache_clear()
-        yield emu, vendor, cert
+        yield emu, add_test_vendor(emu), cert
     http_session._tls_context.cache_clear()
 
 
