@@ -82,7 +82,10 @@ def post(url: str, body: bytes, headers: Mapping[str, str], timeout_s: float) ->
     if select_proxy(url, proxies_for(url)):
         r = request("POST", url, data=body, headers=dict(headers), timeout=timeout_s)
         return Response(r.status_code, r.headers, r.content)
-    conn = _connection(parts.scheme, parts.hostname, parts.port, timeout_s)
+    # The port always explicit: http.client would read the last group of an IPv6
+    # address without one as the port.
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    conn = _connection(parts.scheme, parts.hostname, port, timeout_s)
     target = parts.path or "/"
     if parts.query:
         target += "?" + parts.query
@@ -101,10 +104,8 @@ def post(url: str, body: bytes, headers: Mapping[str, str], timeout_s: float) ->
     return Response(answer.status, CaseInsensitiveDict(answer.getheaders()), content)
 
 
-def _connection(
-    scheme: str, host: str, port: int | None, timeout_s: float
-) -> http.client.HTTPConnection:
-    connections: dict[tuple[str, str, int | None], http.client.HTTPConnection]
+def _connection(scheme: str, host: str, port: int, timeout_s: float) -> http.client.HTTPConnection:
+    connections: dict[tuple[str, str, int], http.client.HTTPConnection]
     connections = _local.__dict__.setdefault("connections", {})
     key = (scheme, host, port)
     conn = connections.get(key)
