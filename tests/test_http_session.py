@@ -191,3 +191,43 @@ def test_calls_go_through_the_environments_proxy(
         proxy.shutdown()
         proxy.server_close()
         http_session._proxies_for_origin.cache_clear()
+
+
+class _MovedPermanently(BaseHTTPRequestHandler):
+    """A front end that moved: every request is redirected, as http -> https would be."""
+
+    protocol_version = "HTTP/1.1"
+    requests_seen: list[str] = []
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.requests_seen.append(self.command)
+        self.send_response(301)
+        self.send_header("Location", "https://api.example.invalid/api_v3/")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_GET = do_POST
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_a_redirect_is_a_configuration_error_not_followed(
+    emulator: KalturaEmulator, vendor: Vendor
+) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _MovedPermanently)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _MovedPermanently.requests_seen = []
+    try:
+        moved = f"http://127.0.0.1:{server.server_address[1]}"
+        gw = make_gateway(emulator, vendor, service_url=moved, retries=1)
+        with pytest.raises(KalturaTransientError) as err:
+            gw.vendor_ks()
+        message = str(err.value)
+        assert "HTTP 301 redirect to https://api.example.invalid/api_v3/" in message
+        assert "kaltura.service_url" in message
+        assert _MovedPermanently.requests_seen == ["POST", "POST"]  # never a GET after it
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -41,6 +41,16 @@ class KeepAliveClient(KalturaClient):  # type: ignore[misc]
                 requestHeaders["Content-Type"] = "application/json"
                 # As requests' `json=`: no body for no parameters, NaN refused.
                 body = json.dumps(params.get(), allow_nan=False).encode() if params.get() else b""
-            return http_session.post(url, body, requestHeaders, requestTimeout)
+            answer = http_session.post(url, body, requestHeaders, requestTimeout)
         except Exception as e:
             raise KalturaClientException(e, KalturaClientException.ERROR_CONNECTION_FAILED) from e
+        if 300 <= answer.status_code < 400:
+            # api_v3 does not redirect; a front end that does (http -> https, an old
+            # host name) wants the configuration changed, and a POST must not follow it.
+            raise KalturaClientException(
+                f"HTTP {answer.status_code} redirect to "
+                f"{answer.headers.get('Location', '(no Location)')}: kaltura.service_url "
+                "must be the address that answers",
+                KalturaClientException.ERROR_CONNECTION_FAILED,
+            )
+        return answer
