@@ -79,8 +79,12 @@ def post(url: str, body: bytes, headers: Mapping[str, str], timeout_s: float) ->
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"not an http(s) URL: {parts.scheme}://{parts.hostname or ''}")
-    if select_proxy(url, proxies_for(url)):
-        r = request("POST", url, data=body, headers=dict(headers), timeout=timeout_s)
+    if select_proxy(url, _proxies_for_origin(f"{parts.scheme}://{parts.netloc}")):
+        # Redirects are answered, not followed, on both paths: requests would resend a
+        # redirected POST as a GET.
+        r = request(
+            "POST", url, data=body, headers=dict(headers), timeout=timeout_s, allow_redirects=False
+        )
         return Response(r.status_code, r.headers, r.content)
     # The port always explicit: http.client would read the last group of an IPv6
     # address without one as the port.

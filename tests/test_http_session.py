@@ -9,6 +9,7 @@ import ipaddress
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -173,24 +174,38 @@ class _ForwardingProxy(BaseHTTPRequestHandler):
         pass
 
 
-def test_calls_go_through_the_environments_proxy(
-    emulator: KalturaEmulator, vendor: Vendor, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    proxy = ThreadingHTTPServer(("127.0.0.1", 0), _ForwardingProxy)
-    threading.Thread(target=proxy.serve_forever, daemon=True).start()
-    _ForwardingProxy.forwarded = []
-    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.server_address[1]}")
-    monkeypatch.delenv("NO_PROXY", raising=False)
-    monkeypatch.delenv("no_proxy", raising=False)
-    http_session._proxies_for_origin.cache_clear()
+@contextmanager
+def _serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """`handler` on a loopback port for the test's length; yields its base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        add_tasks(emulator, vendor, 3)
-        assert _calls_on_fresh_thread(make_gateway(emulator, vendor), 1) == [3]
-        assert len(_ForwardingProxy.forwarded) == len(emulator.http_requests) == 3
+        yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
-        proxy.shutdown()
-        proxy.server_close()
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """The environment's HTTP proxy for the test: a forwarding proxy on loopback; yields
+    the paths it forwarded."""
+    _ForwardingProxy.forwarded = []
+    with _serving(_ForwardingProxy) as url:
+        monkeypatch.setenv("HTTP_PROXY", url)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
         http_session._proxies_for_origin.cache_clear()
+        yield _ForwardingProxy.forwarded
+    http_session._proxies_for_origin.cache_clear()
+
+
+def test_calls_go_through_the_environments_proxy(
+    emulator: KalturaEmulator, vendor: Vendor, proxy: list[str]
+) -> None:
+    add_tasks(emulator, vendor, 3)
+    assert _calls_on_fresh_thread(make_gateway(emulator, vendor), 1) == [3]
+    assert len(proxy) == len(emulator.http_requests) == 3
 
 
 class _MovedPermanently(BaseHTTPRequestHandler):
@@ -213,21 +228,26 @@ class _MovedPermanently(BaseHTTPRequestHandler):
         pass
 
 
-def test_a_redirect_is_a_configuration_error_not_followed(
-    emulator: KalturaEmulator, vendor: Vendor
-) -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _MovedPermanently)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+def _assert_redirect_refused(emulator: KalturaEmulator, vendor: Vendor) -> None:
     _MovedPermanently.requests_seen = []
-    try:
-        moved = f"http://127.0.0.1:{server.server_address[1]}"
+    with _serving(_MovedPermanently) as moved:
         gw = make_gateway(emulator, vendor, service_url=moved, retries=1)
         with pytest.raises(KalturaTransientError) as err:
             gw.vendor_ks()
-        message = str(err.value)
-        assert "HTTP 301 redirect to https://api.example.invalid/api_v3/" in message
-        assert "kaltura.service_url" in message
-        assert _MovedPermanently.requests_seen == ["POST", "POST"]  # never a GET after it
-    finally:
-        server.shutdown()
-        server.server_close()
+    message = str(err.value)
+    assert "HTTP 301 redirect to https://api.example.invalid/api_v3/" in message
+    assert "kaltura.service_url" in message
+    assert _MovedPermanently.requests_seen == ["POST", "POST"]  # never a GET after it
+
+
+def test_a_redirect_is_a_configuration_error_not_followed(
+    emulator: KalturaEmulator, vendor: Vendor
+) -> None:
+    _assert_redirect_refused(emulator, vendor)
+
+
+def test_a_redirect_through_the_proxy_is_not_followed_either(
+    emulator: KalturaEmulator, vendor: Vendor, proxy: list[str]
+) -> None:
+    _assert_redirect_refused(emulator, vendor)
+    assert len(proxy) == 2  # the proxy path was the one taken
