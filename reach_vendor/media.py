@@ -153,7 +153,7 @@ def _joined(frames: Iterable[av.AudioFrame]) -> Iterator[av.AudioFrame]:
     held: list[av.AudioFrame] = []
     held_samples = 0
     for frame in frames:
-        if held and not _same_audio(held[0], frame):
+        if held and _audio_kind(held[0]) != _audio_kind(frame):
             yield from _join(held)
             held, held_samples = [], 0
         if frame.format.name not in _JOINABLE_FORMATS:
@@ -173,12 +173,8 @@ _JOINABLE_FORMATS = frozenset(
 )
 
 
-def _same_audio(a: av.AudioFrame, b: av.AudioFrame) -> bool:
-    return (a.format.name, a.layout.name, a.sample_rate) == (
-        b.format.name,
-        b.layout.name,
-        b.sample_rate,
-    )
+def _audio_kind(frame: av.AudioFrame) -> tuple[str, str, int]:
+    return frame.format.name, frame.layout.name, frame.sample_rate
 
 
 def _join(frames: list[av.AudioFrame]) -> Iterator[av.AudioFrame]:

@@ -61,28 +61,30 @@ _HASHES: dict[str, Callable[[bytes], Any]] = {
     "MD5": hashlib.md5,
 }
 _SESSION_RENEW_MARGIN_S = 120.0
+
+
+def _only(fields: str) -> KalturaDetachedResponseProfile:
+    """A response profile that trims answers to `fields` (comma-separated)."""
+    return KalturaDetachedResponseProfile(
+        type=KalturaResponseProfileType.INCLUDE_FIELDS, fields=fields
+    )
+
+
 # getJobs answers with only what `_iter_jobs` stores. Every poll lists the whole PENDING
 # backlog again, and a full task is ~40 fields: with a deep backlog, building and parsing
 # those was most of a poll's cost on both sides (Kaltura's own batch jobs trim their lists
 # the same way).
-_OFFER_FIELDS = KalturaDetachedResponseProfile(
-    type=KalturaResponseProfileType.INCLUDE_FIELDS,
-    fields="id,partnerId,entryId,version,accessKey,serviceType,serviceFeature,"
-    "turnAroundTime,expectedFinishTime",
+_OFFER_FIELDS = _only(
+    "id,partnerId,entryId,version,accessKey,serviceType,serviceFeature,"
+    "turnAroundTime,expectedFinishTime"
 )
 # The same for answers we read little of: a status update's echo of the whole task, the
 # upload token and asset objects of a delivery. The fields kept include every one a later
 # call of the same multirequest refers to (`{N:result:id}`, `{N:result:entryId}`): Kaltura
 # resolves those against the trimmed object.
-_STATUS_FIELDS = KalturaDetachedResponseProfile(
-    type=KalturaResponseProfileType.INCLUDE_FIELDS, fields="id,status,version"
-)
-_ID_FIELDS = KalturaDetachedResponseProfile(
-    type=KalturaResponseProfileType.INCLUDE_FIELDS, fields="id"
-)
-_ASSET_FIELDS = KalturaDetachedResponseProfile(
-    type=KalturaResponseProfileType.INCLUDE_FIELDS, fields="id,entryId,status"
-)
+_STATUS_FIELDS = _only("id,status,version")
+_ID_FIELDS = _only("id")
+_ASSET_FIELDS = _only("id,entryId,status")
 # Kaltura answers these when it is itself in trouble (sic: Kaltura's own spelling); the
 # same request may well work a moment later, so they are retried like network failures.
 _TRANSIENT_API_CODES = frozenset({"INTERNAL_SERVERL_ERROR"})
