@@ -19,6 +19,7 @@ transcription at a time well on a small machine, so calls are serialised with a 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import threading
@@ -101,8 +102,15 @@ class WhisperProcessor:
         self.multilingual = bool(self._model.model.is_multilingual)
         self._lock = threading.Lock()
 
+    @property
+    def detects_language(self) -> bool:
+        """A multilingual model can tell the language ("Auto Detect" catalog items)."""
+        return self.multilingual
+
     def process(self, request: ProcessingRequest) -> Transcript:
         code = _language_code(request)
+        if self.multilingual and not code:
+            return self._detect_and_transcribe(request)
         if not self.multilingual and code != "en":
             raise UnsupportedTaskError(
                 f"language {request.language!r} is not supported by the faster-whisper engine "
@@ -128,6 +136,23 @@ class WhisperProcessor:
             engine=self.name,
             accuracy=min(1.0, max(0.0, accuracy)),
         )
+
+    def _detect_and_transcribe(self, request: ProcessingRequest) -> Transcript:
+        """Whisper names the language of the first 30 s; the rest is transcribed in it."""
+        import numpy as np
+
+        with request.audio_path.open("rb") as f:
+            head = f.read(30 * _BYTES_PER_SECOND)
+        audio = np.frombuffer(head[: len(head) // 2 * 2], dtype="<i2").astype(np.float32) / 32768
+        with self._lock:
+            code, _probability, _all = self._model.detect_language(audio)
+        name = _KALTURA_LANGUAGES.get(code)
+        if name is None:
+            raise UnsupportedTaskError(
+                f"the speech was detected as language '{code}', which this vendor does not caption"
+            )
+        detected = dataclasses.replace(request, language=name, language_code=code)
+        return dataclasses.replace(self.process(detected), language=name)
 
     def _transcribe(self, request: ProcessingRequest, code: str, terms: list[str]) -> list[Word]:
         import numpy as np
@@ -174,6 +199,15 @@ class WhisperProcessor:
                 offset_s += len(block) / _BYTES_PER_SECOND
                 request.check_cancelled()
         return words
+
+
+# Whisper's language codes -> KalturaLanguage names (the caption asset's language).
+_KALTURA_LANGUAGES = {
+    "en": "English", "fr": "French", "de": "German", "es": "Spanish", "it": "Italian",
+    "pt": "Portuguese", "nl": "Dutch", "he": "Hebrew", "ja": "Japanese", "zh": "Chinese",
+    "ru": "Russian", "ar": "Arabic", "ko": "Korean", "pl": "Polish", "sv": "Swedish",
+    "tr": "Turkish", "hi": "Hindi", "da": "Danish", "fi": "Finnish", "no": "Norwegian",
+}  # fmt: skip
 
 
 def _language_code(request: ProcessingRequest) -> str:

@@ -93,6 +93,19 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         print(f"kaltura: cannot start an app-token session: {exc}", file=sys.stderr)
         return 1
     print(f"kaltura: app-token session started for partner {settings.kaltura.partner_id}")
+    # The session alone proves little: without the REACH_VENDOR_PARTNER permission the
+    # token's session is refused at getJobs (and at updateJob and extendAccessKey).
+    try:
+        pending = gateway.probe_jobs()
+    except (KalturaApiError, KalturaTransientError) as exc:
+        print(
+            f"kaltura: the app token cannot list REACH jobs (reach_entryvendortask.getJobs): "
+            f"{exc}; the partner needs the REACH vendor permission and the token a role "
+            "that allows getJobs, updateJob and extendAccessKey",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"kaltura: getJobs works with the app token; {pending} task(s) pending")
     return 0
 
 

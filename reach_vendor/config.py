@@ -110,7 +110,10 @@ class KalturaConfig(_Section):
     request_timeout_s: float = Field(default=30, gt=0)
     retries: int = Field(default=4, ge=0)
     """How often a transient failure (timeout, refused connection, 5xx) is retried."""
-    page_size: int = Field(default=100, ge=1, le=500)
+    page_size: int = Field(default=500, ge=1, le=500)
+    """getJobs page size; Kaltura caps it at 500 (KalturaFilterPager)."""
+    vendor_name: str = Field(default="reach-vendor", pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    """Goes into the client tag Kaltura asks vendors for: <client>_<vendorName>-<partnerId>."""
 
 
 class DatabaseConfig(_Section):

@@ -10,6 +10,7 @@ back (aborted: stop and deliver nothing).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -17,7 +18,7 @@ import random
 import shutil
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +37,15 @@ from processors.routing import ProcessorPool, TaskTraits
 from reach_vendor import caption_rules, captions, media, metrics
 from reach_vendor.child_processes import ChildPool
 from reach_vendor.config import Settings
+from reach_vendor.delivery import DeliveryRecord
 from reach_vendor.kaltura.gateway import (
+    FINAL_STATUS_CODES,
     Deliverable,
-    DeliveryState,
     KalturaApiError,
     KalturaGateway,
     KalturaTransientError,
     MediaChoice,
-    PartialDelivery,
+    TaskKey,
 )
 from reach_vendor.redact import redact
 from reach_vendor.states import KalturaStatus, Stage, TaskState, retry_delay_s, status_name
@@ -57,14 +59,23 @@ from reach_vendor.task_spec import (
 
 log = logging.getLogger(__name__)
 
-# Kaltura errors that mean the task is no longer ours to do.
+# Kaltura errors that mean the task is no longer ours to do: aborted tasks are invisible
+# (EntryVendorTaskPeer's default criteria), final ones refuse a new status
+# (validateForUpdate), and PROCESSING is entered only from a pending status
+# (EntryVendorTask::save); a key is extended only for a PROCESSING task.
 _GONE_CODES = frozenset(
     {
         "ENTRY_VENDOR_TASK_NOT_FOUND",
         "ENTRY_ID_NOT_FOUND",
-        "CANNOT_UPDATE_STATUS_OF_TASK_WHICH_IS_IN_FINAL_STATE",
+        "ENTRY_VENDOR_TASK_ITEM_COULD_NOT_BE_UPDATED",
+        "CANNOT_EXTEND_ACCESS_KEY",
+        *FINAL_STATUS_CODES,
     }
 )
+# A refusal of the vendor's own session: the app token lacks a permission or the daemon
+# sent a wrong partner. Not the customer's fault: the task is retried while ops fix it.
+_VENDOR_SETUP_CODES = frozenset({"SERVICE_FORBIDDEN", "VENDOR_TASK_SERVICE__GET_JOB_NOT_ALLOWED"})
+_DELIVERY_ROUNDS = 3
 
 
 MAX_TRANSCRIPT_BYTES = 20 << 20
@@ -92,6 +103,8 @@ class _Context:
     another worker of the same process claims the task, the first one notices it lost it."""
     media: MediaChoice | None = None
     """Media found by the start multirequest, so the download needs no lookup of its own."""
+    duration_s: float = 0.0
+    delivery: DeliveryRecord = field(default_factory=DeliveryRecord)
 
     @property
     def id(self) -> int:
@@ -133,14 +146,13 @@ class Pipeline:
             },
             owner or self.owner,
         )
+        ctx.delivery = DeliveryRecord.from_json(rec.delivery)
         started = time.monotonic()
         try:
             if rec.stage == Stage.REPORT_ERROR.value and rec.error:
                 self._fail(ctx, rec.error)
                 return
             self._run(ctx, shutdown)
-        except _AlreadyDone:
-            pass
         except LeaseLost:
             log.warning("lease lost to another worker; leaving the task to it", extra=ctx.log_extra)
         except TaskAborted as exc:
@@ -156,11 +168,12 @@ class Pipeline:
         except KalturaApiError as exc:
             if exc.code in _GONE_CODES:
                 self._finish(ctx, TaskState.ABORTED, f"Kaltura no longer offers the task: {exc}")
+            elif exc.code in _VENDOR_SETUP_CODES:
+                log.error("Kaltura refused the vendor: %s", exc, extra=ctx.log_extra)
+                self._retry_later(ctx, f"Kaltura refused the vendor's request: {exc}")
             elif exc.code == "INVALID_KS":
-                # Kaltura cannot be told (the key is the only way in); if getJobs later
-                # offers the task with a fresh key, the store takes it up again.
-                reason = _invalid_key_reason(ctx.rec, exc)
-                self._finish(ctx, TaskState.FAILED, reason, error=reason)
+                # The key could not be replaced; the vendor session can still tell Kaltura.
+                self._fail(ctx, _invalid_key_reason(ctx.rec, exc))
             else:
                 self._fail(ctx, f"Kaltura rejected a request: {exc}")
         except (KalturaTransientError, ProcessorUnavailable) as exc:
@@ -173,30 +186,57 @@ class Pipeline:
             log.debug("task run ended", extra={**ctx.log_extra, "duration_ms": duration_ms})
 
     def _run(self, ctx: _Context, shutdown: threading.Event) -> None:
+        if ctx.rec.state == TaskState.RUNNING and (
+            ctx.delivery.ready_sent or (ctx.delivery.complete and ctx.delivery.accuracy is not None)
+        ):
+            # Everything is on the entry (READY may even have landed and killed the
+            # key): only READY is left, and it needs the vendor session alone.
+            self._stage(ctx, Stage.CLAIM, f"claimed by {ctx.owner}")
+            self._ready(ctx)
+            return
         spec = self._start(ctx)
         task_dir = self.work_dir / "tasks" / str(ctx.rec.kaltura_task_id)
         task_dir.mkdir(parents=True, exist_ok=True)
         try:
-            if self._only_ready_missing(ctx, spec):
-                self._set_ready_after_crash(ctx, spec)
-            else:
-                # From the start, or after a crash part-way through a delivery: the
-                # transcript is made again, and what was delivered (found by its task
-                # tag) is reused, not uploaded a second time.
-                transcript = self._transcribe(ctx, spec, task_dir, shutdown)
-                self._deliver(ctx, spec, transcript)
+            # From the start, or after a crash part-way through a delivery: the
+            # transcript is made again, and what the delivery record says exists is
+            # reused, not uploaded a second time.
+            transcript = self._transcribe(ctx, spec, task_dir, shutdown)
+            if spec.auto_detect_language:
+                spec = dataclasses.replace(spec, source_language=transcript.language)
+            self._deliver(ctx, spec, transcript)
         finally:
             if not self.settings.storage.keep_media:
                 shutil.rmtree(task_dir, ignore_errors=True)
 
     # -- stages ---------------------------------------------------------------------
 
-    def _only_ready_missing(self, ctx: _Context, spec: TaskSpec) -> bool:
-        """Caption and transcript were both delivered before a crash; READY was not set."""
+    def _key(self, ctx: _Context) -> TaskKey:
+        """The task's access key for the gateway; a replacement is stored before use."""
         rec = ctx.rec
-        if rec.caption_asset_id is None or rec.accuracy is None:
-            return False
-        return self.gateway.find_attachment(spec, rec.access_key) is not None
+
+        def store_new_key(key: str, expires_at: float) -> None:
+            ctx.rec = self.store.update(
+                ctx.id,
+                message="access key replaced",
+                access_key=key,
+                access_key_expires_at=expires_at,
+            )
+            metrics.ACCESS_KEY_EXTENSIONS.inc()
+
+        return TaskKey(
+            task_id=rec.kaltura_task_id,
+            partner_id=rec.partner_id,
+            entry_id=rec.entry_id,
+            access_key=rec.access_key,
+            turn_around_time=rec.turn_around_time,
+            on_new_key=store_new_key,
+        )
+
+    def _save_delivery(self, ctx: _Context, message: str | None = None, **fields: Any) -> None:
+        ctx.rec = self.store.update(
+            ctx.id, message=message, delivery=ctx.delivery.to_json(), **fields
+        )
 
     def _stage(self, ctx: _Context, stage: Stage, message: str) -> None:
         """Record the stage we are entering, after making sure the task is still ours."""
@@ -212,47 +252,38 @@ class Pipeline:
     def _start(self, ctx: _Context) -> TaskSpec:
         self._stage(ctx, Stage.CLAIM, f"claimed by {ctx.owner}")
         rec = ctx.rec
+        key = self._key(ctx)
         if rec.state == TaskState.QUEUED:
-            started = self.gateway.start_task(rec.kaltura_task_id, rec.access_key)
+            # PROCESSING (vendor session), the task, its media and the upload tokens for
+            # the deliverables: one round trip.
+            started = self.gateway.start_task(key, self._token_files(ctx, ctx.delivery.missing()))
             spec, ctx.media = started.spec, started.media
+            ctx.delivery.tokens.update(started.tokens)
         else:
-            spec = self.gateway.get_task(rec.kaltura_task_id, rec.access_key)
-        if spec.status == KalturaStatus.READY:
-            caption = rec.caption_asset_id
-            if caption is None and rec.state == TaskState.RUNNING:
-                # Delivered just before a crash: the one-shot delivery sets READY before
-                # the store can record the caption, which is then found by its tag.
-                caption = self._tagged_caption_id(spec, rec.access_key)
-            if caption:
-                self._finish(
-                    ctx,
-                    TaskState.DELIVERED,
-                    "Kaltura already has the task READY",
-                    caption_asset_id=caption,
-                )
-                raise _AlreadyDone()
+            spec = self.gateway.get_task(key)
         if spec.status != KalturaStatus.PROCESSING:
             raise TaskAborted(f"Kaltura reports {status_name(spec.status)}")
         if rec.state == TaskState.RUNNING and spec.version != rec.version:
             raise TaskAborted(_resubmitted(rec.version, spec.version))
+        # expectedFinishTime is kept from getJobs: the reach_vendor profile trims it off.
         ctx.rec = self.store.update(
             ctx.id,
             state=TaskState.RUNNING,
             message="PROCESSING in Kaltura" if rec.state == TaskState.QUEUED else "resumed",
             version=spec.version,
-            expected_finish_time=spec.expected_finish_time,
+            delivery=ctx.delivery.to_json(),
         )
         return spec
 
-    def _tagged_caption_id(self, spec: TaskSpec, access_key: str) -> str | None:
-        found = self.gateway.find_caption_asset(spec, access_key)
-        return found[0] if found is not None and found[1] else None
+    @staticmethod
+    def _token_files(ctx: _Context, kinds: list[str]) -> list[tuple[str, str]]:
+        name = f"{ctx.rec.entry_id}_{ctx.rec.kaltura_task_id}"
+        suffix = {"caption": "_caption", "text": ".txt", "json": ".json"}
+        return [(kind, name + suffix[kind]) for kind in kinds]
 
     def unwanted_reason(self, ctx: _Context) -> str | None:
         """Why Kaltura no longer wants this run of the task, or None if it still does."""
-        status, version = self.gateway.task_status_and_version(
-            ctx.rec.kaltura_task_id, ctx.rec.access_key
-        )
+        status, version = self.gateway.task_status_and_version(self._key(ctx))
         return _unwanted_reason(ctx.rec, status, version)
 
     def _transcribe(
@@ -267,6 +298,12 @@ class Pipeline:
             spec.service_feature, spec.service_type, spec.source_language, spec.partner_id
         )
         processor = self.processors.for_task(traits)
+        if spec.auto_detect_language and not getattr(processor, "detects_language", False):
+            raise UnsupportedTaskError(
+                f'the source language is set to "{spec.source_language}", and the '
+                f"{processor.name} engine that serves this task cannot detect the language; "
+                "order captions with the spoken language set"
+            )
         alignment_text = None
         if spec.service_feature == FEATURE_ALIGNMENT:
             alignment_text = self._alignment_text(ctx, spec, task_dir)
@@ -274,7 +311,7 @@ class Pipeline:
         if ctx.media is not None:
             url, flavor = ctx.media.url, ctx.media.flavor
         else:
-            url, flavor = self.gateway.media_url(spec, ctx.rec.access_key)
+            url, flavor = self.gateway.media_url(spec, self._key(ctx))
         media_path = task_dir / f"media.{flavor.ext}"
         t0 = time.monotonic()
         size = media.download(url, media_path, timeout_s=self.settings.kaltura.request_timeout_s)
@@ -296,6 +333,7 @@ class Pipeline:
         )
         if not self.settings.storage.keep_media:
             media_path.unlink(missing_ok=True)
+        ctx.duration_s = duration
 
         self._stage(
             ctx, Stage.TRANSCRIBE, f"transcribing {duration:.1f}s of audio with {processor.name}"
@@ -303,8 +341,8 @@ class Pipeline:
         request = ProcessingRequest(
             audio_path=pcm_path,
             duration_s=duration,
-            language=spec.source_language,
-            language_code=spec.language_code,
+            language="" if spec.auto_detect_language else spec.source_language,
+            language_code="" if spec.auto_detect_language else spec.language_code,
             service_feature=spec.service_feature,
             dictionary=spec.dictionary,
             transcript_text=alignment_text,
@@ -368,7 +406,7 @@ class Pipeline:
                 "alignment task has no text transcript (taskJobData.textTranscriptAssetId)"
             )
         try:
-            url = self.gateway.transcript_url(spec, ctx.rec.access_key)
+            url = self.gateway.transcript_url(spec, self._key(ctx))
             path = task_dir / "transcript.txt"
             size = media.download(url, path, timeout_s=self.settings.kaltura.request_timeout_s)
         except KalturaApiError as exc:
@@ -393,126 +431,88 @@ class Pipeline:
     def _deliver(self, ctx: _Context, spec: TaskSpec, transcript: Transcript) -> None:
         """Deliver the caption and the transcripts, then READY.
 
-        One multirequest reads what Kaltura holds: a customer may have aborted or
-        re-submitted the task meanwhile (deliver nothing then), and what a run before a
-        crash delivered is found by its task tag. With nothing delivered yet (the usual
-        case) everything goes in one multirequest, READY last; otherwise only what is
-        missing is delivered, step by step.
+        The assets go up in one multirequest (access key); READY follows in a call of its
+        own (vendor session) once their answers show all three exist: Kaltura runs a
+        multirequest's later parts on an empty reference when an earlier part failed, so
+        READY never rides with the uploads. The delivery record is written before and
+        after each step: a lost answer is looked up (upload tokens name the asset they
+        filled), never sent blindly again.
         """
-        self._stage(ctx, Stage.UPLOAD, "uploading captions and transcript")
-        state = self.gateway.delivery_state(spec, ctx.rec.access_key)
-        caption, transcripts, accuracy = self._deliverables(spec, transcript)
-        if state.nothing_delivered:
-            reason = _unwanted_reason(ctx.rec, state.status, state.version)
-            if reason:
-                raise TaskAborted(reason)
+        self._stage(ctx, Stage.UPLOAD, "uploading captions and transcripts")
+        files, accuracy = self._deliverables(spec, transcript)
+        record = ctx.delivery
+        record.accuracy = accuracy
+        record.units_used = round(ctx.duration_s * 1000) if spec.pay_per_use else None
+        key = self._key(ctx)
+        for round_ in range(1, _DELIVERY_ROUNDS + 1):
             try:
-                caption_id, attachment_id = self.gateway.deliver(
-                    spec, ctx.rec.access_key, caption, transcripts, accuracy
-                )
-            except PartialDelivery as exc:
-                log.info("delivery took effect only in part; resuming", extra=ctx.log_extra)
-                state = exc.state
-            else:
-                for deliverable in (caption, *transcripts):
-                    self._keep_copy(ctx, deliverable)
-                self._finish(
-                    ctx,
-                    TaskState.DELIVERED,
-                    f"READY with caption asset {caption_id}",
-                    caption_asset_id=caption_id,
-                    accuracy=accuracy,
-                    transcript_asset_id=attachment_id,
-                )
-                return
-        reason = _unwanted_reason(ctx.rec, state.status, state.version)
-        if reason:
-            raise TaskAborted(reason)
-        caption_id = self._upload_caption(ctx, spec, caption, accuracy, state)
-        self._finish_delivery(ctx, spec, transcripts, caption_id, accuracy, state)
+                if record.sent:
+                    self.gateway.reconcile_delivery(spec, key, record)
+                    self._save_delivery(ctx, "looked up what the last upload delivered")
+                if record.complete:
+                    break
+                need_tokens = [k for k in record.missing() if k not in record.tokens]
+                if need_tokens:
+                    record.tokens.update(
+                        self.gateway.create_upload_tokens(key, self._token_files(ctx, need_tokens))
+                    )
+                record.sent = True
+                self._save_delivery(ctx)
+                refused = self.gateway.upload_deliverables(spec, key, record, files, accuracy)
+            except KalturaTransientError as exc:
+                self._save_delivery(ctx)
+                if round_ == _DELIVERY_ROUNDS:
+                    raise
+                log.warning("delivery not through, trying again: %s", exc, extra=ctx.log_extra)
+                time.sleep(self._backoff_s(round_, cap_s=30.0) / 10)
+                continue
+            self._save_delivery(ctx)
+            if record.complete:
+                break
+            fatal = [e for e in refused if not e.code.startswith("UPLOAD_TOKEN")]
+            if fatal:
+                raise fatal[0]
+        if not record.complete:
+            raise KalturaTransientError(f"delivery incomplete after {_DELIVERY_ROUNDS} rounds")
+        for kind in record.filled:
+            self._keep_copy(ctx, files[kind])
+        self._ready(ctx)
+
+    def _ready(self, ctx: _Context) -> None:
+        """READY with the caption as output, through the vendor session. Recorded as sent
+        first: READY kills the access key, and a restart must not need it again."""
+        record = ctx.delivery
+        caption_id = record.caption_asset_id
+        assert caption_id is not None and record.accuracy is not None
+        self._stage(ctx, Stage.FINISH, "setting READY")
+        record.ready_sent = True
+        self._save_delivery(
+            ctx,
+            caption_asset_id=caption_id,
+            transcript_asset_id=record.assets.get("text"),
+            accuracy=record.accuracy,
+        )
+        self.gateway.set_ready(
+            ctx.rec.kaltura_task_id, caption_id, record.accuracy, record.units_used
+        )
+        self._finish(ctx, TaskState.DELIVERED, f"READY with caption asset {caption_id}")
 
     @staticmethod
-    def _deliverables(
-        spec: TaskSpec, transcript: Transcript
-    ) -> tuple[Deliverable, list[Deliverable], int]:
-        """The caption file, the transcript attachments and the accuracy to report."""
+    def _deliverables(spec: TaskSpec, transcript: Transcript) -> tuple[dict[str, Deliverable], int]:
+        """The caption file and the transcript attachments by kind, and the accuracy."""
         words = _shown(spec, transcript)
         cues = captions.build_cues(words, max_chars_per_line=spec.max_chars_per_line)
         text, ext = captions.render(cues, spec.output_format, spec.language_code)
         name = f"{spec.entry_id}_{spec.task_id}"
-        caption = Deliverable(text.encode("utf-8"), f"{name}.{ext}")
-        # Both: the text is what people read and search; the JSON word timings let the
-        # customer (or a later alignment) re-cut captions without paying for ASR again.
-        # The reach profile has no field to choose, and two small files cost nothing.
-        transcripts = [
-            Deliverable(captions.transcript_text(words).encode("utf-8"), f"{name}.txt"),
-            Deliverable(captions.transcript_json(words).encode("utf-8"), f"{name}.json"),
-        ]
+        # Both transcripts: the text is what people read and search; the JSON word
+        # timings let the customer re-cut captions without paying for ASR again.
+        files = {
+            "caption": Deliverable(text.encode("utf-8"), f"{name}.{ext}"),
+            "text": Deliverable(captions.transcript_text(words).encode("utf-8"), f"{name}.txt"),
+            "json": Deliverable(captions.transcript_json(words).encode("utf-8"), f"{name}.json"),
+        }
         accuracy = max(0, min(100, round(transcript.accuracy * 100)))
-        return caption, transcripts, accuracy
-
-    def _upload_caption(
-        self,
-        ctx: _Context,
-        spec: TaskSpec,
-        caption: Deliverable,
-        accuracy: int,
-        state: DeliveryState,
-    ) -> str:
-        """The caption, when a run before a crash left it missing or empty."""
-        existing = state.caption
-        if existing is not None and existing[1]:
-            caption_id = existing[0]
-            log.info("caption asset already uploaded, reusing it", extra=ctx.log_extra)
-        else:
-            caption_id = self.gateway.upload_caption(
-                spec,
-                ctx.rec.access_key,
-                caption,
-                accuracy,
-                existing_asset_id=existing[0] if existing else None,
-            )
-        ctx.rec = self.store.update(
-            ctx.id,
-            message=f"caption asset {caption_id} uploaded",
-            caption_asset_id=caption_id,
-            accuracy=accuracy,
-        )
-        self._keep_copy(ctx, caption)
-        return caption_id
-
-    def _finish_delivery(
-        self,
-        ctx: _Context,
-        spec: TaskSpec,
-        transcripts: list[Deliverable],
-        caption_id: str,
-        accuracy: int,
-        state: DeliveryState,
-    ) -> None:
-        self._stage(ctx, Stage.FINISH, "attaching transcript and setting READY")
-        if state.attachment_id is None:
-            attachment_id = self.gateway.upload_transcript_and_finish(
-                spec, ctx.rec.access_key, transcripts, caption_id, accuracy
-            )
-        else:
-            attachment_id = None
-            self.gateway.set_ready(spec.task_id, ctx.rec.access_key, caption_id, accuracy)
-        for deliverable in transcripts:
-            self._keep_copy(ctx, deliverable)
-        self._finish(
-            ctx,
-            TaskState.DELIVERED,
-            f"READY with caption asset {caption_id}",
-            transcript_asset_id=attachment_id,
-        )
-
-    def _set_ready_after_crash(self, ctx: _Context, spec: TaskSpec) -> None:
-        rec = ctx.rec
-        assert rec.caption_asset_id is not None and rec.accuracy is not None
-        self._stage(ctx, Stage.FINISH, "caption was uploaded before a restart; setting READY")
-        self.gateway.set_ready(spec.task_id, rec.access_key, rec.caption_asset_id, rec.accuracy)
-        self._finish(ctx, TaskState.DELIVERED, f"READY with caption asset {rec.caption_asset_id}")
+        return files, accuracy
 
     def _keep_copy(self, ctx: _Context, deliverable: Deliverable) -> None:
         """Ops can look at exactly what was delivered without asking Kaltura
@@ -541,7 +541,7 @@ class Pipeline:
         """
         reason = redact(reason)
         try:
-            self.gateway.set_error(ctx.rec.kaltura_task_id, ctx.rec.access_key, reason)
+            self.gateway.set_error(ctx.rec.kaltura_task_id, reason)
         except KalturaTransientError as exc:
             attempts = ctx.rec.attempts + 1
             delay = self._backoff_s(attempts, cap_s=600.0)
@@ -603,10 +603,6 @@ def _shown(spec: TaskSpec, transcript: Transcript) -> list[Word]:
     )
 
 
-class _AlreadyDone(TaskAborted):
-    pass
-
-
 def _unwanted_reason(rec: TaskRecord, status: int, version: int) -> str | None:
     """Why Kaltura's status and version say this run is no longer wanted, or None."""
     if status != KalturaStatus.PROCESSING:
@@ -621,13 +617,13 @@ def _resubmitted(old: int, new: int) -> str:
 
 
 def _invalid_key_reason(rec: TaskRecord, exc: Exception) -> str:
-    """INVALID_KS on a task's access key: Kaltura cannot even be told about an ERROR with
-    it, so the task ends here with a reason ops can act on (the customer can re-submit)."""
+    """INVALID_KS on a task's access key that a new key did not cure: reported as ERROR
+    through the vendor session, which does not need the key."""
     expires = rec.access_key_expires_at
     if expires is not None and expires <= time.time():
         when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(expires))
-        return f"access key expired at {when} and could not be extended: {exc}"
-    return f"access key rejected by Kaltura (INVALID_KS), cannot continue: {exc}"
+        return f"the task's access key expired at {when} and could not be renewed"
+    return "Kaltura refused the task's access key (INVALID_KS) and a new one did not help"
 
 
 class _TaskKeeper(threading.Thread):
@@ -670,41 +666,24 @@ class _TaskKeeper(threading.Thread):
                 log.warning("keeper check failed: %s", redact(str(exc)), extra=self.ctx.log_extra)
 
     def extend_key_if_due(self) -> None:
-        """Extend the access key when it would expire within the configured margin.
+        """Extend the access key (vendor session) when its known life ends within the
+        configured margin. Real keys are KS v2, whose expiry the vendor cannot read: their
+        life is Kaltura's rule (task creation, or the last extension, plus the catalog
+        item's key life), which the store keeps as `access_key_expires_at`.
 
-        Kaltura refuses (CANNOT_EXTEND_ACCESS_KEY) when the task is no longer
-        PROCESSING: then the customer took it back and we stop (TaskAborted). If the
-        task is still wanted, the current key is kept, the refusal is recorded once and
-        the extension is tried again on the next tick; should the key run out anyway,
-        the next call fails with INVALID_KS and the task ends with that reason.
+        Kaltura refuses (CANNOT_EXTEND_ACCESS_KEY) when the task is no longer PROCESSING:
+        then it was taken back and we stop (TaskAborted).
         """
         ctx, p = self.ctx, self.p
-        rec = ctx.rec
-        expires = rec.access_key_expires_at
-        if expires is None or expires - time.time() >= p.settings.workers.access_key_margin_s:
+        expires = ctx.rec.access_key_expires_at
+        if expires is not None and expires - time.time() >= p.settings.workers.access_key_margin_s:
             return
         try:
-            new_key, new_expiry = p.gateway.extend_access_key(rec.kaltura_task_id, rec.access_key)
+            p.gateway.renew_access_key(p._key(ctx))
         except KalturaApiError as exc:
             if exc.code != "CANNOT_EXTEND_ACCESS_KEY":
                 raise
-            reason = p.unwanted_reason(ctx)
-            if reason:
-                raise TaskAborted(reason) from None
-            if not self._extension_refused:
-                self._extension_refused = True
-                p.store.update(
-                    ctx.id, message=f"access key not extended, keeping the current one: {exc}"
-                )
-            log.warning("access key not extended: %s", exc, extra=ctx.log_extra)
-            return
-        ctx.rec = p.store.update(
-            ctx.id,
-            message="access key extended",
-            access_key=new_key,
-            access_key_expires_at=new_expiry,
-        )
-        metrics.ACCESS_KEY_EXTENSIONS.inc()
+            raise TaskAborted(f"Kaltura no longer has the task PROCESSING: {exc}") from None
         log.info("access key extended", extra=ctx.log_extra)
 
     def _tick(self) -> None:
@@ -718,6 +697,10 @@ class _TaskKeeper(threading.Thread):
             reason = p.unwanted_reason(ctx)
         except TaskAborted as exc:
             reason = str(exc)
+        except KalturaApiError as exc:
+            if exc.code not in _GONE_CODES:
+                raise
+            reason = f"Kaltura no longer offers the task: {exc}"
         if reason:
             self.abort_reason = reason
             self.request.cancel.set()

@@ -82,6 +82,9 @@ class TaskRecord(SQLModel, table=True):
     processor: str | None = None
     processor_state: str | None = Field(default=None, sa_type=Text)
     """JSON the processor checkpointed (e.g. a remote job id), so a restart resumes the job."""
+    delivery: str | None = Field(default=None, sa_type=Text)
+    """JSON `DeliveryRecord`: tokens, assets and what was sent, so a delivery is never
+    made twice whatever answer was lost."""
 
     created_at: float = Field(default_factory=time.time)
     updated_at: float = Field(default_factory=time.time)
@@ -174,6 +177,9 @@ class OfferedTask:
     service_feature: int | None
     turn_around_time: int | None
     expected_finish_time: float | None
+    status: int | None = None
+    """The task's status as getJobs showed it: its search index lags, so a task listed
+    may already be PROCESSING or final."""
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -403,6 +409,11 @@ class TaskStore:
             return None if self.box.open(key) == o.access_key else "rekey"
         if o.version != version:
             return "resubmitted"
+        # We stopped it because Kaltura had taken it back (reset to PENDING, or gone);
+        # offered as PENDING again, it is wanted again. Aborted tasks are never listed
+        # (EntryVendorTaskPeer hides them), and a stale listing shows its real status.
+        if state == TaskState.ABORTED.value and o.status == 1:
+            return "reoffered"
         # A task we gave up on (FAILED) that Kaltura still offers as PENDING never got our
         # ERROR, typically because its access key had run out; a fresh key is a fresh
         # chance. With the same key nothing has changed: leave it.
@@ -447,8 +458,12 @@ class TaskStore:
                 rec.version = o.version
                 rec.caption_asset_id = rec.transcript_asset_id = None
                 rec.processor_state = None
+                rec.delivery = None
                 rec.expected_finish_time = o.expected_finish_time
                 message = f"re-submitted as version {o.version}"
+            elif change == "reoffered":
+                rec.finished_at = None
+                message = "offered again by Kaltura after it took the task back; starting over"
             else:
                 rec.finished_at = None
                 message = "offered again with a fresh access key; starting over"

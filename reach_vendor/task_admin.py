@@ -22,7 +22,12 @@ import time
 from sqlalchemy import update
 from sqlmodel import Session, col, or_
 
-from reach_vendor.kaltura.gateway import KalturaApiError, KalturaGateway, KalturaTransientError
+from reach_vendor.kaltura.gateway import (
+    KalturaApiError,
+    KalturaGateway,
+    KalturaTransientError,
+    TaskKey,
+)
 from reach_vendor.ops_queries import OPEN_STATES, is_in_flight
 from reach_vendor.states import KalturaStatus, TaskState, status_name
 from reach_vendor.store import TaskEvent, TaskRecord, TaskStore
@@ -45,9 +50,17 @@ def _load(store: TaskStore, kaltura_task_id: int) -> TaskRecord:
 
 
 def _kaltura_status(gateway: KalturaGateway, rec: TaskRecord) -> int:
+    key = TaskKey(rec.kaltura_task_id, rec.partner_id, rec.entry_id, rec.access_key)
     try:
-        return gateway.task_status(rec.kaltura_task_id, rec.access_key)
-    except (KalturaApiError, KalturaTransientError) as exc:
+        return gateway.task_status_and_version(key)[0]
+    except KalturaApiError as exc:
+        if exc.code == "ENTRY_VENDOR_TASK_NOT_FOUND":
+            raise AdminError(
+                f"task {rec.kaltura_task_id}: Kaltura no longer offers it (aborted by the "
+                "customer, or handed to another vendor); only the customer can order it again"
+            ) from None
+        raise AdminError(f"task {rec.kaltura_task_id}: cannot ask Kaltura: {exc}") from None
+    except KalturaTransientError as exc:
         raise AdminError(f"task {rec.kaltura_task_id}: cannot ask Kaltura: {exc}") from None
 
 
@@ -126,7 +139,7 @@ def cancel(
     if report_error:
         assert gateway is not None
         try:
-            gateway.set_error(kaltura_task_id, rec.access_key, report_error)
+            gateway.set_error(kaltura_task_id, report_error)
         except (KalturaApiError, KalturaTransientError) as exc:
             raise AdminError(f"task {kaltura_task_id}: Kaltura refused the ERROR: {exc}") from None
         message = f"cancelled by operator; reported ERROR to Kaltura: {report_error}"

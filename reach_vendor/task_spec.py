@@ -85,6 +85,8 @@ class TaskSpec:
     transcript_asset_id: str | None = None
     """ALIGNMENT tasks: the attachment asset holding the customer's text transcript
     (`KalturaAlignmentVendorTaskData.textTranscriptAssetId`)."""
+    pay_per_use: bool = False
+    """The catalog item is priced per use: READY must carry `unitsUsed`."""
 
     @property
     def language_code(self) -> str:
@@ -96,8 +98,15 @@ class TaskSpec:
 
     @property
     def caption_label(self) -> str:
-        """The label customers see in the player, e.g. "English (Auto Generated)"."""
+        """The label customers see in the player, e.g. "English (Auto Generated)": we
+        send the language, Kaltura appends the addition on READY."""
         return f"{self.source_language} {self.label_addition}".strip()
+
+    @property
+    def auto_detect_language(self) -> bool:
+        """The catalog item asks the vendor to find the language ("Auto Detect"), which
+        is no caption language Kaltura accepts."""
+        return self.source_language.strip().lower().replace("-", " ") == "auto detect"
 
 
 def language_code(name: str) -> str:

@@ -41,9 +41,14 @@ def _stall_download(emu: KalturaEmulator) -> None:
 
 
 def _stall_upload(emu: KalturaEmulator) -> None:
-    # The first call of the UPLOAD stage, the read-only look-up of what Kaltura holds
-    # (status, our caption, our attachments): transcribed, nothing delivered yet.
-    emu.inject_fault("attachment_attachmentAsset", "list", "delay", delay_s=STALL_S)
+    # The upload multirequest, held before Kaltura runs it: transcribed, nothing delivered.
+    emu.inject_fault("uploadToken", "upload", "delay", delay_s=STALL_S)
+
+
+def _stall_finish(emu: KalturaEmulator) -> None:
+    # The second updateJob is READY (the first set PROCESSING): held before it runs.
+    emu.inject_fault("reach_entryvendortask", "updateJob", "delay", delay_s=0.01)
+    emu.inject_fault("reach_entryvendortask", "updateJob", "delay", delay_s=STALL_S)
 
 
 def _download_started(emu: KalturaEmulator) -> bool:
@@ -57,6 +62,7 @@ STAGES: dict[str, tuple[Callable[[KalturaEmulator], None] | None, float, Any]] =
     "download": (_stall_download, 0.0, _download_started),
     "transcribe": (None, STALL_S, None),
     "upload": (_stall_upload, 0.0, None),
+    "finish": (_stall_finish, 0.0, None),
 }
 
 
@@ -137,48 +143,89 @@ def test_sigkill_at_each_stage_then_restart_delivers_exactly_once(
     store.close()
 
 
-def _lookups_started(emu: KalturaEmulator) -> int:
-    """Requests that look up our attachments, counted on arrival (before any delay)."""
+def _requests_with(emu: KalturaEmulator, action: str) -> int:
+    """Requests that carried `action`, counted on arrival (before any delay)."""
     with emu.lock:
-        return sum("attachment_attachmentasset.list" in r["actions"] for r in emu.http_requests)
+        return sum(action in r["actions"] for r in emu.http_requests)
 
 
-def test_sigkill_after_kaltura_took_the_delivery_ends_delivered(
-    tmp_path: Path, emulator: KalturaEmulator, vendor: Vendor, clips: list[Clip]
-) -> None:
-    """Caption, transcripts and READY went in one request whose answer was lost, and the
-    process is killed while it looks up what took effect: Kaltura has the task READY but
-    the store never recorded the caption. The restart must see the delivery as its own
-    (DELIVERED, the caption found by its tag), not as a task Kaltura took back."""
-    task_id = add_speech_task(emulator, vendor, clips[0])
-    entry_id = emulator.task(task_id)["entryId"]
-    emulator.inject_fault("caption_captionAsset", "add", "drop_after")
-    # The look-up before the delivery passes; the one after the lost answer stalls.
-    emulator.inject_fault("attachment_attachmentAsset", "list", "delay", delay_s=0.01)
-    emulator.inject_fault("attachment_attachmentAsset", "list", "delay", delay_s=STALL_S)
-    cfg = _config(tmp_path, emulator, vendor, 0.0)
+def _kill_when(
+    tmp_path: Path, emu: KalturaEmulator, vendor: Vendor, condition: Callable[[], bool], what: str
+) -> tuple[Path, TaskStore]:
+    cfg = _config(tmp_path, emu, vendor, 0.0)
     store = TaskStore(f"sqlite:///{tmp_path / 'reach.sqlite3'}")
     with (tmp_path / "first.log").open("w") as log_file:
         proc = start_daemon(cfg, log_file)
         try:
-            wait_for(
-                lambda: (
-                    emulator.task(task_id)["status"] == READY and _lookups_started(emulator) >= 2
-                ),
-                timeout=60,
-                what="the delivery to take effect and its look-up to start",
-            )
+            wait_for(condition, timeout=60, what=what)
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=10)
-    rec = store.by_kaltura_id(task_id)
-    assert rec is not None and rec.state == "running" and rec.caption_asset_id is None
+    return cfg, store
 
-    second = run_daemon_once(cfg, timeout=90)
-    assert second.returncode == 0, second.stderr[-3000:]
-    (caption,) = emulator.caption_assets(entry_id)
+
+def _delivered_once(emu: KalturaEmulator, store: TaskStore, task_id: int) -> None:
+    entry_id = emu.task(task_id)["entryId"]
+    (caption,) = emu.caption_assets(entry_id)
     rec = store.by_kaltura_id(task_id)
     assert rec is not None and rec.state == "delivered", rec
-    assert rec.caption_asset_id == caption["id"] == str(emulator.task(task_id)["outputObjectId"])
-    assert len(emulator.attachment_assets(entry_id)) == 2
+    assert rec.caption_asset_id == caption["id"] == str(emu.task(task_id)["outputObjectId"])
+    assert len(emu.attachment_assets(entry_id)) == 2
+    assert emu.calls.count(("caption_captionasset", "add")) == 1
+    # Kaltura added the label addition once, on READY.
+    assert caption["label"] == "English (Auto Generated)"
+
+
+@pytest.mark.parametrize("listing", [True, False], ids=["captions-listable", "listing-refused"])
+def test_sigkill_after_kaltura_took_the_upload_delivers_once(
+    tmp_path: Path, emulator: KalturaEmulator, vendor: Vendor, clips: list[Clip], listing: bool
+) -> None:
+    """The upload took effect but its answer was lost, and the process is killed while
+    it looks up what took effect. The restart finds the assets from the store's upload
+    tokens (whether or not the key may list caption assets) and sets READY once."""
+    emulator.access_key_can_list_captions = listing
+    task_id = add_speech_task(emulator, vendor, clips[0])
+    emulator.inject_fault("caption_captionAsset", "setContent", "drop_after")
+    emulator.inject_fault("uploadToken", "get", "delay", delay_s=STALL_S)
+    cfg, store = _kill_when(
+        tmp_path,
+        emulator,
+        vendor,
+        lambda: _requests_with(emulator, "uploadtoken.get") >= 1,
+        "the look-up after the lost answer",
+    )
+    rec = store.by_kaltura_id(task_id)
+    assert rec is not None and rec.state == "running" and rec.caption_asset_id is None
+    assert emulator.task(task_id)["status"] != READY
+    second = run_daemon_once(cfg, timeout=90)
+    assert second.returncode == 0, second.stderr[-3000:]
+    _delivered_once(emulator, store, task_id)
+    store.close()
+
+
+def test_sigkill_after_ready_landed_ends_delivered_without_the_dead_key(
+    tmp_path: Path, emulator: KalturaEmulator, vendor: Vendor, clips: list[Clip]
+) -> None:
+    """READY took effect (and killed the access key) but its answer was lost, and the
+    process is killed while it sends READY again. The restart needs only the vendor
+    session: READY again is no change at Kaltura, and the task ends DELIVERED, not failed."""
+    task_id = add_speech_task(emulator, vendor, clips[0])
+    emulator.inject_fault("reach_entryvendortask", "updateJob", "delay", delay_s=0.01)
+    emulator.inject_fault("reach_entryvendortask", "updateJob", "drop_after")
+    emulator.inject_fault("reach_entryvendortask", "updateJob", "delay", delay_s=STALL_S)
+    cfg, store = _kill_when(
+        tmp_path,
+        emulator,
+        vendor,
+        lambda: (
+            emulator.task(task_id)["status"] == READY
+            and _requests_with(emulator, "reach_entryvendortask.updateJob") >= 3
+        ),
+        "READY to land and be sent again",
+    )
+    rec = store.by_kaltura_id(task_id)
+    assert rec is not None and rec.state == "running" and rec.stage == "finish"
+    second = run_daemon_once(cfg, timeout=90)
+    assert second.returncode == 0, second.stderr[-3000:]
+    _delivered_once(emulator, store, task_id)
     store.close()

@@ -1,9 +1,13 @@
 """The Kaltura emulator speaks the wire format real clients see: curl-style form posts with
 JSON answers (format=1), the official client's JSON/multipart posts with XML answers
-(format=2), multirequest references, and Kaltura's KS and permission rules."""
+(format=2), multirequest references, and Kaltura's KS and permission rules.
+
+These tests drive the emulator with the official client or raw HTTP only, never through
+the daemon; tests/test_emulator_rules.py checks each server rule on its own."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import time
 from pathlib import Path
@@ -14,13 +18,17 @@ import requests
 from KalturaClient import KalturaClient, KalturaConfiguration
 from KalturaClient.exceptions import KalturaClientException, KalturaException
 from KalturaClient.Plugins.Caption import KalturaCaptionAsset
-from KalturaClient.Plugins.Core import KalturaUploadedFileTokenResource, KalturaUploadToken
-from KalturaClient.Plugins.Reach import KalturaEntryVendorTask
+from KalturaClient.Plugins.Core import (
+    KalturaAssetFilter,
+    KalturaDetachedResponseProfile,
+    KalturaUploadedFileTokenResource,
+    KalturaUploadToken,
+)
+from KalturaClient.Plugins.Reach import KalturaEntryVendorTask, KalturaEntryVendorTaskFilter
 from lxml import etree
 
 from reach_vendor.emulator import KalturaEmulator
 from tests.conftest import Vendor
-from tests.test_gateway import make_gateway
 
 CUSTOMER = 4124832
 
@@ -40,6 +48,24 @@ def client(emu: KalturaEmulator, ks: str | None) -> KalturaClient:
     return c
 
 
+def vendor_ks(emu: KalturaEmulator, vendor: Vendor) -> str:
+    """The vendor's app-token session, started the way Kaltura documents it: a widget
+    session, then appToken.startSession with sha256(widget KS + token)."""
+    c = client(emu, None)
+    c.setPartnerId(vendor.partner_id)
+    widget = c.session.startWidgetSession(f"_{vendor.partner_id}")
+    c.setKs(widget.ks)
+    token_hash = hashlib.sha256((widget.ks + vendor.app_token).encode()).hexdigest()
+    ks: str = c.appToken.startSession(vendor.app_token_id, token_hash).ks
+    return ks
+
+
+def vendor_client(emu: KalturaEmulator, vendor: Vendor) -> KalturaClient:
+    c = client(emu, vendor_ks(emu, vendor))
+    c.setPartnerId(vendor.partner_id)
+    return c
+
+
 def pending_task(emu: KalturaEmulator, vendor: Vendor, media: Path | None = None) -> int:
     return emu.add_task(vendor_partner_id=vendor.partner_id, partner_id=CUSTOMER, media_path=media)
 
@@ -48,19 +74,22 @@ def test_curl_style_get_jobs_and_get_match_the_reference_page(
     emulator: KalturaEmulator, vendor: Vendor
 ) -> None:
     task_id = pending_task(emulator, vendor)
-    vendor_ks = make_gateway(emulator, vendor).vendor_ks()
+    ks = vendor_ks(emulator, vendor)
 
     jobs = post(
         emulator,
         "reach_entryvendortask",
         "getJobs",
-        ks=vendor_ks,
+        ks=ks,
         **{"filter[objectType]": "KalturaEntryVendorTaskFilter"},
     )
     assert jobs["objectType"] == "KalturaEntryVendorTaskListResponse"
     assert jobs["totalCount"] == 1
     (job,) = jobs["objects"]
-    assert job["id"] == task_id and job["status"] == 1 and job["accessKey"]
+    # KalturaEntryVendorTask::$id is a bigint: JSON carries it as a string, as on the page
+    assert job["id"] == str(task_id) and job["status"] == 1
+    assert job["accessKey"].startswith("djJ8")  # a KS v2
+    assert {"serviceType", "serviceFeature", "turnAroundTime", "expectedFinishTime"} <= set(job)
     assert not any(k.startswith("_") for k in job)
 
     task = post(
@@ -79,13 +108,16 @@ def test_curl_style_get_jobs_and_get_match_the_reference_page(
     assert profile["objectType"] == "KalturaReachProfile"
     assert profile["maxCharactersPerCaptionLine"] == 26
     assert profile["labelAdditionForMachineServiceType"] == "(Auto Generated)"
+    # the profile is include-only on the task: none of these come with it
+    assert not {"serviceType", "serviceFeature", "turnAroundTime", "expectedFinishTime"} & set(task)
+    assert "id" not in catalog and "id" not in profile  # excluded in the related profiles
 
 
 def test_detached_response_profile_selects_fields(
     emulator: KalturaEmulator, vendor: Vendor
 ) -> None:
     task_id = pending_task(emulator, vendor)
-    vendor_ks = make_gateway(emulator, vendor).vendor_ks()
+    ks = vendor_ks(emulator, vendor)
     listing = {"filter[objectType]": "KalturaEntryVendorTaskFilter"}
 
     def get_jobs(kind: int, fields: str) -> Any:
@@ -93,7 +125,7 @@ def test_detached_response_profile_selects_fields(
             emulator,
             "reach_entryvendortask",
             "getJobs",
-            ks=vendor_ks,
+            ks=ks,
             **listing,
             **{
                 "responseProfile[objectType]": "KalturaDetachedResponseProfile",
@@ -105,54 +137,68 @@ def test_detached_response_profile_selects_fields(
     included = get_jobs(1, "id, accessKey")  # INCLUDE_FIELDS; Kaltura trims the names
     assert included["totalCount"] == 1  # the list's own fields are not the profile's
     (job,) = included["objects"]
-    assert set(job) == {"objectType", "id", "accessKey"} and job["id"] == task_id
+    assert set(job) == {"objectType", "id", "accessKey"} and job["id"] == str(task_id)
 
     (job,) = get_jobs(2, "accessKey,entryId")["objects"]  # EXCLUDE_FIELDS
     assert "accessKey" not in job and "entryId" not in job and job["status"] == 1
 
-    # The daemon's getJobs trims its answer the same way (XML, through the client):
-    # every field it stores must still arrive.
-    (offer,) = make_gateway(emulator, vendor).fetch_jobs()
+    # The same through the official client (XML): the fields a vendor stores all arrive.
+    c = vendor_client(emulator, vendor)
+    c.setResponseProfile(
+        KalturaDetachedResponseProfile(
+            type=1,
+            fields="id,partnerId,entryId,version,accessKey,serviceType,serviceFeature,"
+            "turnAroundTime,expectedFinishTime",
+        )
+    )
+    (offer,) = c.reach.entryVendorTask.getJobs(KalturaEntryVendorTaskFilter()).objects
     task = emulator.task(task_id)
-    assert (offer.kaltura_task_id, offer.partner_id, offer.entry_id, offer.version) == (
+    assert (offer.id, offer.partnerId, offer.entryId, int(offer.version)) == (
         task_id,
         task["partnerId"],
         task["entryId"],
         task["version"],
     )
-    assert offer.access_key == task["accessKey"]
-    assert (offer.service_type, offer.service_feature, offer.turn_around_time) == (
-        task["serviceType"],
-        task["serviceFeature"],
-        task["turnAroundTime"],
-    )
-    assert offer.expected_finish_time == task["expectedFinishTime"]
+    assert offer.accessKey == task["accessKey"]
+    assert offer.serviceType.getValue() == task["serviceType"]
+    assert offer.expectedFinishTime == task["expectedFinishTime"]
+    assert offer.notes is NotImplemented  # not in the profile
 
 
 def test_errors_are_kaltura_api_exceptions(emulator: KalturaEmulator, vendor: Vendor) -> None:
     task_id = pending_task(emulator, vendor)
-    vendor_ks = make_gateway(emulator, vendor).vendor_ks()
+    ks = vendor_ks(emulator, vendor)
 
-    not_found = post(emulator, "reach_entryvendortask", "get", ks=vendor_ks, id=task_id)
+    not_found = post(emulator, "reach_entryvendortask", "get", ks=ks, id=task_id)
     assert not_found["objectType"] == "KalturaAPIException"
     assert not_found["code"] == "ENTRY_VENDOR_TASK_NOT_FOUND"
+    assert not_found["message"] == f"Entry vendor task item with id provided not found [{task_id}]"
     assert not_found["args"] == {"ID": str(task_id)}
 
+    cannot = post(emulator, "reach_entryvendortask", "extendAccessKey", ks=ks, id=task_id)
+    assert cannot["code"] == "CANNOT_EXTEND_ACCESS_KEY" and cannot["args"] == []  # PENDING
+
     access_key = emulator.task(task_id)["accessKey"]
-    cannot = post(emulator, "reach_entryvendortask", "extendAccessKey", ks=access_key, id=task_id)
-    assert cannot["code"] == "CANNOT_EXTEND_ACCESS_KEY"
+    forbidden = post(
+        emulator, "reach_entryvendortask", "extendAccessKey", ks=access_key, id=task_id
+    )
+    assert forbidden["code"] == "SERVICE_FORBIDDEN"
+    assert forbidden["args"] == {"SERVICE": "reach_entryvendortask->extendAccessKey"}
 
     forged = access_key[:-8] + ("A" * 8 if not access_key.endswith("A" * 8) else "B" * 8)
-    assert post(emulator, "reach_entryvendortask", "get", ks=forged, id=task_id)["code"] == (
-        "INVALID_KS"
+    invalid = post(emulator, "reach_entryvendortask", "get", ks=forged, id=task_id)
+    assert invalid["code"] == "INVALID_KS"
+    assert invalid["args"] == {"KSID": forged, "ERR_CODE": "-1", "ERR_DESC": "INVALID_STR"}
+    # no KS: partner 0's no-session role lacks the permission (not MISSING_KS)
+    assert post(emulator, "reach_entryvendortask", "get", id=task_id)["code"] == (
+        "SERVICE_FORBIDDEN"
     )
-    assert post(emulator, "reach_entryvendortask", "get", id=task_id)["code"] == "MISSING_KS"
     assert post(emulator, "nosuch", "get")["code"] == "SERVICE_DOES_NOT_EXISTS"
 
     # XML (format=2) is what the official client parses: <result><error>...</error></result>
     r = requests.post(
         f"{emulator.url}/api_v3/service/reach_entryvendortask/action/get",
-        json={"format": 2, "ks": vendor_ks, "id": task_id},
+        json={"format": 2, "ks": ks, "id": task_id},
     )
     root = etree.fromstring(r.content)
     assert root.findtext("result/error/code") == "ENTRY_VENDOR_TASK_NOT_FOUND"
@@ -161,6 +207,7 @@ def test_errors_are_kaltura_api_exceptions(emulator: KalturaEmulator, vendor: Ve
 
 
 def test_expired_access_key_is_invalid_ks(emulator: KalturaEmulator, vendor: Vendor) -> None:
+    # created long enough ago that its first key has one second left
     task_id = emulator.add_task(
         vendor_partner_id=vendor.partner_id,
         partner_id=CUSTOMER,
@@ -172,27 +219,33 @@ def test_expired_access_key_is_invalid_ks(emulator: KalturaEmulator, vendor: Ven
     with pytest.raises(KalturaException) as info:
         client(emulator, key).reach.entryVendorTask.get(task_id)
     assert info.value.code == "INVALID_KS"
-    assert "EXPIRED" in str(info.value)
+    assert info.value.message == 'Invalid KS "EXPIRED", Error "-1,INVALID_STR"'
 
 
 def test_status_rules_and_access_key_extension(emulator: KalturaEmulator, vendor: Vendor) -> None:
     task_id = pending_task(emulator, vendor)
     key = emulator.task(task_id)["accessKey"]
-    c = client(emulator, key)
-    c.reach.entryVendorTask.updateJob(task_id, KalturaEntryVendorTask(status=3))
-    extended = c.reach.entryVendorTask.extendAccessKey(task_id)
+    v = vendor_client(emulator, vendor)
+    v.reach.entryVendorTask.updateJob(task_id, KalturaEntryVendorTask(status=3))
+    extended = v.reach.entryVendorTask.extendAccessKey(task_id)
     assert extended.accessKey != key
-    client(emulator, extended.accessKey).reach.entryVendorTask.updateJob(
+    # the old key is not killed by the extension: it lives out its own expiry
+    assert client(emulator, key).reach.entryVendorTask.get(task_id).id == task_id
+    v.reach.entryVendorTask.updateJob(
         task_id, KalturaEntryVendorTask(status=2, outputObjectId="0_abc", accuracy=93)
     )
     task = emulator.task(task_id)
     assert (task["status"], task["outputObjectId"], task["accuracy"]) == (2, "0_abc", 93)
     with pytest.raises(KalturaException) as info:
-        c.reach.entryVendorTask.updateJob(task_id, KalturaEntryVendorTask(status=6))
+        v.reach.entryVendorTask.updateJob(task_id, KalturaEntryVendorTask(status=6))
     assert info.value.code == "CANNOT_UPDATE_STATUS_OF_TASK_WHICH_IS_IN_FINAL_STATE"
     with pytest.raises(KalturaException) as info:
-        c.reach.entryVendorTask.updateJob(task_id, KalturaEntryVendorTask(catalogItemId=5))
+        v.reach.entryVendorTask.updateJob(task_id, KalturaEntryVendorTask(catalogItemId=5))
     assert info.value.code == "PROPERTY_VALIDATION_NOT_UPDATABLE"
+    # READY killed the current key
+    with pytest.raises(KalturaException) as info:
+        client(emulator, extended.accessKey).reach.entryVendorTask.get(task_id)
+    assert info.value.code == "INVALID_KS" and "LOGOUT" in info.value.message
 
 
 def test_multirequest_references_deliver_a_caption(
@@ -226,17 +279,19 @@ def test_multirequest_references_deliver_a_caption(
     assert isinstance(missing, KalturaException) and missing.code == "CAPTION_ASSET_ID_NOT_FOUND"
     assert added.id
 
-    # A part referring to a failed one fails too (Kaltura: MISSING_MANDATORY_PARAMETER),
-    # which is what lets a client make a last part depend on every part before it.
+    # A part referring to a failed one still runs, with the reference replaced by the
+    # empty string (KalturaFrontController::replaceMultiRequestResults): a multirequest
+    # cannot make a last part depend on the parts before it.
     c.startMultiRequest()
     gone = c.caption.captionAsset.get("0_missing")
     c.caption.captionAsset.get(gone.id)
     c.uploadToken.add(KalturaUploadToken(fileName=gone.fileExt))
     missing, dependent, also = c.doMultiRequest()
     assert isinstance(missing, KalturaException)
-    for failed in (dependent, also):
-        assert isinstance(failed, KalturaException)
-        assert failed.code == "MISSING_MANDATORY_PARAMETER"
+    assert isinstance(dependent, KalturaException)
+    assert dependent.code == "CAPTION_ASSET_ID_NOT_FOUND"
+    assert dependent.message == 'Caption asset id "" not found'
+    assert not isinstance(also, KalturaException) and also.fileName == ""
 
 
 def test_vendor_session_cannot_touch_customer_entries(
@@ -246,22 +301,31 @@ def test_vendor_session_cannot_touch_customer_entries(
     media.write_bytes(b"ID3" + bytes(range(256)) * 40)
     task_id = pending_task(emulator, vendor, media)
     task = emulator.task(task_id)
-    vendor_ks = make_gateway(emulator, vendor).vendor_ks()
-    assert client(emulator, vendor_ks).flavorAsset.list().totalCount == 0
+    ks = vendor_ks(emulator, vendor)
+    assert client(emulator, ks).flavorAsset.list().totalCount == 0
+    with pytest.raises(KalturaException) as info:
+        client(emulator, ks).caption.captionAsset.add(
+            task["entryId"], KalturaCaptionAsset(language="English")
+        )
+    assert info.value.code == "ENTRY_ID_NOT_FOUND"  # the partner filter hides the entry
 
+    # another entry of the same customer: the key has no `edit` on it (validateUser)
     other = pending_task(emulator, vendor)
     other_entry = emulator.task(other)["entryId"]
     with pytest.raises(KalturaException) as info:
         client(emulator, task["accessKey"]).caption.captionAsset.add(
             other_entry, KalturaCaptionAsset(language="English")
         )
-    assert info.value.code == "ENTRY_ID_NOT_FOUND"
+    assert info.value.code == "INVALID_KS"
+    assert info.value.message == 'Invalid KS "", Error "-4,INVALID_TYPE"'
 
     c = client(emulator, task["accessKey"])
-    (flavor,) = c.flavorAsset.list().objects
+    # without entitlement the key reads the customer's other entries too: filter by entry
+    assert c.flavorAsset.list().totalCount == 2
+    (flavor,) = c.flavorAsset.list(KalturaAssetFilter(entryIdEqual=task["entryId"])).objects
     url = c.flavorAsset.getUrl(flavor.id)
     assert requests.get(url).content == media.read_bytes()
-    assert requests.get(url.replace(task["accessKey"], vendor_ks)).status_code == 404
+    assert requests.get(url.replace(task["accessKey"], ks)).status_code == 404
     assert requests.get(url.replace(task["accessKey"], "garbage")).status_code == 403
 
 
@@ -282,7 +346,9 @@ def test_scripted_faults(emulator: KalturaEmulator, vendor: Vendor) -> None:
 
     emulator.inject_fault("reach_entryvendortask", "updateJob", "drop_after")
     with pytest.raises(KalturaClientException):
-        c.reach.entryVendorTask.updateJob(task_id, KalturaEntryVendorTask(status=3))
+        vendor_client(emulator, vendor).reach.entryVendorTask.updateJob(
+            task_id, KalturaEntryVendorTask(status=3)
+        )
     assert emulator.task(task_id)["status"] == 3  # it took effect; only the answer was lost
 
 
@@ -332,14 +398,14 @@ def test_random_faults_are_seeded_and_counted(emulator: KalturaEmulator, vendor:
 def test_keys_can_be_expired_on_demand(emulator: KalturaEmulator, vendor: Vendor) -> None:
     task_id = pending_task(emulator, vendor)
     key = emulator.task(task_id)["accessKey"]
-    gw = make_gateway(emulator, vendor)
-    vendor_ks = gw.vendor_ks()
+    old = vendor_ks(emulator, vendor)
     assert emulator.expire_vendor_sessions() >= 1
     with pytest.raises(KalturaException) as info:
-        client(emulator, vendor_ks).reach.entryVendorTask.getJobs()
+        client(emulator, old).reach.entryVendorTask.getJobs()
     assert info.value.code == "INVALID_KS" and "EXPIRED" in str(info.value)
-    # The gateway notices and starts a new app-token session by itself.
-    assert [t.kaltura_task_id for t in gw.fetch_jobs()] == [task_id]
+    # A new app-token session works at once.
+    jobs = vendor_client(emulator, vendor).reach.entryVendorTask.getJobs()
+    assert [t.id for t in jobs.objects] == [task_id]
 
     assert client(emulator, key).reach.entryVendorTask.get(task_id).id == task_id
     emulator.expire_access_key(task_id)
@@ -352,8 +418,8 @@ def test_customer_abort_only_while_the_task_is_open(
     emulator: KalturaEmulator, vendor: Vendor
 ) -> None:
     task_id = pending_task(emulator, vendor)
-    c = client(emulator, emulator.task(task_id)["accessKey"])
-    c.reach.entryVendorTask.updateJob(task_id, KalturaEntryVendorTask(status=2))
+    v = vendor_client(emulator, vendor)
+    v.reach.entryVendorTask.updateJob(task_id, KalturaEntryVendorTask(status=2))
     assert emulator.abort_task(task_id) is False
     assert emulator.task(task_id)["status"] == 2
     other = pending_task(emulator, vendor)
@@ -368,7 +434,8 @@ def test_alignment_task_carries_its_transcript_as_an_attachment(
     emulator: KalturaEmulator, vendor: Vendor
 ) -> None:
     """Like Kaltura: `taskJobData` names the text attachment, `getUrl` gives a serve URL
-    with the caller's KS, and only a key for that entry can read it."""
+    with the caller's KS. Another task's key of the same customer can read it too, unless
+    the customer enforces entitlement (switch `entitlement`)."""
     task_id = emulator.add_task(
         vendor_partner_id=vendor.partner_id,
         partner_id=CUSTOMER,
@@ -384,8 +451,14 @@ def test_alignment_task_carries_its_transcript_as_an_attachment(
     url = client(emulator, key).attachment.attachmentAsset.getUrl(job.textTranscriptAssetId)
     assert requests.get(url, timeout=5).text == "Hello there, world."
     other_key = emulator.task(other_task)["accessKey"]
+    forged = url.replace(key, other_key)
+    assert requests.get(forged, timeout=5).text == "Hello there, world."
+    emulator.entitlement = True
     with pytest.raises(KalturaException) as err:
         client(emulator, other_key).attachment.attachmentAsset.getUrl(job.textTranscriptAssetId)
     assert err.value.code == "ATTACHMENT_ASSET_ID_NOT_FOUND"
-    forged = url.replace(key, other_key)
-    assert requests.get(forged, timeout=5).status_code == 404
+    # a serve action's error is an empty answer with Kaltura's error header
+    refused = requests.get(forged, timeout=5)
+    assert refused.content == b""
+    assert refused.headers["X-Kaltura"] == "error-ATTACHMENT_ASSET_ID_NOT_FOUND"
+    assert requests.get(url, timeout=5).text == "Hello there, world."

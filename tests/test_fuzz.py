@@ -18,7 +18,7 @@ from processors.base import Word
 from reach_vendor import captions, media
 from reach_vendor.config import ConfigError, load_settings, parse_settings
 from reach_vendor.emulator import KalturaEmulator
-from reach_vendor.kaltura.gateway import KalturaApiError, KalturaTransientError
+from reach_vendor.kaltura.gateway import KalturaApiError, KalturaTransientError, TaskKey
 from reach_vendor.store import TaskStore
 from tests.conftest import REPO, Vendor
 from tests.test_gateway import make_gateway
@@ -115,7 +115,7 @@ def test_odd_task_payloads_give_a_spec_or_a_kaltura_error(
     gw = make_gateway(emu, vendor, retries=0)
     try:
         offered = gw.fetch_jobs()
-        spec = gw.get_task(task_id, key)
+        spec = gw.get_task(TaskKey(task_id, 4124832, "", key))
     except (KalturaApiError, KalturaTransientError):
         return
     finally:

@@ -9,14 +9,16 @@ import pytest
 import requests
 
 from reach_vendor.config import parse_settings
+from reach_vendor.delivery import DeliveryRecord
 from reach_vendor.emulator import KalturaEmulator
 from reach_vendor.kaltura.gateway import (
     Deliverable,
     KalturaApiError,
     KalturaGateway,
     KalturaTransientError,
-    PartialDelivery,
+    TaskKey,
 )
+from reach_vendor.task_spec import TaskSpec
 from tests.conftest import Vendor
 
 
@@ -89,21 +91,68 @@ def test_unreachable_kaltura_is_retried_then_transient(vendor: Vendor) -> None:
     assert time.monotonic() - started < 5
 
 
+def _key(
+    emu: KalturaEmulator, task_id: int, seen: list[tuple[str, float]] | None = None
+) -> TaskKey:
+    task = emu.task(task_id)
+    return TaskKey(
+        task_id=task_id,
+        partner_id=int(task["partnerId"]),
+        entry_id=str(task["entryId"]),
+        access_key=str(task["accessKey"]),
+        turn_around_time=int(task["turnAroundTime"]),
+        on_new_key=None if seen is None else (lambda k, e: seen.append((k, e))),
+    )
+
+
+TOKEN_FILES = [("caption", "e_1_caption"), ("text", "e_1.txt"), ("json", "e_1.json")]
+
+
 def test_start_task_returns_the_spec_and_extends_keys(
     emulator: KalturaEmulator, vendor: Vendor
 ) -> None:
     (task_id,) = add_tasks(emulator, vendor, 1)
     gw = make_gateway(emulator, vendor)
     (job,) = gw.fetch_jobs()
-    spec = gw.start_task(task_id, job.access_key).spec
+    started = gw.start_task(_key(emulator, task_id), TOKEN_FILES)
+    spec = started.spec
     assert spec.status == 3 and spec.source_language == "English"
     assert spec.max_chars_per_line == 26 and spec.caption_label == "English (Auto Generated)"
+    assert sorted(started.tokens) == ["caption", "json", "text"]
     assert emulator.task(task_id)["status"] == 3
-    new_key, expiry = gw.extend_access_key(task_id, job.access_key)
-    assert new_key != job.access_key and expiry
-    with pytest.raises(KalturaApiError) as info:
-        gw.get_task(task_id, gw.vendor_ks())
-    assert info.value.code == "ENTRY_VENDOR_TASK_NOT_FOUND"
+    new_key, expiry = gw.extend_access_key(task_id, 1800)
+    assert new_key != job.access_key
+    # A v2 key's expiry cannot be read: it is Kaltura's key life from the extension.
+    assert abs(expiry - (time.time() + 7 * 86400)) < 60
+
+
+def test_each_call_carries_the_session_and_partner_kaltura_wants(
+    emulator: KalturaEmulator, vendor: Vendor
+) -> None:
+    """service.reach.entryVendorTask.ini: updateJob, extendAccessKey and getJobs need the
+    vendor's REACH_VENDOR_PARTNER session; the access key (customer partner) is for the
+    entry's calls, and carrying the vendor's partnerId with it is impersonation
+    (KalturaDispatcher / kPermissionManager::isPartnerAccessAllowed)."""
+    (task_id,) = add_tasks(emulator, vendor, 1)
+    gw = make_gateway(emulator, vendor)
+    gw.fetch_jobs()
+    before = len(emulator.call_log)
+    gw.start_task(_key(emulator, task_id), TOKEN_FILES)
+    gw.extend_access_key(task_id, 1800)
+    calls = emulator.call_log[before:]
+    by_session = {(c["service"].lower(), c["action"]): c for c in calls}
+    update = by_session[("reach_entryvendortask", "updateJob")]
+    assert update["session"] == "vendor" and str(update["partnerId"]) == str(vendor.partner_id)
+    extend = by_session[("reach_entryvendortask", "extendAccessKey")]
+    assert extend["session"] == "vendor"
+    for name in (("reach_entryvendortask", "get"), ("flavorasset", "list"), ("uploadtoken", "add")):
+        call = by_session[name]
+        assert call["session"] == "access_key" and str(call["partnerId"]) == "4124832", call
+    # Kaltura's client tag for vendors: <client default>_<vendorName>-<vendorPartnerId>,
+    # and the task id on a task's calls.
+    assert all(
+        c["clientTag"].endswith(f"_reach-vendor-{vendor.partner_id}_{task_id}") for c in calls
+    )
 
 
 def test_kaltura_internal_errors_are_retried_as_transient(
@@ -113,17 +162,17 @@ def test_kaltura_internal_errors_are_retried_as_transient(
     task went to ERROR for a passing Kaltura fault, and when the ERROR report itself met
     one the task was given up locally while Kaltura kept it PROCESSING forever."""
     (task_id,) = add_tasks(emulator, vendor, 1)
-    key = emulator.task(task_id)["accessKey"]
+    key = _key(emulator, task_id)
     gw = make_gateway(emulator, vendor, retries=2)
     emulator.inject_fault("reach_entryvendortask", "get", times=2)
-    assert gw.get_task(task_id, key).task_id == task_id
+    assert gw.get_task(key).task_id == task_id
     emulator.inject_fault("reach_entryvendortask", "updateJob", times=3)
     with pytest.raises(KalturaTransientError, match="INTERNAL_SERVERL_ERROR"):
-        gw.set_error(task_id, key, "bad media")
+        gw.set_error(task_id, "bad media")
     assert emulator.task(task_id)["status"] == 1
     emulator.inject_fault("reach_entryvendortask", "get", code="SOME_ERROR", message="no")
     with pytest.raises(KalturaApiError, match="SOME_ERROR"):
-        gw.get_task(task_id, key)
+        gw.get_task(key)
 
 
 def _source_and_other_flavor_tasks(
@@ -162,17 +211,17 @@ def test_media_url_costs_one_round_trip_for_the_first_flavor(
     source, wants_other, media, other = _source_and_other_flavor_tasks(emulator, vendor, tmp_path)
     gw = make_gateway(emulator, vendor)
 
-    key = emulator.task(source)["accessKey"]
+    key = _key(emulator, source)
     before = len(emulator.http_requests)
-    url, flavor = gw.media_url(gw.get_task(source, key), key)
+    url, flavor = gw.media_url(gw.get_task(key), key)
     assert [r["actions"] for r in emulator.http_requests[before + 1 :]] == [
         "flavorasset.list+flavorasset.getUrl"
     ]
     assert flavor.is_original and requests.get(url, timeout=5).content == media.read_bytes()
 
-    key = emulator.task(wants_other)["accessKey"]
+    key = _key(emulator, wants_other)
     before = len(emulator.http_requests)
-    url, flavor = gw.media_url(gw.get_task(wants_other, key), key)
+    url, flavor = gw.media_url(gw.get_task(key), key)
     assert [r["actions"] for r in emulator.http_requests[before + 1 :]] == [
         "flavorasset.list+flavorasset.getUrl",
         "flavorasset.getUrl",
@@ -185,97 +234,140 @@ def test_start_task_finds_the_media_in_the_same_round_trip(
 ) -> None:
     task_id, wants_other, media, _ = _source_and_other_flavor_tasks(emulator, vendor, tmp_path)
     gw = make_gateway(emulator, vendor)
+    gw.vendor_ks()
 
     before = len(emulator.http_requests)
-    started = gw.start_task(task_id, emulator.task(task_id)["accessKey"])
+    started = gw.start_task(_key(emulator, task_id), TOKEN_FILES)
     assert [r["actions"] for r in emulator.http_requests[before:]] == [
         "reach_entryvendortask.updateJob+reach_entryvendortask.get"
-        "+flavorasset.list+flavorasset.getUrl"
+        "+flavorasset.list+flavorasset.getUrl" + "+uploadtoken.add" * 3
     ]
     assert started.spec.status == 3 and started.media is not None
     assert started.media.flavor.is_original
     assert requests.get(started.media.url, timeout=5).content == media.read_bytes()
     # Another flavor than the first listed needs its own getUrl: left to media_url.
-    other = gw.start_task(wants_other, emulator.task(wants_other)["accessKey"])
+    other = gw.start_task(_key(emulator, wants_other), TOKEN_FILES)
     assert other.spec.status == 3 and other.media is None
 
 
-def _started_task(emu: KalturaEmulator, vendor: Vendor, gw: KalturaGateway) -> tuple[int, str]:
-    (task_id,) = add_tasks(emu, vendor, 1)
-    key = emu.task(task_id)["accessKey"]
-    gw.start_task(task_id, key)
-    return task_id, key
+def _started_task(
+    emu: KalturaEmulator, vendor: Vendor, gw: KalturaGateway, **kw: object
+) -> tuple[TaskKey, TaskSpec, DeliveryRecord]:
+    task_id = emu.add_task(
+        vendor_partner_id=vendor.partner_id, partner_id=4124832, media_path=None, **kw
+    )
+    key = _key(emu, task_id)
+    started = gw.start_task(key, TOKEN_FILES)
+    return key, started.spec, DeliveryRecord(tokens=dict(started.tokens))
 
 
-CAPTION = Deliverable(b"1\n00:00:00,000 --> 00:00:01,000\nhello\n", "e_1.srt")
-TRANSCRIPTS = [Deliverable(b"hello", "e_1.txt"), Deliverable(b'{"words": []}', "e_1.json")]
+FILES = {
+    "caption": Deliverable(b"1\n00:00:00,000 --> 00:00:01,000\nhello\n", "e_1.srt"),
+    "text": Deliverable(b"hello", "e_1.txt"),
+    "json": Deliverable(b'{"words": []}', "e_1.json"),
+}
 
 
-def test_delivery_is_one_round_trip_with_ready_last(
+def test_delivery_is_one_round_trip_and_ready_is_a_call_of_its_own(
     emulator: KalturaEmulator, vendor: Vendor
 ) -> None:
+    """KalturaFrontController::replaceMultiRequestResults runs a call whose reference
+    failed on an empty string: READY never rides with the uploads it names."""
     gw = make_gateway(emulator, vendor)
-    task_id, key = _started_task(emulator, vendor, gw)
-    spec = gw.get_task(task_id, key)
-    state = gw.delivery_state(spec, key)
-    assert state.nothing_delivered and (state.status, state.version) == (3, spec.version)
-
+    key, spec, record = _started_task(emulator, vendor, gw)
     before = len(emulator.http_requests)
-    caption_id, attachment_id = gw.deliver(spec, key, CAPTION, TRANSCRIPTS, 90)
+    assert gw.upload_deliverables(spec, key, record, FILES, 90) == []
     (request,) = emulator.http_requests[before:]
-    assert request["actions"].endswith("+reach_entryvendortask.updateJob")
-    task = emulator.task(task_id)
-    assert task["status"] == 2 and task["outputObjectId"] == caption_id and task["accuracy"] == 90
+    assert "updateJob" not in request["actions"]
+    assert record.complete and not record.tokens and not record.sent
+    assert emulator.task(key.task_id)["status"] == 3
+    gw.set_ready(key.task_id, record.assets["caption"], 90, None)
+    task = emulator.task(key.task_id)
+    assert task["status"] == 2 and task["outputObjectId"] == record.assets["caption"]
     (caption,) = emulator.caption_assets(spec.entry_id)
-    assert caption["id"] == caption_id and caption["content"] == CAPTION.content
+    assert caption["content"] == FILES["caption"].content
+    # We send the language; Kaltura appends the profile's addition on READY, once.
+    assert caption["label"] == "English (Auto Generated)"
     attachments = emulator.attachment_assets(spec.entry_id)
-    assert sorted(a["content"] for a in attachments) == sorted(t.content for t in TRANSCRIPTS)
-    assert attachment_id in {a["id"] for a in attachments}
-    state = gw.delivery_state(spec, key)
-    assert state.status == 2 and state.caption == (caption_id, True)
+    assert sorted(a["content"] for a in attachments) == sorted(
+        FILES[k].content for k in ("text", "json")
+    )
 
 
-def test_a_failed_part_of_the_delivery_keeps_the_task_from_ready(
-    emulator: KalturaEmulator, vendor: Vendor
-) -> None:
-    """Kaltura runs every part of a multirequest; the chained references make the parts
-    after a failure fail too, so READY is never set with the caption missing."""
-    gw = make_gateway(emulator, vendor)
-    task_id, key = _started_task(emulator, vendor, gw)
-    spec = gw.get_task(task_id, key)
-    emulator.inject_fault("caption_captionAsset", "add", code="SOME_ERROR", message="refused")
-    with pytest.raises(KalturaApiError, match="SOME_ERROR"):
-        gw.deliver(spec, key, CAPTION, TRANSCRIPTS, 90)
-    assert emulator.task(task_id)["status"] == 3
-    assert emulator.caption_assets(spec.entry_id) == []
-    state = gw.delivery_state(spec, key)
-    assert state.status == 3 and state.caption is None and state.attachment_id is not None
-
-
-def test_delivery_cut_off_part_way_is_not_sent_again(
-    emulator: KalturaEmulator, vendor: Vendor
-) -> None:
-    """A transient failure in one part: what exists is looked up, and since part of the
-    delivery took effect it is handed back to the caller instead of being repeated."""
-    gw = make_gateway(emulator, vendor)
-    task_id, key = _started_task(emulator, vendor, gw)
-    spec = gw.get_task(task_id, key)
-    emulator.inject_fault("caption_captionAsset", "add")  # INTERNAL_SERVERL_ERROR
-    with pytest.raises(PartialDelivery) as info:
-        gw.deliver(spec, key, CAPTION, TRANSCRIPTS, 90)
-    assert info.value.state.caption is None and info.value.state.attachment_id is not None
-    assert len(emulator.attachment_assets(spec.entry_id)) == 2
-    assert emulator.calls.count(("attachment_attachmentasset", "add")) == 2
-
-
-def test_delivery_whose_answer_was_lost_is_not_repeated(
+def test_a_refused_part_keeps_ready_back_and_its_asset_is_reused(
     emulator: KalturaEmulator, vendor: Vendor
 ) -> None:
     gw = make_gateway(emulator, vendor)
-    task_id, key = _started_task(emulator, vendor, gw)
-    spec = gw.get_task(task_id, key)
-    emulator.inject_fault("reach_entryvendortask", "updateJob", "drop_after")
-    caption_id, _ = gw.deliver(spec, key, CAPTION, TRANSCRIPTS, 90)
-    assert emulator.task(task_id)["status"] == 2
-    assert [c["id"] for c in emulator.caption_assets(spec.entry_id)] == [caption_id]
+    key, spec, record = _started_task(emulator, vendor, gw)
+    emulator.inject_fault("caption_captionAsset", "setContent", code="SOME_ERROR", message="no")
+    (refused,) = gw.upload_deliverables(spec, key, record, FILES, 90)
+    assert refused.code == "SOME_ERROR"
+    assert record.missing() == ["caption"] and "caption" in record.assets
+    assert emulator.task(key.task_id)["status"] == 3
+    # The token was uploaded without being attached: a fresh one fills the same asset.
+    assert "caption" not in record.tokens
+    record.tokens.update(gw.create_upload_tokens(key, [("caption", "e_1_caption")]))
+    assert gw.upload_deliverables(spec, key, record, FILES, 90) == []
+    assert record.complete
+    assert len(emulator.caption_assets(spec.entry_id)) == 1
     assert emulator.calls.count(("caption_captionasset", "add")) == 1
+
+
+@pytest.mark.parametrize("listing", [True, False], ids=["captions-listable", "listing-refused"])
+def test_an_upload_whose_answer_was_lost_is_looked_up_not_repeated(
+    emulator: KalturaEmulator, vendor: Vendor, listing: bool
+) -> None:
+    """Whether a vendor's access key may list caption assets is open (the permission
+    files allow it, Kaltura's FAQ says no): the upload tokens answer either way."""
+    emulator.access_key_can_list_captions = listing
+    gw = make_gateway(emulator, vendor)
+    key, spec, record = _started_task(emulator, vendor, gw)
+    emulator.inject_fault("caption_captionAsset", "setContent", "drop_after")
+    record.sent = True
+    with pytest.raises(KalturaTransientError):
+        gw.upload_deliverables(spec, key, record, FILES, 90)
+    assert record.sent
+    gw.reconcile_delivery(spec, key, record)
+    assert record.complete and not record.sent
+    assert len(emulator.caption_assets(spec.entry_id)) == 1
+    assert len(emulator.attachment_assets(spec.entry_id)) == 2
+    assert emulator.calls.count(("caption_captionasset", "add")) == 1
+
+
+def test_ready_sent_again_after_a_lost_answer_is_no_change(
+    emulator: KalturaEmulator, vendor: Vendor
+) -> None:
+    """validateForUpdate: the same status again is no change; a final task refuses only a
+    second unitsUsed (pay-per-use), which is then left out."""
+    gw = make_gateway(emulator, vendor)
+    key, spec, record = _started_task(emulator, vendor, gw, pay_per_use=True)
+    assert spec.pay_per_use
+    gw.upload_deliverables(spec, key, record, FILES, 90)
+    with pytest.raises(KalturaApiError, match="MISSING_MANDATORY_PARAMETER"):
+        gw.set_ready(key.task_id, record.assets["caption"], 90, None)
+    emulator.inject_fault("reach_entryvendortask", "updateJob", "drop_after")
+    gw.set_ready(key.task_id, record.assets["caption"], 90, 5000)
+    task = emulator.task(key.task_id)
+    assert task["status"] == 2 and int(task["unitsUsed"]) == 5000
+    gw.set_ready(key.task_id, record.assets["caption"], 90, 5000)
+    assert emulator.caption_assets(spec.entry_id)[0]["label"] == "English (Auto Generated)"
+    # READY killed the access key; the ERROR report and READY need only the vendor session.
+    with pytest.raises(KalturaApiError) as info:
+        gw.set_error(key.task_id, "too late")
+    assert info.value.code == "CANNOT_UPDATE_STATUS_OF_TASK_WHICH_IS_IN_FINAL_STATE"
+
+
+def test_a_dead_access_key_is_replaced_through_the_vendor_session(
+    emulator: KalturaEmulator, vendor: Vendor
+) -> None:
+    gw = make_gateway(emulator, vendor)
+    seen: list[tuple[str, float]] = []
+    task_id = emulator.add_task(
+        vendor_partner_id=vendor.partner_id, partner_id=4124832, media_path=None
+    )
+    emulator.expire_access_key(task_id)
+    key = _key(emulator, task_id, seen)
+    started = gw.start_task(key, TOKEN_FILES)
+    assert started.spec.status == 3 and len(started.tokens) == 3
+    ((new_key, _expires),) = seen
+    assert key.access_key == new_key == emulator.task(task_id)["accessKey"]

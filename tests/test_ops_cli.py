@@ -123,9 +123,10 @@ def test_tasks_list_show_retry_cancel(
     assert code == 0 and "failed -> queued" in out
     rec = store.by_kaltura_id(failed)
     assert rec and rec.state == TaskState.QUEUED and rec.error is None and rec.attempts == 0
-    # retry: Kaltura has it ABORTED, only the customer can re-submit.
+    # retry: Kaltura aborted it (aborted tasks are invisible to the vendor): only the
+    # customer can order it again.
     code, _, err = run("retry", str(aborted_there))
-    assert code == 1 and "Kaltura has it ABORTED" in err
+    assert code == 1 and "Kaltura no longer offers it" in err
     assert (store.by_kaltura_id(aborted_there) or rec).state == TaskState.ABORTED
     # retry of an open task waiting for its backoff makes it runnable now.
     code, out, _ = run("retry", str(queued))

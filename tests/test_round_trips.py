@@ -18,8 +18,9 @@ SHARED = ("session.", "apptoken.", "reach_entryvendortask.getJobs")
 def test_a_delivered_task_costs_at_most_three_api_requests(
     tmp_path: Path, emulator: KalturaEmulator, vendor: Vendor, clips: list[Clip]
 ) -> None:
-    """Start (+ media lookup), what exists before delivery, and the delivery itself; the
-    download of the media is the only other request a task makes."""
+    """Start (PROCESSING + get + media lookup + upload tokens), the upload, and READY on
+    its own (Kaltura runs a multirequest's later parts on an empty reference, so READY
+    cannot ride with the uploads); the download of the media is the only other request."""
     tasks = [add_speech_task(emulator, vendor, clip) for clip in clips[:3]]
     daemon = make_daemon(
         tmp_path, emulator, vendor, processors={"default": "scripted"}, workers={"concurrency": 1}

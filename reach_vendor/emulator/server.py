@@ -2,7 +2,8 @@
 
 Tests and the demo drive it through `KalturaEmulator`: seed partners and tasks, run the
 daemon against `.url`, then inspect tasks and delivered assets. Faults can be scripted
-per service action to see how the daemon copes with a misbehaving Kaltura.
+per service action to see how the daemon copes with a misbehaving Kaltura. What each
+call does, and which server source it copies, is in the package docstring's rule table.
 """
 
 from __future__ import annotations
@@ -23,27 +24,37 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
+from reach_vendor.emulator import errors as E
 from reach_vendor.emulator import services
-from reach_vendor.emulator.ks import Session
+from reach_vendor.emulator.errors import ApiError, error
 from reach_vendor.emulator.wire import (
-    ApiError,
+    NULL,
+    RawFile,
     Request,
     build_request,
     clean_params,
     parse_body,
     render,
-    resolve_references,
+    replace_results,
+    result_paths,
 )
 from reach_vendor.emulator.world import (
     ABORTABLE,
     ABORTED,
+    ACTIVE,
+    ACTIVE_OR_COMPLETE,
     PENDING,
+    PENDING_ENTRY_READY,
+    PENDING_MODERATION,
+    PROCESSING,
     AppToken,
     Fault,
     World,
+    access_key_life,
     kaltura_id,
+    status_of,
 )
 
 _CHAOS_KINDS = ("http500", "drop", "drop_after", "delay", "error")
@@ -72,11 +83,12 @@ class Chaos:
 
 log = logging.getLogger(__name__)
 
-_API_PATH = re.compile(r"^/api_v3(?:/index\.php)?(?:/service/([^/]+)(?:/action/([^/?]+))?)?/?$")
-_SERVE_FLAVOR = re.compile(r"/serveFlavor/.*?flavorId/([^/]+)/.*?ks/([^/]+)")
-_SERVE_ATTACHMENT = re.compile(
-    r"/service/attachment_attachmentAsset/action/serve/attachmentAssetId/([^/]+)/ks/([^/]+)"
+# /api_v3[/index.php][/service/S[/action/A]][/name/value...]: requestUtils reads the
+# name/value pairs after the action as parameters (serve URLs carry the KS that way).
+_API_PATH = re.compile(
+    r"^/api_v3(?:/index\.php)?(?:/service/([^/]+)(?:/action/([^/?]+))?)?((?:/[^/]+/[^/]*)*)/?$"
 )
+_SERVE_FLAVOR = re.compile(r"/serveFlavor/.*?flavorId/([^/]+)/.*?ks/([^/]+)")
 _KS_IN_PATH = re.compile(r"/ks/[^/]+")
 # Smaller answers are not worth compressing (nginx's gzip_min_length is a similar cut-off).
 _GZIP_MIN_BYTES = 1024
@@ -123,11 +135,6 @@ class _Handler(BaseHTTPRequestHandler):
             entry["actions"] = "serveFlavor"
             self._serve_flavor(flavor.group(1), flavor.group(2))
             return
-        attachment = _SERVE_ATTACHMENT.search(url.path)
-        if attachment:
-            entry["actions"] = "serveAttachment"
-            self._serve_attachment(attachment.group(1), attachment.group(2))
-            return
         match = _API_PATH.match(url.path)
         if not match:
             self._send(404, b"Not Found", "text/plain")
@@ -136,6 +143,8 @@ class _Handler(BaseHTTPRequestHandler):
         request: Request | None = None
         try:
             params, files = parse_body(self.headers.get("Content-Type", ""), body, url.query)
+            for name, value in _path_params(match.group(3) or "").items():
+                params.setdefault(name, value)
             request = build_request(match.group(1), match.group(2), params, files)
             entry["actions"] = "+".join(f"{c.service}.{c.action}" for c in request.calls)
             fault = emu.take_fault(request)
@@ -149,6 +158,11 @@ class _Handler(BaseHTTPRequestHandler):
             results = emu.execute(request, self._base_url())
             if fault is not None and fault.kind == "drop_after":
                 self._fail(fault)
+                return
+            # a serve action answers alone, even inside a multirequest (handleMultiRequest)
+            raw = next((r for r in results if isinstance(r, RawFile)), None)
+            if raw is not None:
+                self._send(200, raw.content, raw.content_type, headers=raw.headers)
                 return
             result: Any = results if request.multirequest else results[0]
         except ApiError as err:
@@ -167,11 +181,21 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
         self.connection.close()
 
-    def _send(self, status: int, payload: bytes, ctype: str, *, compressible: bool = False) -> None:
+    def _send(
+        self,
+        status: int,
+        payload: bytes,
+        ctype: str,
+        *,
+        compressible: bool = False,
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> None:
         """`compressible`: an API answer, gzipped (at nginx's default level) for a client
         that accepts it, as a gzip-enabled front end does; media are sent as they are."""
         self.send_response(status)
         self.send_header("Content-Type", ctype)
+        for name, value in headers:
+            self.send_header(name, value)
         accepted = self.headers.get("Accept-Encoding", "").lower()
         if compressible and "gzip" in accepted and len(payload) >= _GZIP_MIN_BYTES:
             payload = gzip.compress(payload, compresslevel=1)
@@ -183,21 +207,25 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
-    def _session_or_403(self, ks: str) -> Session | None:
-        """The KS in a serve URL, as Kaltura's serve endpoints check it: 403 if invalid."""
+    def _serve_flavor(self, flavor_id: str, ks: str) -> None:
+        """/p/.../serveFlavor/...: a KS that is not valid is refused (403); the flavor must
+        be the KS partner's (and, with entitlement on, the key's entry) or it is 404."""
+        emu = self.server.emulator
         try:
-            return self.server.emulator.world.session(ks)
+            session = emu.world.session(ks)
         except ApiError:
             self._send(403, b"Forbidden", "text/plain")
-            return None
-
-    def _serve_flavor(self, flavor_id: str, ks: str) -> None:
-        emu = self.server.emulator
-        session = self._session_or_403(ks)
-        if session is None:
             return
         flavor = emu.world.flavors.get(flavor_id)
-        if flavor is None or not session.can_edit(flavor["entryId"]):
+        if (
+            flavor is None
+            or flavor["partnerId"] != session.partner_id
+            or (
+                emu.entitlement
+                and not session.is_admin
+                and not session.has_privilege("download", flavor["entryId"])
+            )
+        ):
             self._send(404, b"Not Found", "text/plain")
             return
         path = Path(flavor["_path"]) if flavor.get("_path") else None
@@ -219,19 +247,10 @@ class _Handler(BaseHTTPRequestHandler):
             while chunk := fh.read(1 << 16):
                 self.wfile.write(chunk)
 
-    def _serve_attachment(self, asset_id: str, ks: str) -> None:
-        emu = self.server.emulator
-        session = self._session_or_403(ks)
-        if session is None:
-            return
-        with emu.world.lock:
-            asset = emu.world.attachments.get(asset_id)
-            content = asset.get("_content") if asset else None
-            allowed = asset is not None and session.can_edit(asset["entryId"])
-        if not allowed or asset is None or asset["status"] == 3 or content is None:
-            self._send(404, b"Not Found", "text/plain")
-            return
-        self._send(200, bytes(content), "text/plain; charset=utf-8")
+
+def _path_params(tail: str) -> dict[str, str]:
+    parts = [unquote(p) for p in tail.strip("/").split("/") if tail.strip("/")]
+    return {parts[i]: parts[i + 1] for i in range(0, len(parts) - 1, 2)}
 
 
 class _Server(ThreadingHTTPServer):
@@ -250,13 +269,38 @@ class KalturaEmulator:
     """A Kaltura api_v3 server on 127.0.0.1 with REACH, flavors, captions, attachments."""
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int = 0, *, tls: tuple[Path, Path] | None = None
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        tls: tuple[Path, Path] | None = None,
+        access_key_can_list_captions: bool = True,
+        index_lag_s: float = 0.0,
+        shuffle_jobs: bool = False,
+        jobs_seed: int = 0,
+        entitlement: bool = False,
     ) -> None:
-        """`tls`: (certificate, key) PEM files, to serve https as Kaltura does."""
+        """`tls`: (certificate, key) PEM files, to serve https as Kaltura does. The other
+        arguments set the run-time switches of the same names (see the attributes)."""
         self.world = World()
         self.lock = threading.Lock()
         self.calls: list[tuple[str, str]] = []
         """(service, action) of every call received, multirequest parts included."""
+        self.call_log: list[dict[str, Any]] = []
+        """Per call received: service, action, session ("vendor", "access_key", "admin",
+        "widget", "user", "none", or "invalid" for a KS that does not parse), the
+        `partnerId` parameter sent (None if none) and the `clientTag`."""
+        self.access_key_can_list_captions = access_key_can_list_captions
+        """Open question (sources allow it, a Kaltura FAQ says no): False makes
+        caption_captionAsset.list with an access key SERVICE_FORBIDDEN."""
+        self.index_lag_s = index_lag_s
+        """How far getJobs/list's search index lags the database, in seconds."""
+        self.shuffle_jobs = shuffle_jobs
+        """getJobs/list without orderBy in a seeded random order (no documented order)."""
+        self.jobs_rng = random.Random(jobs_seed)
+        self.entitlement = entitlement
+        """The customer partner enforces entitlement: an access key then reads only its
+        own entry (off: it reads every entry of the customer, the server's default)."""
         self.connections_opened = 0
         """TCP connections accepted so far: keep-alive clients open few."""
         self.gzipped_responses = 0
@@ -328,16 +372,21 @@ class KalturaEmulator:
     # -- request execution ----------------------------------------------------------
 
     def execute(self, request: Request, base_url: str) -> list[Any]:
+        """Run the calls in order (KalturaFrontController::handleMultiRequest): each
+        result is substituted into the `{N:result...}` references of the calls after it,
+        and a serve action's file ends the request."""
+        calls = request.calls
+        pending = [call.params for call in calls]
+        paths = [result_paths(call.params) for call in calls]
         results: list[Any] = []
-        for call in request.calls:
-            with self.lock:
-                self.calls.append((call.service.lower(), call.action))
+        for pos, call in enumerate(calls):
+            params = clean_params(pending[pos])
+            self._log_call(call.service, call.action, params)
             try:
-                params = clean_params(resolve_references(call.params, results))
-                ctx = services.Ctx(self.world, params, call.files, base_url)
                 fault = self._take_call_fault(call.service, call.action, ("error",))
                 if fault is not None:
                     raise ApiError(fault.code, fault.message)
+                ctx = services.Ctx(self.world, self, params, call.files, base_url)
                 result = services.dispatch(ctx, call.service, call.action)
             except ApiError as err:
                 result = err
@@ -345,9 +394,34 @@ class KalturaEmulator:
                 log.error(
                     "emulator bug in %s.%s:\n%s", call.service, call.action, traceback.format_exc()
                 )
-                result = ApiError("INTERNAL_SERVERL_ERROR", "Internal server error occurred")
+                result = error(E.INTERNAL_SERVERL_ERROR)
             results.append(result)
+            if isinstance(result, RawFile):
+                break
+            for later in range(pos + 1, len(calls)):
+                pending[later] = replace_results(pos + 1, paths[later], pending[later], result)
         return results
+
+    def _log_call(self, service: str, action: str, params: dict[str, Any]) -> None:
+        ks = params.get("ks")
+        kind = "none"
+        if ks and ks is not NULL:
+            try:
+                kind = services.session_kind(self.world, self.world.parse_session(str(ks)))
+            except ApiError:
+                kind = "invalid"
+        partner = params.get("partnerId")
+        with self.lock:
+            self.calls.append((service.lower(), action))
+            self.call_log.append(
+                {
+                    "service": service,
+                    "action": action,
+                    "session": kind,
+                    "partnerId": None if partner is NULL else partner,
+                    "clientTag": params.get("clientTag"),
+                }
+            )
 
     def take_fault(self, request: Request) -> Fault | None:
         """An HTTP-level fault scripted for any call of this request, if one is due;
@@ -393,7 +467,8 @@ class KalturaEmulator:
         hash_type: str = "SHA256",
         session_expiry_s: int = 86400,
     ) -> None:
-        """A vendor partner with an app token, as Kaltura sets one up for a REACH vendor."""
+        """A vendor partner (it has REACH_VENDOR_PARTNER) with an app token, as Kaltura
+        sets one up for a REACH vendor."""
         with self.world.lock:
             self.world.ensure_partner(partner_id)
             self.world.vendors.add(partner_id)
@@ -429,15 +504,24 @@ class KalturaEmulator:
         enable_speaker_change_indication: bool = False,
         enable_audio_tags: bool = False,
         dictionary: str = "",
-        access_key_ttl_s: float = 3 * 86400,
+        access_key_ttl_s: float | None = None,
         expected_finish_time: int | None = None,
         transcript_text: str | None = None,
+        pay_per_use: bool = False,
+        created_at: float | None = None,
+        allow_resubmission: bool = False,
     ) -> int:
         """A PENDING REACH task for a new entry whose source flavor is `media_path`.
 
         `media_path=None` makes an entry whose flavor download 404s. `transcript_text`
         (ALIGNMENT tasks) is attached to the entry as the customer's text transcript and
         named in the task's `taskJobData`, as Kaltura does for alignment orders.
+
+        The task's access key lives max(2 x turnaround, 7 days) from `createdAt`
+        (VendorCatalogItem::getKsExpiry). `access_key_ttl_s=X` backdates the task so that
+        its first key has X seconds left; `created_at` sets the creation time directly
+        (epoch seconds); by default the task is created now. `label_hybrid` is stored on
+        the profile when given, but the server applies no hybrid label addition.
         """
         catalog: dict[str, Any] = {
             "serviceType": service_type,
@@ -445,22 +529,29 @@ class KalturaEmulator:
             "turnAroundTime": turn_around_time,
             "sourceLanguage": source_language,
             "outputFormat": output_format,
+            "payPerUse": pay_per_use,
+            "allowResubmission": allow_resubmission,
         }
         if target_language:
             catalog["targetLanguage"] = target_language
             catalog["objectType"] = "KalturaVendorTranslationCatalogItem"
-        profile = {
+        profile: dict[str, Any] = {
             "defaultOutputFormat": output_format,
             "maxCharactersPerCaptionLine": max_chars_per_line,
             "labelAdditionForMachineServiceType": label_machine,
             "labelAdditionForHumanServiceType": label_human,
-            "labelAdditionForHybridServiceType": label_hybrid,
             "flavorParamsIds": flavor_params_ids,
             "enableProfanityRemoval": enable_profanity_removal,
             "enableSpeakerChangeIndication": enable_speaker_change_indication,
             "enableAudioTags": enable_audio_tags,
         }
-        task_fields: dict[str, Any] = {"dictionary": dictionary}
+        if label_hybrid:
+            profile["labelAdditionForHybridServiceType"] = label_hybrid
+        if created_at is not None and access_key_ttl_s is not None:
+            raise ValueError("give created_at or access_key_ttl_s, not both")
+        if access_key_ttl_s is not None:
+            created_at = time.time() - (access_key_life(catalog) - access_key_ttl_s)
+        task_fields: dict[str, Any] = {"dictionary": dictionary} if dictionary else {}
         if expected_finish_time is not None:
             task_fields["expectedFinishTime"] = expected_finish_time
         task_id = self.world.add_task(
@@ -472,7 +563,7 @@ class KalturaEmulator:
             catalog=catalog,
             profile=profile,
             task_fields=task_fields,
-            access_key_ttl_s=access_key_ttl_s,
+            created_at=time.time() if created_at is None else created_at,
         )
         if transcript_text is not None:
             self._attach_transcript(task_id, transcript_text)
@@ -488,12 +579,14 @@ class KalturaEmulator:
                 "id": kaltura_id(),
                 "entryId": task["entryId"],
                 "partnerId": task["partnerId"],
-                "version": 1,
-                "size": max(1, len(content) // 1024),
+                "version": "1",
+                "size": len(content),
+                "sizeInBytes": len(content),
                 "status": 2,
                 "filename": "transcript.txt",
                 "title": "Customer transcript",
-                "format": 1,
+                "format": "1",
+                "fileExt": "txt",
                 "tags": "",
                 "createdAt": now,
                 "updatedAt": now,
@@ -562,6 +655,8 @@ class KalturaEmulator:
         with self.lock:
             return dict(self.chaos.counts) if self.chaos is not None else {}
 
+    # -- sessions -------------------------------------------------------------------
+
     def expire_ks(self, ks: str) -> None:
         """Make `ks` expire now: every later request with it gets INVALID_KS (EXPIRED)."""
         with self.world.lock:
@@ -572,14 +667,20 @@ class KalturaEmulator:
         with self.world.lock:
             self.world.revoked_ks.add(str(self.world.tasks[task_id]["accessKey"]))
 
+    def kill_access_key(self, task_id: int) -> None:
+        """Invalidate the task's current access key as ks::kill() does (INVALID_KS LOGOUT),
+        what the server does on READY."""
+        with self.world.lock:
+            self.world.killed_ks.add(str(self.world.tasks[task_id]["accessKey"]))
+
     def reissue_access_key(self, task_id: int, ttl_s: float | None = None) -> str:
-        """Give the task a new access key (as after Kaltura support resets a task whose
-        key ran out while it waited); getJobs hands the new one out. Returns it."""
+        """Give the task a new access key valid from now for `ttl_s` (default: the task's
+        key life), as after Kaltura support regenerates it; getJobs hands the new one
+        out. Returns it."""
         with self.world.lock:
             task = self.world.tasks[task_id]
-            if ttl_s is not None:
-                task["_access_key_ttl_s"] = ttl_s
-            task["accessKey"] = self.world.access_key(task)
+            life = float(task["_accessKeyExpiry"] if ttl_s is None else ttl_s)
+            task["accessKey"] = self.world.issue_access_key(task, life, time.time())
             return str(task["accessKey"])
 
     def expire_vendor_sessions(self) -> int:
@@ -588,6 +689,8 @@ class KalturaEmulator:
         with self.world.lock:
             expired = 0
             for ks in self.world.issued_ks:
+                if ks in self.world.access_keys:
+                    continue
                 try:
                     session = self.world.session(ks)
                 except ApiError:
@@ -597,35 +700,121 @@ class KalturaEmulator:
                     expired += 1
             return expired
 
-    # -- the customer's side ----------------------------------------------------------
-
-    def abort_task(self, task_id: int, reason: str = "Aborted by the customer") -> bool:
-        """The customer aborts the task, as `reach_entryvendortask.abort` does; a task
-        that is already final (READY, ERROR...) cannot be aborted: returns False."""
-        with self.world.lock:
-            task = self.world.tasks[task_id]
-            if task["status"] not in ABORTABLE:
-                return False
-            task.setdefault("_statusLog", []).append((ABORTED, time.time()))
-            task["status"] = ABORTED
-            task["errDescription"] = reason
-            task["updatedAt"] = int(time.time())
-            return True
-
-    def resubmit_task(self, task_id: int) -> None:
-        """The customer re-submits: a new version of the task, PENDING again, new key."""
-        with self.world.lock:
-            task = self.world.tasks[task_id]
-            task["version"] = int(task["version"]) + 1
-            task["status"] = PENDING
-            for key in ("errDescription", "outputObjectId", "accuracy", "finishTime"):
-                task.pop(key, None)
-            task["accessKey"] = self.world.access_key(task)
-            task["updatedAt"] = int(time.time())
-
     def admin_ks(self, partner_id: int, expiry_s: float = 3600) -> str:
         """A customer admin KS, for tests acting as the customer through the API."""
+        self.world.ensure_partner(partner_id)
         return self.world.issue_ks(partner_id, expiry_s=expiry_s)
+
+    # -- the customer's and Kaltura's side ----------------------------------------------
+
+    def abort_task(self, task_id: int, reason: str = "Aborted by the customer") -> bool:
+        """The customer aborts the task (EntryVendorTaskService::abortAction with an admin
+        KS): only from PENDING_MODERATION, PENDING or SCHEDULED (isAbortAllowed); returns
+        False where the server answers CANNOT_ABORT_NOT_MODERATED_TASK or, for an
+        already ABORTED task, ENTRY_VENDOR_TASK_NOT_FOUND."""
+        with self.world.lock:
+            task = self.world.tasks[task_id]
+            if status_of(task) not in ABORTABLE:
+                return False
+            self.world.save_task(task, {"status": ABORTED, "errDescription": reason})
+            return True
+
+    def reorder_task(self, task_id: int, *, new_media: bool = True) -> int:
+        """The customer orders the same service again for the task's entry
+        (EntryVendorTaskService::addAction -> handlingExistingTasks); returns the new
+        task's id.
+
+        `new_media` (default): the entry's media was replaced, so the order is for the
+        next version. An active task on an older version that is PENDING is cancelled
+        first (kReachUtils::tryToCancelTask: ABORTED, "Aborted following cancel
+        request"); one that is PROCESSING refuses the order with
+        ENTRY_VENDOR_TASK_DUPLICATION (raised as ApiError); a PENDING_MODERATION one is
+        left as it is. `new_media=False`: the same version again, refused unless the
+        catalog item allows resubmission and the existing task is done.
+        """
+        with self.world.lock:
+            old = self.world.tasks[task_id]
+            entry_id, catalog_id = old["entryId"], int(old["catalogItemId"])
+            catalog = self.world.catalog_items[catalog_id]
+            version = int(old["version"]) + (1 if new_media else 0)
+
+            def latest(statuses: tuple[int, ...], version_eq: int | None) -> dict[str, Any] | None:
+                # EntryVendorTaskPeer::retrieveOneTaskByStatus: highest version, then id
+                found = [
+                    t
+                    for t in self.world.tasks.values()
+                    if t["entryId"] == entry_id
+                    and int(t["catalogItemId"]) == catalog_id
+                    and t["partnerId"] == old["partnerId"]
+                    and status_of(t) in statuses
+                    and (version_eq is None or int(t["version"]) == version_eq)
+                ]
+                found.sort(key=lambda t: (int(t["version"]), t["id"]), reverse=True)
+                return found[0] if found else None
+
+            existing = latest(ACTIVE_OR_COMPLETE, version)
+            if existing is not None:
+                if not catalog.get("allowResubmission") or status_of(existing) in ACTIVE:
+                    raise error(
+                        E.ENTRY_VENDOR_TASK_DUPLICATION, entry_id, catalog_id, existing["version"]
+                    )
+            else:
+                active = latest(ACTIVE, None)
+                if active is not None:
+                    if status_of(active) in (PENDING, PENDING_ENTRY_READY):
+                        self.world.save_task(
+                            active,
+                            {
+                                "status": ABORTED,
+                                "errDescription": "Aborted following cancel request",
+                            },
+                        )
+                    elif status_of(active) == PROCESSING:
+                        raise error(
+                            E.ENTRY_VENDOR_TASK_DUPLICATION, entry_id, catalog_id, active["version"]
+                        )
+            if new_media:
+                for flavor in self.world.flavors.values():
+                    if flavor["entryId"] == entry_id and flavor.get("isOriginal"):
+                        flavor["version"] = str(version)
+            carried: dict[str, Any] = {k: old[k] for k in ("dictionary", "taskJobData") if k in old}
+            return self.world.create_task(
+                entry_id=entry_id,
+                catalog_id=catalog_id,
+                profile_id=int(old["reachProfileId"]),
+                task_fields=self.world.snapshot(carried),
+                created_at=time.time(),
+                version=version,
+            )
+
+    def reset_task(self, task_id: int, vendor_partner_id: int | None = None) -> None:
+        """Kaltura takes the task back (EntryVendorTaskService::resetAction): PENDING again
+        (preSave sets queueTime and expectedFinishTime anew), optionally for another
+        vendor through a linked catalog item of that vendor. The access key is kept.
+        An ABORTED task is not found (raised as ApiError ENTRY_VENDOR_TASK_NOT_FOUND)."""
+        with self.world.lock:
+            task = self.world.tasks[task_id]
+            if status_of(task) == ABORTED:
+                raise error(E.ENTRY_VENDOR_TASK_NOT_FOUND, task_id)
+            changes: dict[str, Any] = {"status": PENDING}
+            if vendor_partner_id is not None and vendor_partner_id != task["vendorPartnerId"]:
+                current = self.world.catalog_items[int(task["catalogItemId"])]
+                linked_id = self.world.new_int_id()
+                self.world.catalog_items[linked_id] = {
+                    **self.world.snapshot(current),
+                    "id": linked_id,
+                    "vendorPartnerId": vendor_partner_id,
+                }
+                changes["catalogItemId"] = linked_id
+                changes["vendorPartnerId"] = vendor_partner_id
+            self.world.save_task(task, changes)
+
+    def moderate_task(self, task_id: int) -> None:
+        """Put a PENDING task in PENDING_MODERATION, as a reach profile with moderation
+        does on order (kReachManager::getEntryVendorTaskStatus)."""
+        with self.world.lock:
+            task = self.world.tasks[task_id]
+            self.world.save_task(task, {"status": PENDING_MODERATION})
 
     # -- inspection -----------------------------------------------------------------
 
@@ -654,7 +843,12 @@ class KalturaEmulator:
     def attachment_assets(self, entry_id: str) -> list[dict[str, Any]]:
         return self._assets(self.world.attachments, entry_id)
 
+    def upload_tokens(self) -> list[dict[str, Any]]:
+        with self.world.lock:
+            return [self.world.snapshot(t) for t in self.world.upload_tokens.values()]
+
     def issued_ks(self) -> list[str]:
-        """Every KS this server handed out: for tests that grep logs for secrets."""
+        """Every KS this server handed out (access keys included): for tests that grep
+        logs for secrets."""
         with self.world.lock:
             return list(self.world.issued_ks)

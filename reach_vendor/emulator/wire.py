@@ -18,28 +18,27 @@ from typing import Any
 from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
 
+from reach_vendor.emulator.errors import SERVICE_NOT_SPECIFIED, ApiError, error
+
+__all__ = ["ApiError", "Call", "RawFile", "Request", "build_request", "parse_body", "render"]
+
 FORMAT_JSON = 1
 FORMAT_XML = 2
 
-_REFERENCE = re.compile(r"^\{(\d+):result(?::([^}]*))?\}$")
+# KalturaFrontController::getMultiRequestResultsPaths and replaceMultiRequestResults, as
+# written there: the first finds a reference anywhere in a value (greedy up to the last
+# "}"), the second reads the index and the attribute path from exactly that match.
+_PATH_IN_VALUE = re.compile(r"\{[0-9]+:result:?(.*)?\}")
+_PATH_EXACT = re.compile(r"^\{([0-9]+):result:?(.*)?\}$")
 
 
-class ApiError(Exception):
-    """A KalturaAPIException: the server answered, the call was refused."""
+@dataclass(frozen=True)
+class RawFile:
+    """What a `file` action (attachment serve) answers: the bytes themselves."""
 
-    def __init__(self, code: str, message: str, **args: Any) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-        self.args_map = {k: str(v) for k, v in args.items()}
-
-    def as_object(self) -> dict[str, Any]:
-        return {
-            "code": self.code,
-            "message": self.message,
-            "objectType": "KalturaAPIException",
-            "args": self.args_map,
-        }
+    content: bytes
+    content_type: str = "application/octet-stream"
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -50,6 +49,8 @@ class Call:
     action: str
     params: dict[str, Any]
     files: dict[str, bytes] = field(default_factory=dict)
+    index: int = 0
+    """The request's index in a multirequest as the client numbered it (0 if single)."""
 
 
 @dataclass
@@ -136,15 +137,10 @@ def _nest_flat_keys(decoded: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-_SHARED_KEYS = (
-    "ks",
-    "partnerId",
-    "clientTag",
-    "apiVersion",
-    "format",
-    "responseProfile",
-    "language",
-)
+# KalturaFrontController::handleMultiRequest copies only these common parameters into a
+# call that lacks them; everything else at the top level (format, apiVersion...) is not
+# the call's. A call's own value wins, so calls may carry different sessions.
+_INHERITED = ("clientTag", "ks", "partnerId")
 
 
 def build_request(
@@ -160,72 +156,121 @@ def build_request(
     service = path_service or params.get("service")
     action = path_action or params.get("action")
     if service and str(service).lower() == "multirequest":
-        indexes = sorted(int(k) for k in params if k.isdigit())
-        shared = {k: params[k] for k in _SHARED_KEYS if k in params}
-        calls = []
-        for idx in indexes:
-            sub = params[str(idx)]
-            if not isinstance(sub, dict):
-                continue
-            merged = {**shared, **sub}
-            prefix = f"{idx}:"
-            sub_files = {k[len(prefix) :]: v for k, v in files.items() if k.startswith(prefix)}
-            calls.append(
-                Call(
-                    str(merged.pop("service", "")),
-                    str(merged.pop("action", "")),
-                    merged,
-                    sub_files,
-                )
-            )
-        return Request(calls, True, response_format)
-    if not service or not action:
-        raise ApiError("SERVICE_FORBIDDEN", "Service or action missing from the request")
-    return Request([Call(str(service), str(action), params, files)], False, response_format)
+        return Request(_multirequest_calls(params, files), True, response_format)
+    if not service:
+        raise error(SERVICE_NOT_SPECIFIED)
+    return Request([Call(str(service), str(action or ""), params, files)], False, response_format)
 
 
-def resolve_references(value: Any, results: list[Any]) -> Any:
-    """Replace `{N:result:path}` (N counts from 1) with a value of an earlier result.
+def _multirequest_calls(params: dict[str, Any], files: dict[str, bytes]) -> list[Call]:
+    """handleMultiRequest: requests run from the lowest index (at most 1) to the highest,
+    stopping at the first one without service and action."""
+    indexes = [int(k) for k in params if k.lstrip("-").isdigit()]
+    common = {k: v for k, v in params.items() if not k.lstrip("-").isdigit()}
+    calls: list[Call] = []
+    if not indexes:
+        return calls
+    for idx in range(min(1, *indexes), max(1, *indexes) + 1):
+        sub = params.get(str(idx))
+        if not isinstance(sub, dict) or "service" not in sub or "action" not in sub:
+            break
+        merged = dict(sub)
+        for key in _INHERITED:
+            if key in common and key not in merged:
+                merged[key] = common[key]
+        merged.pop("format", None)
+        prefix = f"{idx}:"
+        sub_files = {k[len(prefix) :]: v for k, v in files.items() if k.startswith(prefix)}
+        service, action = str(merged.pop("service")), str(merged.pop("action"))
+        calls.append(Call(service, action, merged, sub_files, idx))
+    return calls
 
-    As in Kaltura (`KalturaFrontController::replaceMultiRequestResults`), a reference that
-    finds nothing (the earlier call failed, or the path is empty) fails the call that
-    holds it with MISSING_MANDATORY_PARAMETER; clients chain calls on this so that a
-    later call (say, setting a task READY) never runs on the back of a failed one.
-    """
+
+def result_paths(value: Any) -> Any:
+    """getMultiRequestResultsPaths: where a call's parameters hold a `{N:result...}`."""
     if isinstance(value, dict):
-        return {k: resolve_references(v, results) for k, v in value.items()}
+        found = {k: p for k, v in value.items() if (p := result_paths(v)) is not None}
+        return found or None
     if isinstance(value, list):
-        return [resolve_references(v, results) for v in value]
-    if not isinstance(value, str):
-        return value
-    m = _REFERENCE.match(value)
-    if not m:
-        return value
-    index = int(m.group(1))
-    if not 1 <= index <= len(results):
-        return value
-    node: Any = results[index - 1]
-    for part in (m.group(2) or "").split(":"):
-        if not part:
+        found_l = {i: p for i, v in enumerate(value) if (p := result_paths(v)) is not None}
+        return found_l or None
+    if isinstance(value, str):
+        m = _PATH_IN_VALUE.search(value)
+        return m.group(0) if m else None
+    return None
+
+
+def replace_results(index: int, paths: Any, params: Any, result: Any) -> Any:
+    """replaceMultiRequestResults: after call number `index` (counted from 1 in the order
+    run) each reference to it becomes the value found in its result, or the empty string
+    when there is none (the call failed, the field is absent, empty or trimmed by a
+    response profile). It is a str_replace, so text around the reference stays."""
+    if not isinstance(paths, dict):
+        return params
+    out: Any = dict(params) if isinstance(params, dict) else list(params)
+    for key, path in paths.items():
+        try:
+            current = out[key]
+        except (KeyError, IndexError, TypeError):
             continue
-        if isinstance(node, dict):
-            node = node.get(part)
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        else:
-            node = None
-    if node is None or node == "" or isinstance(node, ApiError):
-        raise ApiError(
-            "MISSING_MANDATORY_PARAMETER", f"Missing parameter \"{value}\"", PARAM_NAME=value
-        )
-    return node
+        if isinstance(path, dict):
+            out[key] = replace_results(index, path, current, result)
+            continue
+        m = _PATH_EXACT.match(path)
+        if not m or int(m.group(1)) != index or not isinstance(current, str):
+            continue
+        value = _value_from_object(result, (m.group(2) or "").split(":"))
+        out[key] = current.replace(path, _php_str(value))
+    return out
+
+
+def _value_from_object(obj: Any, path: list[str]) -> Any:
+    """KalturaFrontController::getValueFromObject over the call's answer."""
+    prop, rest = (path[0], path[1:]) if path else (None, [])
+    if prop is None or prop == "":
+        return None if isinstance(obj, dict | list | ApiError) else obj
+    if isinstance(obj, dict):
+        public = _public(obj)
+        return _value_from_object(public[prop], rest) if prop in public else None
+    if isinstance(obj, list):
+        if prop == "_all":
+            # getValuesFromObjectsArray: "a,b," from each object having the attribute
+            attr = rest[0] if rest else ""
+            vals = [
+                _php_str(o[attr]) for o in obj if isinstance(o, dict) and o.get(attr) is not None
+            ]
+            return "".join(v + "," for v in vals) or None
+        if prop.isdigit() and int(prop) < len(obj):
+            return _value_from_object(obj[int(prop)], rest)
+    return None
+
+
+def _php_str(value: Any) -> str:
+    """str_replace's string conversion; objects and arrays make no sense there: empty."""
+    if value is None or isinstance(value, dict | list | ApiError):
+        return ""
+    if isinstance(value, bool):
+        return "1" if value else ""
+    return str(value)
+
+
+class NullField:
+    """KalturaNullField: `x__null` in a request sets property x to null (the client sends
+    it for a property set to None); a plain parameter so marked is simply absent."""
+
+    def __repr__(self) -> str:
+        return "NULL"
+
+
+NULL = NullField()
 
 
 def clean_params(params: dict[str, Any]) -> dict[str, Any]:
-    """Drop `x__null` markers (the client's way of saying "unset") and private keys."""
+    """`x__null` markers become x = NULL, unless x itself was sent."""
     out: dict[str, Any] = {}
     for k, v in params.items():
         if k.endswith("__null"):
+            out.setdefault(k[: -len("__null")], NULL)
             continue
         out[k] = clean_params(v) if isinstance(v, dict) else v
     return out
@@ -238,11 +283,20 @@ def _public(obj: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in obj.items() if not k.startswith("_") and v is not None}
 
 
+# Properties typed `bigint` (KalturaEntryVendorTask::$id): the JSON serializer writes them
+# as strings, as the REACH vendor guide's getJobs/get examples show ("id": "364983352").
+_BIGINT = {"KalturaEntryVendorTask": ("id",)}
+
+
 def to_json_value(value: Any) -> Any:
     if isinstance(value, ApiError):
         return value.as_object()
     if isinstance(value, dict):
-        return {k: to_json_value(v) for k, v in _public(value).items()}
+        out = {k: to_json_value(v) for k, v in _public(value).items()}
+        for key in _BIGINT.get(str(value.get("objectType")), ()):
+            if key in out:
+                out[key] = str(out[key])
+        return out
     if isinstance(value, list):
         return [to_json_value(v) for v in value]
     return value

@@ -1,10 +1,16 @@
 """The only place the daemon talks to Kaltura, through the official KalturaApiClient.
 
-Two kinds of credentials are in play: the vendor's app-token session (for getJobs) and
-each task's access key (for everything about that task: get, media, uploads, status).
-The client does not retry network failures (it wraps them all as
-KalturaClientException -4), so this module does, with backoff; what still fails comes out
-as `KalturaTransientError` for the pipeline to reschedule, and Kaltura's own API errors as
+Two sessions are in play, never mixed up (kaltura/server's permission files decide which):
+- the vendor's app-token session, with the vendor's partnerId: getJobs, updateJob
+  (PROCESSING, READY, ERROR) and extendAccessKey (permission REACH_VENDOR_PARTNER);
+- each task's access key, a session of the *customer's* partner, sent with the task's own
+  partnerId (the vendor's would be impersonation: SERVICE_FORBIDDEN): get with the
+  `reach_vendor` profile, flavors, upload tokens, caption and attachment assets.
+One multirequest may carry both: the client copies the session into each call it queues.
+
+The client does not retry network failures (it wraps them all as KalturaClientException
+-4), so this module does, with backoff; what still fails comes out as
+`KalturaTransientError` for the pipeline to reschedule, and Kaltura's own API errors as
 `KalturaApiError`, whose message is already redacted.
 """
 
@@ -16,7 +22,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -38,8 +44,9 @@ from KalturaClient.Plugins.Reach import KalturaEntryVendorTask, KalturaEntryVend
 
 from reach_vendor import metrics
 from reach_vendor.config import KalturaConfig
+from reach_vendor.delivery import DeliveryRecord
 from reach_vendor.kaltura.client import KeepAliveClient
-from reach_vendor.kaltura.ks import ks_expiry
+from reach_vendor.kaltura.ks import access_key_expiry, ks_expiry
 from reach_vendor.redact import redact, register_secret
 from reach_vendor.states import KalturaStatus
 from reach_vendor.store import OfferedTask
@@ -71,23 +78,29 @@ def _only(fields: str) -> KalturaDetachedResponseProfile:
 
 
 # getJobs answers with only what `_iter_jobs` stores. Every poll lists the whole PENDING
-# backlog again, and a full task is ~40 fields: with a deep backlog, building and parsing
-# those was most of a poll's cost on both sides (Kaltura's own batch jobs trim their lists
-# the same way).
+# backlog again; Kaltura's own batch jobs trim their lists the same way.
 _OFFER_FIELDS = _only(
-    "id,partnerId,entryId,version,accessKey,serviceType,serviceFeature,"
+    "id,partnerId,entryId,status,version,accessKey,createdAt,serviceType,serviceFeature,"
     "turnAroundTime,expectedFinishTime"
 )
-# The same for answers we read little of: a status update's echo of the whole task, the
-# upload token and asset objects of a delivery. The fields kept include every one a later
-# call of the same multirequest refers to (`{N:result:id}`, `{N:result:entryId}`): Kaltura
-# resolves those against the trimmed object.
+# The same for answers we read little of. Kaltura resolves `{N:result:id}` against the
+# trimmed object, so every field a later call refers to is kept.
 _STATUS_FIELDS = _only("id,status,version")
 _ID_FIELDS = _only("id")
 _ASSET_FIELDS = _only("id,entryId,status")
+_TOKEN_FIELDS = _only("id,status,attachedObjectId")
+_TOKEN_FULL_UPLOAD = 2  # KalturaUploadTokenStatus: PENDING 0, PARTIAL 1, FULL 2, CLOSED 3
+
 # Kaltura answers these when it is itself in trouble (sic: Kaltura's own spelling); the
 # same request may well work a moment later, so they are retried like network failures.
 _TRANSIENT_API_CODES = frozenset({"INTERNAL_SERVERL_ERROR"})
+# Answers that say a status update found the task final already (validateForUpdate).
+FINAL_STATUS_CODES = frozenset(
+    {
+        "CANNOT_UPDATE_STATUS_OF_TASK_WHICH_IS_IN_FINAL_STATE",
+        "CANNOT_UPDATE_UNIT_USED_OF_TASK_WHICH_IS_IN_FINAL_STATE",
+    }
+)
 
 
 class KalturaApiError(Exception):
@@ -101,6 +114,10 @@ class KalturaApiError(Exception):
 
 class KalturaTransientError(Exception):
     """Kaltura could not be reached (or answered garbage) even after retries."""
+
+
+def _api_error(exc: KalturaException, action: str) -> KalturaApiError:
+    return KalturaApiError(str(exc.code), str(exc.message), action)
 
 
 @dataclass(frozen=True)
@@ -131,37 +148,31 @@ class MediaChoice:
 
 @dataclass(frozen=True)
 class StartedTask:
-    """What the start multirequest returns: the task and, when it could be read in the
-    same round trip, the media to download (None: ask `media_url` later)."""
+    """What the start multirequest returns: the task, the media to download when it
+    could be read in the same round trip (None: ask `media_url` later), and the upload
+    tokens created for the deliverables."""
 
     spec: TaskSpec
     media: MediaChoice | None
+    tokens: dict[str, str]
 
 
-@dataclass(frozen=True)
-class DeliveryState:
-    """What Kaltura holds for a task just before delivery, read in one multirequest."""
+@dataclass
+class TaskKey:
+    """A task's access key and how to get a new one when Kaltura says it is dead.
 
-    status: int
-    version: int
-    caption: tuple[str, bool] | None
-    """Our caption asset (found by the task tag): (asset id, content set?)."""
-    attachment_id: str | None
-    """Our first transcript attachment (found by the task tag)."""
+    Real access keys are KS v2, whose expiry the vendor cannot read; the key is extended
+    ahead of its known life, and a key found dead anyway is replaced through the vendor
+    session (extendAccessKey needs only the vendor session and a PROCESSING task).
+    `on_new_key` persists a replacement before it is used.
+    """
 
-    @property
-    def nothing_delivered(self) -> bool:
-        return self.caption is None and self.attachment_id is None
-
-
-class PartialDelivery(Exception):
-    """The one-shot delivery lost its answer and only part of it had taken effect (or
-    the task changed meanwhile): sending it again would duplicate what exists, so the
-    caller resumes from `state` with the step-by-step paths instead."""
-
-    def __init__(self, state: DeliveryState) -> None:
-        super().__init__("delivery took effect only in part")
-        self.state = state
+    task_id: int
+    partner_id: int
+    entry_id: str
+    access_key: str
+    turn_around_time: int | None = None
+    on_new_key: Callable[[str, float], None] | None = None
 
 
 def _value(obj: Any) -> Any:
@@ -191,6 +202,10 @@ def _bool(obj: Any) -> bool:
     return v in (True, 1, "1", "true")
 
 
+def _is_error(result: Any, *codes: str) -> bool:
+    return isinstance(result, KalturaException) and (not codes or str(result.code) in codes)
+
+
 class KalturaGateway:
     def __init__(self, cfg: KalturaConfig, app_token: str) -> None:
         self._cfg = cfg
@@ -201,10 +216,11 @@ class KalturaGateway:
         self._vendor_ks: str | None = None
         self._vendor_ks_expires_at = 0.0
         self.retry_base_s = 0.5
+        self._client_tag: str | None = None
 
     # -- plumbing -------------------------------------------------------------------
 
-    def _client(self, ks: str | None) -> KalturaClient:
+    def _client(self, ks: str | None, partner_id: int | None, task_id: int | None) -> Any:
         """One client per thread: the client keeps the KS and queued calls as state."""
         client: KalturaClient | None = getattr(self._local, "client", None)
         if client is None:
@@ -212,11 +228,19 @@ class KalturaGateway:
             conf.requestTimeout = self._cfg.request_timeout_s
             client = KeepAliveClient(conf)
             self._local.client = client
+            if self._client_tag is None:
+                # Kaltura traces a vendor's calls end to end by this tag:
+                # <client default>_<vendorName>-<vendorPartnerId>, plus the task id.
+                self._client_tag = (
+                    f"{client.getClientTag()}_{self._cfg.vendor_name}-{self._cfg.partner_id}"
+                )
         # A call that failed half-way through building a multirequest leaves it queued;
         # every call starts from a clean client so that cannot leak into the next one.
         client.callsQueue = []
         client.multiRequestReturnType = None
-        client.setPartnerId(self._cfg.partner_id)
+        tag = self._client_tag if task_id is None else f"{self._client_tag}_{task_id}"
+        client.setClientTag(tag)
+        client.setPartnerId(partner_id)
         client.setKs(ks)
         client.setResponseProfile(None)
         return client
@@ -225,25 +249,28 @@ class KalturaGateway:
         self,
         action: str,
         ks: str | None,
-        fn: Callable[[KalturaClient], T],
+        fn: Callable[[Any], T],
         *,
+        partner_id: int | None = None,
+        task_id: int | None = None,
         attempts: int | None = None,
     ) -> T:
         """Run `fn` with retries on network-level failures; map errors to ours.
 
-        Only for calls that are safe to repeat; calls that create things go through
-        `_call_reconciled`.
+        Only for calls that are safe to repeat. `partner_id` defaults to the vendor's:
+        calls with an access key pass the task's partner.
         """
         attempts = attempts or self._cfg.retries + 1
+        pid = self._cfg.partner_id if partner_id is None else partner_id
         for attempt in range(1, attempts + 1):
-            client = self._client(ks)
+            client = self._client(ks, pid, task_id)
             metrics.kaltura_request(action)
             try:
                 return fn(client)
             except KalturaException as exc:
                 if str(exc.code) not in _TRANSIENT_API_CODES:
                     metrics.kaltura_error(action, "api")
-                    raise KalturaApiError(str(exc.code), str(exc.message), action) from None
+                    raise _api_error(exc, action) from None
                 detail = f"{exc.code}: {redact(str(exc.message))}"
                 if attempt == attempts:
                     raise KalturaTransientError(
@@ -260,34 +287,6 @@ class KalturaGateway:
                 self._backoff(action, attempt, attempts, detail)
         raise AssertionError("unreachable")
 
-    def _call_reconciled(
-        self,
-        action: str,
-        ks: str,
-        fn: Callable[[KalturaClient], T],
-        reconcile: Callable[[], T | None],
-    ) -> T:
-        """Run a call that creates something, never repeating it blindly.
-
-        When the answer is lost the request may still have taken effect, so before each
-        retry `reconcile` asks Kaltura what exists; its result, if any, is the answer.
-        """
-        attempts = self._cfg.retries + 1
-        for attempt in range(1, attempts + 1):
-            try:
-                return self._call(action, ks, fn, attempts=1)
-            except KalturaTransientError as exc:
-                if attempt == attempts:
-                    raise KalturaTransientError(
-                        f"{action}: Kaltura unreachable after {attempts} attempts: {exc}"
-                    ) from None
-                self._backoff(action, attempt, attempts, str(exc))
-                done = reconcile()
-                if done is not None:
-                    log.info("%s had taken effect although its answer was lost", action)
-                    return done
-        raise AssertionError("unreachable")
-
     def _backoff(self, action: str, attempt: int, attempts: int, detail: str) -> None:
         delay = self.retry_base_s * (2 ** (attempt - 1)) * (0.5 + random.random())
         log.warning(
@@ -301,18 +300,15 @@ class KalturaGateway:
         time.sleep(delay)
 
     @staticmethod
-    def _raise_first_error(action: str, results: Sequence[Any]) -> None:
-        """Raise the first failed part of a multirequest: Kaltura runs every part whatever
-        happened before, and with chained references the first failure is the cause.
-
-        Kaltura's own "something broke" codes are transient here too, as in `_call`: the
-        caller retries later (after looking up what exists) instead of failing the task.
-        """
-        for r in results:
-            if isinstance(r, KalturaException):
-                if str(r.code) in _TRANSIENT_API_CODES:
-                    raise KalturaTransientError(f"{action}: {r.code}: {redact(str(r.message))}")
-                raise KalturaApiError(str(r.code), str(r.message), action)
+    def _raise_error(action: str, result: Any) -> None:
+        """Raise a failed part of a multirequest as ours (Kaltura's "something broke"
+        codes as transient, as in `_call`)."""
+        if isinstance(result, KalturaException):
+            if str(result.code) in _TRANSIENT_API_CODES:
+                raise KalturaTransientError(
+                    f"{action}: {result.code}: {redact(str(result.message))}"
+                )
+            raise _api_error(result, action)
 
     # -- vendor session -------------------------------------------------------------
 
@@ -351,14 +347,72 @@ class KalturaGateway:
             log.info("started app-token session, valid for %ds", int(lifetime))
             return ks
 
-    def _with_vendor_ks(self, action: str, fn: Callable[[KalturaClient], T]) -> T:
+    def _with_vendor_ks(self, action: str, fn: Callable[[Any], T], task_id: int | None = None) -> T:
         try:
-            return self._call(action, self.vendor_ks(), fn)
+            return self._call(action, self.vendor_ks(), fn, task_id=task_id)
         except KalturaApiError as exc:
             if exc.code != "INVALID_KS":
                 raise
             log.info("app-token session rejected (%s); starting a new one", exc.code)
-            return self._call(action, self.vendor_ks(renew=True), fn)
+            return self._call(action, self.vendor_ks(renew=True), fn, task_id=task_id)
+
+    # -- access-key calls -----------------------------------------------------------
+
+    def _with_key(
+        self,
+        action: str,
+        key: TaskKey,
+        fn: Callable[[Any], T],
+        *,
+        attempts: int | None = None,
+    ) -> T:
+        """A call with the task's access key (and the task's partnerId). A dead key
+        (INVALID_KS, for the whole call or for every part of a multirequest, so nothing
+        took effect) is replaced through the vendor session and the call made once more."""
+        for renewed in (False, True):
+            try:
+                result = self._call(
+                    action,
+                    key.access_key,
+                    fn,
+                    partner_id=key.partner_id,
+                    task_id=key.task_id,
+                    attempts=attempts,
+                )
+            except KalturaApiError as exc:
+                if exc.code != "INVALID_KS" or renewed:
+                    raise
+            else:
+                parts = result if isinstance(result, list) else []
+                if renewed or not parts or not all(_is_error(r, "INVALID_KS") for r in parts):
+                    return result
+            log.warning("access key rejected by Kaltura; asking for a new one")
+            self.renew_access_key(key)
+        raise AssertionError("unreachable")
+
+    def renew_access_key(self, key: TaskKey) -> None:
+        new_key, expires = self.extend_access_key(key.task_id, key.turn_around_time)
+        if key.on_new_key is not None:
+            key.on_new_key(new_key, expires)
+        key.access_key = new_key
+
+    def extend_access_key(self, task_id: int, turn_around_time: int | None) -> tuple[str, float]:
+        """A fresh access key (vendor session; the task must be PROCESSING or SCHEDULED)
+        and when it expires: Kaltura gives it the catalog item's key life from now."""
+        asked_at = time.time()
+        task = self._with_vendor_ks(
+            "reach_entryvendortask.extendAccessKey",
+            lambda c: self._extend(c, task_id),
+            task_id,
+        )
+        new_key = _str(task.accessKey)
+        register_secret(new_key)
+        return new_key, ks_expiry(new_key) or access_key_expiry(asked_at, turn_around_time)
+
+    @staticmethod
+    def _extend(c: Any, task_id: int) -> Any:
+        c.setResponseProfile(_only("id,status,accessKey"))
+        return c.reach.entryVendorTask.extendAccessKey(task_id)
 
     # -- getJobs --------------------------------------------------------------------
 
@@ -370,121 +424,152 @@ class KalturaGateway:
         """
         return list(self._iter_jobs())
 
-    def _get_jobs_page(self, page: int) -> Callable[[KalturaClient], Any]:
-        def call(c: KalturaClient) -> Any:
+    def _get_jobs_page(self, page: int, page_size: int) -> Callable[[Any], Any]:
+        def call(c: Any) -> Any:
             flt = KalturaEntryVendorTaskFilter()
             flt.statusEqual = KalturaStatus.PENDING.value
-            pager = KalturaFilterPager(pageSize=self._cfg.page_size, pageIndex=page)
+            pager = KalturaFilterPager(pageSize=page_size, pageIndex=page)
             c.setResponseProfile(_OFFER_FIELDS)
             return c.reach.entryVendorTask.getJobs(flt, pager)
 
         return call
 
+    def probe_jobs(self) -> int:
+        """What `check-config` asks: can the app token list this vendor's jobs?
+        Returns how many are pending."""
+        resp = self._with_vendor_ks("reach_entryvendortask.getJobs", self._get_jobs_page(1, 1))
+        return _int(resp.totalCount, 0) or 0
+
     def _iter_jobs(self) -> Iterator[OfferedTask]:
         page = 1
         seen = 0
+        size = self._cfg.page_size
         while True:
-            resp = self._with_vendor_ks("reach_entryvendortask.getJobs", self._get_jobs_page(page))
+            resp = self._with_vendor_ks(
+                "reach_entryvendortask.getJobs", self._get_jobs_page(page, size)
+            )
             objects = list(resp.objects or [])
             for obj in objects:
                 access_key = _str(obj.accessKey)
                 register_secret(access_key)
+                tat = _int(obj.turnAroundTime)
+                created = _int(obj.createdAt)
                 yield OfferedTask(
                     kaltura_task_id=int(_value(obj.id)),
                     partner_id=_int(obj.partnerId, 0) or 0,
                     entry_id=_str(obj.entryId),
                     version=_int(obj.version, 0) or 0,
                     access_key=access_key,
-                    access_key_expires_at=ks_expiry(access_key),
+                    access_key_expires_at=ks_expiry(access_key)
+                    or access_key_expiry(float(created or time.time()), tat),
                     service_type=_int(obj.serviceType),
                     service_feature=_int(obj.serviceFeature),
-                    turn_around_time=_int(obj.turnAroundTime),
+                    turn_around_time=tat,
                     expected_finish_time=_int(obj.expectedFinishTime),
+                    status=_int(obj.status),
                 )
             seen += len(objects)
             total = _int(resp.totalCount, 0) or 0
-            if not objects or seen >= total or len(objects) < self._cfg.page_size:
+            if not objects or seen >= total or len(objects) < size:
                 return
             page += 1
 
     # -- one task -------------------------------------------------------------------
 
-    def start_task(self, task_id: int, access_key: str) -> StartedTask:
-        """Move the task to PROCESSING, read what it asks for and find its media, in one
-        round trip.
+    def start_task(self, key: TaskKey, token_files: Sequence[tuple[str, str]]) -> StartedTask:
+        """Move the task to PROCESSING (vendor session) and, in the same round trip with
+        the access key, read what it asks for, find its media and create an upload token
+        for each (kind, file name) in `token_files`.
 
-        The flavor list is filtered by the entry the `get` returns (a multirequest
-        reference) and the URL of the first flavor listed is asked for with it, as
-        `media_url` does; when that is the flavor to use the download needs no more
-        calls. If the task is no longer PENDING/PROCESSING (aborted, taken back) the
-        status update fails or the returned status says so; the caller decides.
+        PROCESSING comes first: a task that is no longer PENDING (aborted: invisible,
+        ENTRY_VENDOR_TASK_NOT_FOUND; or final) is refused there and `KalturaApiError`
+        says why. A dead access key is replaced (the task is PROCESSING by then) and the
+        key's part asked again.
         """
 
-        def run(c: KalturaClient) -> list[Any]:
+        # The vendor session is fetched before the multirequest is built: starting one
+        # makes calls on this thread's client, which would drop the queued ones.
+        vendor_ks = self.vendor_ks()
+
+        def run(c: Any, with_update: bool) -> list[Any]:
             c.startMultiRequest()
-            c.setResponseProfile(_STATUS_FIELDS)
-            c.reach.entryVendorTask.updateJob(
-                task_id, KalturaEntryVendorTask(status=KalturaStatus.PROCESSING.value)
-            )
+            if with_update:
+                c.setKs(vendor_ks)
+                c.setPartnerId(self._cfg.partner_id)
+                c.setResponseProfile(_STATUS_FIELDS)
+                c.reach.entryVendorTask.updateJob(
+                    key.task_id, KalturaEntryVendorTask(status=KalturaStatus.PROCESSING.value)
+                )
+                c.setKs(key.access_key)
+                c.setPartnerId(key.partner_id)
             c.setResponseProfile(KalturaResponseProfileHolder(systemName=REACH_VENDOR_PROFILE))
-            task = c.reach.entryVendorTask.get(task_id)
+            c.reach.entryVendorTask.get(key.task_id)
             c.setResponseProfile(None)
-            self._queue_flavor_lookup(c, task.entryId)
+            self._queue_flavor_lookup(c, key.entry_id)
+            c.setResponseProfile(_ID_FIELDS)
+            for _kind, filename in token_files:
+                c.uploadToken.add(KalturaUploadToken(fileName=filename))
             return list(c.doMultiRequest())
 
-        update_result, task, listed, first_url = self._call(
-            "reach_entryvendortask.updateJob+get+flavorAsset.list+getUrl", access_key, run
+        action = "reach_entryvendortask.updateJob+get+flavorAsset.list+getUrl+uploadToken.add"
+        results = self._call(
+            action,
+            key.access_key,
+            lambda c: run(c, True),
+            partner_id=key.partner_id,
+            task_id=key.task_id,
         )
-        if isinstance(task, KalturaException):
-            raise KalturaApiError(str(task.code), str(task.message), "reach_entryvendortask.get")
-        spec = self._spec_from(task)
-        # A refused update on a task that is gone (aborted...) shows in spec.status, which
-        # the caller handles; a refused update on a still-PENDING task is an error.
-        if isinstance(update_result, KalturaException) and spec.status == KalturaStatus.PENDING:
-            raise KalturaApiError(
-                str(update_result.code),
-                str(update_result.message),
-                "reach_entryvendortask.updateJob",
+        update = results[0]
+        if _is_error(update, "INVALID_KS"):
+            # The vendor session ran out: start a new one and send the update again (the
+            # same status again is no change at Kaltura).
+            vendor_ks = self.vendor_ks(renew=True)
+            results = self._call(
+                action,
+                key.access_key,
+                lambda c: run(c, True),
+                partner_id=key.partner_id,
+                task_id=key.task_id,
             )
+            update = results[0]
+        self._raise_error("reach_entryvendortask.updateJob", update)
+        if _is_error(results[1], "INVALID_KS"):
+            self.renew_access_key(key)
+            results = [update, *self._with_key(action, key, lambda c: run(c, False))]
+        task, listed, first_url = results[1], results[2], results[3]
+        self._raise_error("reach_entryvendortask.get", task)
+        spec = self._spec_from(task)
+        tokens = {}
+        for (kind, _filename), token in zip(token_files, results[4:], strict=True):
+            if not isinstance(token, KalturaException):
+                tokens[kind] = _str(token.id)
         media = None
         if not isinstance(listed, KalturaException):
             # Anything unusual (no ready flavor, another flavor wanted) is left to
             # `media_url`, which reports it when the pipeline gets to the media.
-            flavors = _ready_flavors(listed)
+            flavors = _ready_flavors(listed, spec.entry_id)
             if flavors:
                 flavor = choose_flavor(flavors, spec.flavor_params_ids)
                 if _is_first_url(listed, flavor, first_url):
                     media = MediaChoice(str(first_url), flavor)
-        return StartedTask(spec, media)
+        return StartedTask(spec, media, tokens)
 
-    def get_task(self, task_id: int, access_key: str) -> TaskSpec:
-        def run(c: KalturaClient) -> Any:
+    def get_task(self, key: TaskKey) -> TaskSpec:
+        def run(c: Any) -> Any:
             c.setResponseProfile(KalturaResponseProfileHolder(systemName=REACH_VENDOR_PROFILE))
-            return c.reach.entryVendorTask.get(task_id)
+            return c.reach.entryVendorTask.get(key.task_id)
 
-        return self._spec_from(self._call("reach_entryvendortask.get", access_key, run))
+        return self._spec_from(self._with_key("reach_entryvendortask.get", key, run))
 
-    def task_status(self, task_id: int, access_key: str) -> int:
-        return self.task_status_and_version(task_id, access_key)[0]
+    def task_status_and_version(self, key: TaskKey) -> tuple[int, int]:
+        """Status and version as the task's access key sees them."""
 
-    def task_status_and_version(self, task_id: int, access_key: str) -> tuple[int, int]:
-        """Status and version: a new version means the customer re-submitted the task."""
-        task = self._call(
-            "reach_entryvendortask.get",
-            access_key,
-            lambda c: c.reach.entryVendorTask.get(task_id),
-        )
+        def run(c: Any) -> Any:
+            c.setResponseProfile(_STATUS_FIELDS)
+            return c.reach.entryVendorTask.get(key.task_id)
+
+        task = self._with_key("reach_entryvendortask.get", key, run)
         return _int(task.status, 0) or 0, _int(task.version, 0) or 0
-
-    def extend_access_key(self, task_id: int, access_key: str) -> tuple[str, float | None]:
-        task = self._call(
-            "reach_entryvendortask.extendAccessKey",
-            access_key,
-            lambda c: c.reach.entryVendorTask.extendAccessKey(task_id),
-        )
-        new_key = _str(task.accessKey)
-        register_secret(new_key)
-        return new_key, ks_expiry(new_key)
 
     def _spec_from(self, task: Any) -> TaskSpec:
         related = task.relatedObjects if task.relatedObjects is not NotImplemented else {}
@@ -501,6 +586,8 @@ class KalturaGateway:
         def attr(obj: Any, name: str) -> Any:
             return getattr(obj, name, NotImplemented) if obj is not None else NotImplemented
 
+        # The reach_vendor profile trims serviceType/serviceFeature off the task itself;
+        # the catalog item brings them.
         service_type = _int(task.serviceType) or _int(attr(catalog, "serviceType")) or 2
         flavor_ids = tuple(
             int(x) for x in _str(attr(profile, "flavorParamsIds")).split(",") if x.strip().isdigit()
@@ -533,11 +620,12 @@ class KalturaGateway:
             dictionary=_str(task.dictionary),
             expected_finish_time=_int(task.expectedFinishTime),
             transcript_asset_id=_str(attr(_job_data(task), "textTranscriptAssetId")) or None,
+            pay_per_use=_bool(attr(catalog, "payPerUse")),
         )
 
     # -- alignment ------------------------------------------------------------------
 
-    def transcript_url(self, spec: TaskSpec, access_key: str) -> str:
+    def transcript_url(self, spec: TaskSpec, key: TaskKey) -> str:
         """Download URL of the text an ALIGNMENT task's customer wants timed.
 
         The text is an attachment asset on the entry; its id comes with the task
@@ -546,9 +634,9 @@ class KalturaGateway:
         asset_id = spec.transcript_asset_id
         if not asset_id:
             raise ValueError("the task names no transcript attachment")
-        url = self._call(
+        url = self._with_key(
             "attachment_attachmentAsset.getUrl",
-            access_key,
+            key,
             lambda c: c.attachment.attachmentAsset.getUrl(asset_id),
         )
         return str(url)
@@ -556,14 +644,14 @@ class KalturaGateway:
     # -- media ----------------------------------------------------------------------
 
     @staticmethod
-    def _queue_flavor_lookup(c: KalturaClient, entry_id: Any) -> None:
+    def _queue_flavor_lookup(c: Any, entry_id: str) -> None:
         """Queue the entry's flavor list and the URL of the first flavor listed."""
         flt = KalturaAssetFilter()
         flt.entryIdEqual = entry_id
         listed = c.flavorAsset.list(flt, KalturaFilterPager(pageSize=100))
         c.flavorAsset.getUrl(listed.objects[0].id)
 
-    def media_url(self, spec: TaskSpec, access_key: str) -> tuple[str, FlavorInfo]:
+    def media_url(self, spec: TaskSpec, key: TaskKey) -> tuple[str, FlavorInfo]:
         """URL of the flavor to transcribe: one the profile names, else the source.
 
         The list and the URL of the first flavor listed (usually the source, which most
@@ -571,19 +659,14 @@ class KalturaGateway:
         URL cost a second round trip.
         """
 
-        def run(c: KalturaClient) -> list[Any]:
+        def run(c: Any) -> list[Any]:
             c.startMultiRequest()
             self._queue_flavor_lookup(c, spec.entry_id)
             return list(c.doMultiRequest())
 
-        resp, first_url = self._call("flavorAsset.list+getUrl", access_key, run)
-        if isinstance(resp, KalturaException):
-            if str(resp.code) in _TRANSIENT_API_CODES:
-                raise KalturaTransientError(
-                    f"flavorAsset.list: {resp.code}: {redact(resp.message)}"
-                )
-            raise KalturaApiError(str(resp.code), str(resp.message), "flavorAsset.list")
-        flavors = _ready_flavors(resp)
+        resp, first_url = self._with_key("flavorAsset.list+getUrl", key, run)
+        self._raise_error("flavorAsset.list", resp)
+        flavors = _ready_flavors(resp, spec.entry_id)
         if not flavors:
             raise KalturaApiError(
                 "NO_FLAVOR", "entry has no ready flavor asset", "flavorAsset.list"
@@ -591,267 +674,207 @@ class KalturaGateway:
         flavor = choose_flavor(flavors, spec.flavor_params_ids)
         if _is_first_url(resp, flavor, first_url):
             return str(first_url), flavor
-        url = self._call(
-            "flavorAsset.getUrl", access_key, lambda c: c.flavorAsset.getUrl(flavor.id)
-        )
+        url = self._with_key("flavorAsset.getUrl", key, lambda c: c.flavorAsset.getUrl(flavor.id))
         return str(url), flavor
 
     # -- delivery -------------------------------------------------------------------
 
-    def delivery_state(self, spec: TaskSpec, access_key: str) -> DeliveryState:
-        """Status and version, our caption and our attachments, in one round trip.
+    def create_upload_tokens(
+        self, key: TaskKey, token_files: Sequence[tuple[str, str]]
+    ) -> dict[str, str]:
+        """An upload token for each (kind, file name); a lost answer costs only unused
+        tokens, which Kaltura expires, so this is safe to repeat."""
 
-        Read right before delivering: a customer may have aborted or re-submitted the
-        task while it was transcribed (deliver nothing then), and after a crash what
-        was delivered before is found by its task tag and reused, never duplicated.
-        """
-
-        def run(c: KalturaClient) -> list[Any]:
+        def run(c: Any) -> list[Any]:
             c.startMultiRequest()
-            c.setResponseProfile(_STATUS_FIELDS)
-            c.reach.entryVendorTask.get(spec.task_id)
-            c.setResponseProfile(None)
-            self._queue_caption_list(c, spec)
-            self._queue_attachment_list(c, spec)
+            c.setResponseProfile(_ID_FIELDS)
+            for _kind, filename in token_files:
+                c.uploadToken.add(KalturaUploadToken(fileName=filename))
             return list(c.doMultiRequest())
 
-        action = (
-            "reach_entryvendortask.get+caption_captionAsset.list+attachment_attachmentAsset.list"
-        )
-        results = self._call(action, access_key, run)
-        self._raise_first_error(action, results)
-        task, captions, attachments = results
-        return DeliveryState(
-            status=_int(task.status, 0) or 0,
-            version=_int(task.version, 0) or 0,
-            caption=_tagged_caption(spec, captions),
-            attachment_id=_tagged_attachment(spec, attachments),
-        )
+        results = self._with_key("uploadToken.add", key, run)
+        tokens = {}
+        for (kind, _filename), token in zip(token_files, results, strict=True):
+            self._raise_error("uploadToken.add", token)
+            tokens[kind] = _str(token.id)
+        return tokens
 
-    @staticmethod
-    def _queue_caption_list(c: KalturaClient, spec: TaskSpec) -> Any:
-        flt = KalturaCaptionAssetFilter()
-        flt.entryIdEqual = spec.entry_id
-        return c.caption.captionAsset.list(flt, KalturaFilterPager(pageSize=500))
-
-    @staticmethod
-    def _queue_attachment_list(c: KalturaClient, spec: TaskSpec) -> Any:
-        flt = KalturaAttachmentAssetFilter()
-        flt.entryIdEqual = spec.entry_id
-        return c.attachment.attachmentAsset.list(flt, KalturaFilterPager(pageSize=500))
-
-    def find_caption_asset(self, spec: TaskSpec, access_key: str) -> tuple[str, bool] | None:
-        """Our earlier caption upload for this task, if any: (asset id, content set?)."""
-        resp = self._call(
-            "caption_captionAsset.list", access_key, lambda c: self._queue_caption_list(c, spec)
-        )
-        return _tagged_caption(spec, resp)
-
-    def deliver(
+    def upload_deliverables(
         self,
         spec: TaskSpec,
-        access_key: str,
-        caption: Deliverable,
-        transcripts: Sequence[Deliverable],
+        key: TaskKey,
+        record: DeliveryRecord,
+        files: Mapping[str, Deliverable],
         accuracy: int,
-    ) -> tuple[str, str | None]:
-        """Transcript attachments, the caption and READY in one multirequest, for a task
-        with nothing delivered yet; returns (caption asset id, first attachment id).
+    ) -> list[KalturaApiError]:
+        """For each deliverable `record` says is missing, in one multirequest: add its asset
+        (unless recorded), set the asset's content from its upload token while the token
+        is still empty, then upload the file into the token. Kaltura attaches an empty
+        token to the asset it is set on (kUploadedFileTokenResource::attachCreatedObject)
+        and fills the asset when the upload ends (kFlowHelper::handleUploadFinished), so
+        the token records which asset it filled. `record` is updated from the answers;
+        returns the refusals.
 
-        Kaltura runs every part of a multirequest even after one failed, so the parts are
-        chained: each asset is added to the entry named by the previous setContent's
-        result, and READY's outputObjectId is the caption setContent's result. A failed
-        part makes every later one fail (MISSING_MANDATORY_PARAMETER), so Kaltura never
-        sees READY with a deliverable missing, and READY stays last. A lost answer is
-        reconciled with `delivery_state`: all there (READY) is success, nothing there is
-        safe to send again, anything in between raises `PartialDelivery`.
+        Sent once, never repeated blindly: a lost answer may have taken effect, and the
+        caller looks with `reconcile_delivery` first.
         """
+        kinds = [k for k in record.missing() if k in record.tokens]
 
-        def run(c: KalturaClient) -> tuple[str, str | None]:
+        def run(c: Any) -> list[Any]:
             c.startMultiRequest()
-            entry_id: Any = spec.entry_id
-            for transcript in transcripts:
-                done = self._queue_asset_upload(c, spec, entry_id, transcript, None)
-                entry_id = done.entryId
-            done = self._queue_asset_upload(c, spec, entry_id, caption, accuracy)
-            c.setResponseProfile(_STATUS_FIELDS)
-            c.reach.entryVendorTask.updateJob(
-                spec.task_id,
-                KalturaEntryVendorTask(
-                    status=KalturaStatus.READY.value,
-                    outputObjectId=done.id,
-                    accuracy=accuracy,
-                ),
-            )
-            results = list(c.doMultiRequest())
-            self._raise_first_error("delivery", results)
-            # Four calls per asset: uploadToken.add, upload, add, setContent.
-            first_attachment = _str(results[2].id) if transcripts else None
-            return _str(results[4 * len(transcripts) + 2].id), first_attachment
-
-        def reconcile() -> tuple[str, str | None] | None:
-            state = self.delivery_state(spec, access_key)
-            if state.status == KalturaStatus.READY and state.caption is not None:
-                return state.caption[0], state.attachment_id
-            if state.nothing_delivered and state.status == KalturaStatus.PROCESSING:
-                return None
-            raise PartialDelivery(state)
-
-        return self._call_reconciled("delivery", access_key, run, reconcile)
-
-    @staticmethod
-    def _queue_asset_upload(
-        c: KalturaClient,
-        spec: TaskSpec,
-        entry_id: Any,
-        deliverable: Deliverable,
-        caption_accuracy: int | None,
-    ) -> Any:
-        """Queue upload token + asset + content for one deliverable; returns the
-        setContent sub-result (the asset with its content). `caption_accuracy` set:
-        the caption asset, else a transcript attachment."""
-        c.setResponseProfile(_ID_FIELDS)
-        token = c.uploadToken.add(KalturaUploadToken(fileName=deliverable.filename))
-        c.uploadToken.upload(token.id, _NamedBytes(deliverable))
-        resource = KalturaUploadedFileTokenResource(token=token.id)
-        if caption_accuracy is not None:
-            added = c.caption.captionAsset.add(
-                entry_id, _caption_asset(spec, deliverable, caption_accuracy)
-            )
-            c.setResponseProfile(_ASSET_FIELDS)
-            return c.caption.captionAsset.setContent(added.id, resource)
-        added = c.attachment.attachmentAsset.add(entry_id, _attachment_asset(spec, deliverable))
-        c.setResponseProfile(_ASSET_FIELDS)
-        return c.attachment.attachmentAsset.setContent(added.id, resource)
-
-    def upload_caption(
-        self,
-        spec: TaskSpec,
-        access_key: str,
-        caption: Deliverable,
-        accuracy: int,
-        existing_asset_id: str | None = None,
-    ) -> str:
-        """Upload token + caption asset + content in one multirequest; returns the asset id."""
-
-        def run(c: KalturaClient) -> list[Any]:
-            c.startMultiRequest()
-            token = c.uploadToken.add(KalturaUploadToken(fileName=caption.filename))
-            c.uploadToken.upload(token.id, _NamedBytes(caption))
-            if existing_asset_id is None:
-                added = c.caption.captionAsset.add(
-                    spec.entry_id, _caption_asset(spec, caption, accuracy)
+            index = 0  # calls queued so far; references count from 1
+            for kind in kinds:
+                token = record.tokens[kind]
+                service = (
+                    c.caption.captionAsset if kind == "caption" else c.attachment.attachmentAsset
                 )
-                asset_id: Any = added.id
+                asset_id: Any = record.assets.get(kind)
+                if asset_id is None:
+                    c.setResponseProfile(_ID_FIELDS)
+                    if kind == "caption":
+                        service.add(spec.entry_id, _caption_asset(spec, files[kind], accuracy))
+                    else:
+                        service.add(spec.entry_id, _attachment_asset(spec, files[kind]))
+                    index += 1
+                    asset_id = f"{{{index}:result:id}}"
+                if kind not in record.attached:
+                    c.setResponseProfile(_ASSET_FIELDS)
+                    service.setContent(asset_id, KalturaUploadedFileTokenResource(token=token))
+                    index += 1
+                c.setResponseProfile(_TOKEN_FIELDS)
+                c.uploadToken.upload(token, _NamedBytes(files[kind]))
+                index += 1
+            return list(c.doMultiRequest())
+
+        results = iter(self._with_key("delivery", key, run, attempts=1))
+        refused: list[KalturaApiError] = []
+        transient: list[str] = []
+        for kind in kinds:
+            added = next(results) if kind not in record.assets else None
+            content = next(results) if kind not in record.attached else None
+            upload = next(results)
+            if added is not None and not isinstance(added, KalturaException):
+                record.assets[kind] = _str(added.id)
+            if content is not None and not isinstance(content, KalturaException):
+                record.mark_attached(kind, _str(content.id))
+            if not isinstance(upload, KalturaException):
+                if kind in record.attached and _str(upload.attachedObjectId) == record.assets[kind]:
+                    record.mark_filled(kind, record.assets[kind])
+                    continue
+                record.drop_token(kind)  # uploaded but attached to nothing
+            failed = [r for r in (added, content, upload) if isinstance(r, KalturaException)]
+            if any(str(r.code).startswith("UPLOAD_TOKEN") for r in failed):
+                record.drop_token(kind)
+            if not failed or any(str(r.code) in _TRANSIENT_API_CODES for r in failed):
+                transient.append(f"{kind}: {failed[0].code if failed else 'not filled'}")
             else:
-                asset_id = existing_asset_id
-            c.caption.captionAsset.setContent(
-                asset_id, KalturaUploadedFileTokenResource(token=token.id)
-            )
-            return list(c.doMultiRequest())
+                # The first refusal is the cause: later parts ran on an empty reference.
+                refused.append(_api_error(failed[0], f"{kind} delivery"))
+        record.sent = False
+        if transient:
+            raise KalturaTransientError(f"delivery: Kaltura failed on {', '.join(transient)}")
+        return refused
 
-        def reconcile() -> list[Any] | None:
-            nonlocal existing_asset_id
-            found = self.find_caption_asset(spec, access_key)
-            if found is None:
-                return None
-            existing_asset_id = found[0]  # added but empty: only set its content again
-            return [found[0]] if found[1] else None
+    def reconcile_delivery(self, spec: TaskSpec, key: TaskKey, record: DeliveryRecord) -> None:
+        """After an upload whose answer was lost: what took effect, read from the upload
+        tokens (an attached token names its asset, and its status says whether the file
+        arrived). Where listing the entry's assets is allowed, tagged assets of ours that
+        no token names are found too; where it is refused, that answer is ignored."""
+        kinds = record.missing()
+        tokens = [(k, record.tokens[k]) for k in kinds if k in record.tokens]
 
-        results = self._call_reconciled("caption upload", access_key, run, reconcile)
-        if len(results) == 1:
-            return _str(results[0])
-        self._raise_first_error("caption upload", results)
-        if existing_asset_id is not None:
-            return existing_asset_id
-        return _str(results[2].id)
-
-    def upload_transcript_and_finish(
-        self,
-        spec: TaskSpec,
-        access_key: str,
-        transcripts: Deliverable | Sequence[Deliverable],
-        caption_asset_id: str,
-        accuracy: int,
-    ) -> str:
-        """Attach the transcript(s) and set the task READY in one round trip; returns the
-        first attachment's id.
-
-        READY goes last in the same multirequest, so Kaltura never sees a READY task
-        whose deliverables are missing.
-        """
-        files = [transcripts] if isinstance(transcripts, Deliverable) else list(transcripts)
-
-        def run(c: KalturaClient) -> list[Any]:
+        def run(c: Any) -> list[Any]:
             c.startMultiRequest()
-            for transcript in files:
-                token = c.uploadToken.add(KalturaUploadToken(fileName=transcript.filename))
-                c.uploadToken.upload(token.id, _NamedBytes(transcript))
-                added = c.attachment.attachmentAsset.add(
-                    spec.entry_id, _attachment_asset(spec, transcript)
-                )
-                c.attachment.attachmentAsset.setContent(
-                    added.id, KalturaUploadedFileTokenResource(token=token.id)
-                )
-            c.reach.entryVendorTask.updateJob(
-                spec.task_id,
-                KalturaEntryVendorTask(
-                    status=KalturaStatus.READY.value,
-                    outputObjectId=caption_asset_id,
-                    accuracy=accuracy,
-                ),
-            )
+            c.setResponseProfile(_TOKEN_FIELDS)
+            for _kind, token in tokens:
+                c.uploadToken.get(token)
+            c.setResponseProfile(None)
+            flt = KalturaCaptionAssetFilter()
+            flt.entryIdEqual = spec.entry_id
+            c.caption.captionAsset.list(flt, KalturaFilterPager(pageSize=500))
+            aflt = KalturaAttachmentAssetFilter()
+            aflt.entryIdEqual = spec.entry_id
+            c.attachment.attachmentAsset.list(aflt, KalturaFilterPager(pageSize=500))
             return list(c.doMultiRequest())
 
-        def reconcile() -> list[Any] | None:
-            attachment_id = self.find_attachment(spec, access_key)
-            if attachment_id is None:
-                return None
-            if self.task_status(spec.task_id, access_key) != KalturaStatus.READY:
-                self.set_ready(spec.task_id, access_key, caption_asset_id, accuracy)
-            return [attachment_id]
-
-        results = self._call_reconciled("transcript upload + READY", access_key, run, reconcile)
-        if len(results) == 1:
-            return _str(results[0])
-        self._raise_first_error("transcript upload + READY", results)
-        return _str(results[2].id)
-
-    def find_attachment(self, spec: TaskSpec, access_key: str) -> str | None:
-        resp = self._call(
-            "attachment_attachmentAsset.list",
-            access_key,
-            lambda c: self._queue_attachment_list(c, spec),
-        )
-        return _tagged_attachment(spec, resp)
+        results = self._with_key("delivery lookup", key, run)
+        for (kind, _token), got in zip(tokens, results, strict=False):
+            if _is_error(got, "UPLOAD_TOKEN_NOT_FOUND"):
+                record.drop_token(kind)
+                continue
+            self._raise_error("uploadToken.get", got)
+            attached = _str(got.attachedObjectId)
+            uploaded = (_int(got.status, 0) or 0) >= _TOKEN_FULL_UPLOAD
+            if attached and uploaded:
+                record.mark_filled(kind, attached)
+            elif attached:
+                record.mark_attached(kind, attached)
+            elif uploaded:
+                record.drop_token(kind)
+        captions, attachments = results[len(tokens)], results[len(tokens) + 1]
+        for kind in record.missing():
+            if kind in record.assets:
+                continue
+            listed = captions if kind == "caption" else attachments
+            if isinstance(listed, KalturaException):
+                continue  # listing refused for vendors: the tokens are all we know
+            asset = _tagged(spec, listed, _deliverable_name(kind))
+            if asset is not None:
+                record.assets[kind] = _str(asset.id)
+                if _int(asset.status) == 2:
+                    record.mark_filled(kind, _str(asset.id))
+        record.sent = False
 
     def set_ready(
-        self, task_id: int, access_key: str, caption_asset_id: str, accuracy: int
+        self, task_id: int, caption_asset_id: str, accuracy: int, units_used: int | None
     ) -> None:
-        self._call(
-            "reach_entryvendortask.updateJob",
-            access_key,
-            lambda c: c.reach.entryVendorTask.updateJob(
-                task_id,
-                KalturaEntryVendorTask(
-                    status=KalturaStatus.READY.value,
-                    outputObjectId=caption_asset_id,
-                    accuracy=accuracy,
-                ),
-            ),
-        )
+        """READY with the caption as output (vendor session); returns once Kaltura has the
+        task READY. Safe to send again after a lost answer: the same status again is no
+        change at Kaltura (validateForUpdate), and a task that is READY already refuses
+        only a second unitsUsed, which is then left out."""
 
-    def set_error(self, task_id: int, access_key: str, description: str) -> None:
-        self._call(
-            "reach_entryvendortask.updateJob",
-            access_key,
-            lambda c: c.reach.entryVendorTask.updateJob(
+        def ready(units: int | None) -> Callable[[Any], Any]:
+            def run(c: Any) -> Any:
+                c.setResponseProfile(_STATUS_FIELDS)
+                return c.reach.entryVendorTask.updateJob(
+                    task_id,
+                    KalturaEntryVendorTask(
+                        status=KalturaStatus.READY.value,
+                        outputObjectId=caption_asset_id,
+                        accuracy=accuracy,
+                        unitsUsed=NotImplemented if units is None else units,
+                    ),
+                )
+
+            return run
+
+        action = "reach_entryvendortask.updateJob"
+        try:
+            task = self._with_vendor_ks(action, ready(units_used), task_id)
+        except KalturaApiError as exc:
+            if exc.code != "CANNOT_UPDATE_UNIT_USED_OF_TASK_WHICH_IS_IN_FINAL_STATE":
+                raise
+            task = self._with_vendor_ks(action, ready(None), task_id)
+        status = _int(task.status, 0) or 0
+        if status != KalturaStatus.READY:
+            raise KalturaApiError(
+                "UNEXPECTED_STATUS", f"task is {status} after READY was set", action
+            )
+
+    def set_error(self, task_id: int, description: str) -> None:
+        """ERROR with a reason for the customer (vendor session: works whatever became
+        of the access key)."""
+
+        def run(c: Any) -> Any:
+            c.setResponseProfile(_STATUS_FIELDS)
+            return c.reach.entryVendorTask.updateJob(
                 task_id,
                 KalturaEntryVendorTask(
                     status=KalturaStatus.ERROR.value, errDescription=redact(description)[:1000]
                 ),
-            ),
-        )
+            )
+
+        self._with_vendor_ks("reach_entryvendortask.updateJob", run, task_id)
 
 
 def _job_data(task: Any) -> Any:
@@ -859,7 +882,7 @@ def _job_data(task: Any) -> Any:
     return None if data is NotImplemented else data
 
 
-def _ready_flavors(listed: Any) -> list[FlavorInfo]:
+def _ready_flavors(listed: Any, entry_id: str) -> list[FlavorInfo]:
     return [
         FlavorInfo(
             id=_str(f.id),
@@ -870,7 +893,7 @@ def _ready_flavors(listed: Any) -> list[FlavorInfo]:
             bitrate=_int(f.bitrate, 0) or 0,
         )
         for f in listed.objects or []
-        if _int(f.status, 2) == 2
+        if _int(f.status, 2) == 2 and _str(f.entryId) in ("", entry_id)
     ]
 
 
@@ -897,29 +920,29 @@ def choose_flavor(flavors: list[FlavorInfo], wanted_params_ids: tuple[int, ...])
     return min(flavors, key=lambda f: (f.size_kb or 1 << 40, f.bitrate))
 
 
-def _tagged(spec: TaskSpec, listed: Any) -> Any:
-    """The first asset in a list response that carries this task's tag, or None."""
+def _deliverable_name(kind: str) -> str:
+    return {"caption": "", "text": ".txt", "json": ".json"}[kind]
+
+
+def _tagged(spec: TaskSpec, listed: Any, suffix: str) -> Any:
+    """The first asset in a list response that carries this task's tag (and, for
+    attachments, whose file name ends in `suffix`), or None."""
     tag = task_tag(spec.task_id)
     for asset in listed.objects or []:
-        if tag in [t.strip() for t in _str(asset.tags).split(",")]:
-            return asset
+        if tag not in [t.strip() for t in _str(asset.tags).split(",")]:
+            continue
+        if suffix and not _str(getattr(asset, "filename", "")).endswith(suffix):
+            continue
+        return asset
     return None
 
 
-def _tagged_caption(spec: TaskSpec, listed: Any) -> tuple[str, bool] | None:
-    asset = _tagged(spec, listed)
-    return None if asset is None else (_str(asset.id), _int(asset.status) == 2)
-
-
-def _tagged_attachment(spec: TaskSpec, listed: Any) -> str | None:
-    asset = _tagged(spec, listed)
-    return None if asset is None else _str(asset.id)
-
-
 def _caption_asset(spec: TaskSpec, caption: Deliverable, accuracy: int) -> KalturaCaptionAsset:
+    # The label is the language alone: Kaltura appends the profile's label addition
+    # itself when the task turns READY (kReachManager::addLabelAddition).
     return KalturaCaptionAsset(
         language=spec.source_language,
-        label=spec.caption_label,
+        label=spec.source_language,
         format=spec.caption_type,
         accuracy=accuracy,
         tags=task_tag(spec.task_id),

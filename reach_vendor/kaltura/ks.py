@@ -32,3 +32,13 @@ def ks_expiry(ks: str) -> float | None:
         except ValueError:
             continue
     return None
+
+
+ACCESS_KEY_MIN_LIFE_S = 7 * 86400
+
+
+def access_key_expiry(issued_at: float, turn_around_time: int | None) -> float:
+    """When an access key issued at `issued_at` runs out, by Kaltura's rule for the key
+    life of a task (VendorCatalogItem::getKsExpiry: twice the catalog item's turnaround,
+    at least 7 days). For v2 keys, whose expiry cannot be read, this is all we know."""
+    return issued_at + max(2 * max(turn_around_time or 0, 0), ACCESS_KEY_MIN_LIFE_S)
