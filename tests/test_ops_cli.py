@@ -41,6 +41,21 @@ def test_check_config_starts_an_app_token_session(
     assert ok.returncode == 0, ok.stderr
     assert f"app-token session started for partner {vendor.partner_id}" in ok.stdout
     assert ("apptoken", "startSession") in [(s.lower(), a) for s, a in emulator.calls]
+    # The session alone proves little: getJobs is what needs the REACH vendor permission.
+    assert "getJobs works with the app token; 0 task(s) pending" in ok.stdout
+    (jobs,) = [c for c in emulator.call_log if c["action"] == "getJobs"]
+    assert jobs["session"] == "vendor"
+
+    with emulator.world.lock:  # the partner without REACH_VENDOR_PARTNER
+        emulator.world.vendors.discard(vendor.partner_id)
+    forbidden = check_config(cfg)
+    assert forbidden.returncode == 1
+    line = forbidden.stderr.strip().splitlines()[-1]
+    assert line.startswith("kaltura: the app token cannot list REACH jobs") and (
+        "SERVICE_FORBIDDEN" in line
+    )
+    with emulator.world.lock:
+        emulator.world.vendors.add(vendor.partner_id)
 
     (tmp_path / "app_token").write_text("0123456789abcdef-not-the-token")
     refused = check_config(cfg)

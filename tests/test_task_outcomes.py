@@ -286,3 +286,37 @@ def test_copies_of_deliverables_only_when_asked(
     daemon.run_once()
     assert emulator.task(plain_task)["status"] == READY
     assert not (tmp_path / "plain" / "work" / "delivered").exists()
+
+
+@pytest.mark.parametrize(
+    "switches",
+    [
+        {"access_key_can_list_captions": False, "entitlement": True, "shuffle_jobs": True},
+        {"access_key_can_list_captions": True, "entitlement": False, "shuffle_jobs": False},
+    ],
+    ids=["strict", "lenient"],
+)
+def test_each_answer_to_an_open_question_delivers_every_task_once(
+    tmp_path: Path,
+    emulator: KalturaEmulator,
+    vendor: Vendor,
+    clips: list[Clip],
+    switches: dict[str, bool],
+) -> None:
+    """Where kaltura/server leaves a question open (may an access key list caption
+    assets? is entitlement enforced on the customer? in what order does getJobs list?)
+    the emulator plays each answer; the daemon must deliver under both, with a lost
+    upload answer thrown in."""
+    for name, value in switches.items():
+        setattr(emulator, name, value)
+    ids = [add_speech_task(emulator, vendor, clip) for clip in clips[:3]]
+    emulator.inject_fault("caption_captionAsset", "setContent", "drop_after")
+    daemon = scripted_daemon(tmp_path, emulator, vendor, delay_s=0)
+    daemon.run_once()
+    for t in ids:
+        task = emulator.task(t)
+        assert task["status"] == READY, task.get("errDescription")
+        (caption,) = emulator.caption_assets(task["entryId"])
+        assert str(task["outputObjectId"]) == caption["id"]
+        assert caption["label"] == "English (Auto Generated)"
+    assert emulator.calls.count(("caption_captionasset", "add")) == len(ids)

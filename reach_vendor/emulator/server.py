@@ -130,6 +130,9 @@ class _Handler(BaseHTTPRequestHandler):
         }
         with emu.lock:
             emu.http_requests.append(entry)
+        if emu.latency_s > 0:
+            # Not a server rule: the network between a vendor and Kaltura, one round trip.
+            time.sleep(emu.latency_s)
         flavor = _SERVE_FLAVOR.search(url.path)
         if flavor:
             entry["actions"] = "serveFlavor"
@@ -309,6 +312,9 @@ class KalturaEmulator:
         """Method, path (KS masked) and `actions` ("service.action" of each call, joined with
         "+"; "serveFlavor" for downloads) of every HTTP request received."""
         self.chaos: Chaos | None = None
+        self.latency_s = 0.0
+        """Added to every HTTP request (API calls and downloads alike), as a network between
+        the vendor and Kaltura would; settable while running."""
         self._server = _Server((host, port), _Handler)
         self._server.emulator = self
         self._scheme = "http"

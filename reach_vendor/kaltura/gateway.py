@@ -506,32 +506,27 @@ class KalturaGateway:
             c.reach.entryVendorTask.get(key.task_id)
             c.setResponseProfile(None)
             self._queue_flavor_lookup(c, key.entry_id)
-            c.setResponseProfile(_ID_FIELDS)
-            for _kind, filename in token_files:
-                c.uploadToken.add(KalturaUploadToken(fileName=filename))
+            self._queue_upload_tokens(c, token_files)
             return list(c.doMultiRequest())
 
         action = "reach_entryvendortask.updateJob+get+flavorAsset.list+getUrl+uploadToken.add"
-        results = self._call(
-            action,
-            key.access_key,
-            lambda c: run(c, True),
-            partner_id=key.partner_id,
-            task_id=key.task_id,
-        )
-        update = results[0]
-        if _is_error(update, "INVALID_KS"):
-            # The vendor session ran out: start a new one and send the update again (the
-            # same status again is no change at Kaltura).
-            vendor_ks = self.vendor_ks(renew=True)
-            results = self._call(
+
+        def send() -> list[Any]:
+            return self._call(
                 action,
                 key.access_key,
                 lambda c: run(c, True),
                 partner_id=key.partner_id,
                 task_id=key.task_id,
             )
-            update = results[0]
+
+        results = send()
+        if _is_error(results[0], "INVALID_KS"):
+            # The vendor session ran out: start a new one and send the update again (the
+            # same status again is no change at Kaltura).
+            vendor_ks = self.vendor_ks(renew=True)
+            results = send()
+        update = results[0]
         self._raise_error("reach_entryvendortask.updateJob", update)
         if _is_error(results[1], "INVALID_KS"):
             self.renew_access_key(key)
@@ -539,10 +534,11 @@ class KalturaGateway:
         task, listed, first_url = results[1], results[2], results[3]
         self._raise_error("reach_entryvendortask.get", task)
         spec = self._spec_from(task)
-        tokens = {}
-        for (kind, _filename), token in zip(token_files, results[4:], strict=True):
-            if not isinstance(token, KalturaException):
-                tokens[kind] = _str(token.id)
+        tokens = {
+            kind: _str(token.id)
+            for (kind, _name), token in zip(token_files, results[4:], strict=True)
+            if not isinstance(token, KalturaException)
+        }
         media = None
         if not isinstance(listed, KalturaException):
             # Anything unusual (no ready flavor, another flavor wanted) is left to
@@ -687,9 +683,7 @@ class KalturaGateway:
 
         def run(c: Any) -> list[Any]:
             c.startMultiRequest()
-            c.setResponseProfile(_ID_FIELDS)
-            for _kind, filename in token_files:
-                c.uploadToken.add(KalturaUploadToken(fileName=filename))
+            self._queue_upload_tokens(c, token_files)
             return list(c.doMultiRequest())
 
         results = self._with_key("uploadToken.add", key, run)
@@ -698,6 +692,12 @@ class KalturaGateway:
             self._raise_error("uploadToken.add", token)
             tokens[kind] = _str(token.id)
         return tokens
+
+    @staticmethod
+    def _queue_upload_tokens(c: Any, token_files: Sequence[tuple[str, str]]) -> None:
+        c.setResponseProfile(_ID_FIELDS)
+        for _kind, filename in token_files:
+            c.uploadToken.add(KalturaUploadToken(fileName=filename))
 
     def upload_deliverables(
         self,
