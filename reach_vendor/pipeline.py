@@ -233,15 +233,21 @@ class Pipeline:
             on_new_key=store_new_key,
         )
 
-    def _save_delivery(self, ctx: _Context, message: str | None = None, **fields: Any) -> None:
-        ctx.rec = self.store.update(
-            ctx.id, message=message, delivery=ctx.delivery.to_json(), **fields
-        )
+    def _save_delivery(self, ctx: _Context, message: str | None = None) -> None:
+        ctx.rec = self.store.update(ctx.id, message=message, delivery=ctx.delivery.to_json())
 
-    def _stage(self, ctx: _Context, stage: Stage, message: str) -> None:
-        """Record the stage we are entering, after making sure the task is still ours."""
+    def _stage(
+        self, ctx: _Context, stage: Stage, message: str, *, with_delivery: bool = False
+    ) -> None:
+        """Record the stage we are entering (with the delivery record, if asked), after
+        making sure the task is still ours."""
         rec = self.store.enter_stage(
-            ctx.id, ctx.owner, self.settings.workers.lease_s, stage, message
+            ctx.id,
+            ctx.owner,
+            self.settings.workers.lease_s,
+            stage,
+            message,
+            delivery=ctx.delivery.to_json() if with_delivery else None,
         )
         if rec is None:
             raise LeaseLost()
@@ -438,17 +444,21 @@ class Pipeline:
         after each step: a lost answer is looked up (upload tokens name the asset they
         filled), never sent blindly again.
         """
-        self._stage(ctx, Stage.UPLOAD, "uploading captions and transcripts")
         files, accuracy = self._deliverables(spec, transcript)
         record = ctx.delivery
         record.accuracy = accuracy
         record.units_used = round(ctx.duration_s * 1000) if spec.pay_per_use else None
+        # `sent` set here goes out with the stage: the upload below is then on record.
+        just_recorded = not record.sent and all(k in record.tokens for k in record.missing())
+        record.sent = record.sent or just_recorded
+        self._stage(ctx, Stage.UPLOAD, "uploading captions and transcripts", with_delivery=True)
         key = self._key(ctx)
         for round_ in range(1, _DELIVERY_ROUNDS + 1):
             try:
-                if record.sent:
+                if record.sent and not just_recorded:
                     self.gateway.reconcile_delivery(spec, key, record)
                     self._save_delivery(ctx, "looked up what the last upload delivered")
+                just_recorded = False
                 if record.complete:
                     break
                 need_tokens = [k for k in record.missing() if k not in record.tokens]
@@ -456,8 +466,9 @@ class Pipeline:
                     record.tokens.update(
                         self.gateway.create_upload_tokens(key, self._token_files(ctx, need_tokens))
                     )
-                record.sent = True
-                self._save_delivery(ctx)
+                if not record.sent:
+                    record.sent = True
+                    self._save_delivery(ctx)
                 refused = self.gateway.upload_deliverables(spec, key, record, files, accuracy)
             except KalturaTransientError as exc:
                 self._save_delivery(ctx)
@@ -466,9 +477,9 @@ class Pipeline:
                 log.warning("delivery not through, trying again: %s", exc, extra=ctx.log_extra)
                 time.sleep(self._backoff_s(round_, cap_s=30.0) / 10)
                 continue
-            self._save_delivery(ctx)
             if record.complete:
-                break
+                break  # recorded with the next stage; a crash before that looks it up
+            self._save_delivery(ctx)
             fatal = [e for e in refused if not e.code.startswith("UPLOAD_TOKEN")]
             if fatal:
                 raise fatal[0]
@@ -484,18 +495,19 @@ class Pipeline:
         record = ctx.delivery
         caption_id = record.caption_asset_id
         assert caption_id is not None and record.accuracy is not None
-        self._stage(ctx, Stage.FINISH, "setting READY")
         record.ready_sent = True
-        self._save_delivery(
+        self._stage(ctx, Stage.FINISH, "setting READY", with_delivery=True)
+        self.gateway.set_ready(
+            ctx.rec.kaltura_task_id, caption_id, record.accuracy, record.units_used
+        )
+        self._finish(
             ctx,
+            TaskState.DELIVERED,
+            f"READY with caption asset {caption_id}",
             caption_asset_id=caption_id,
             transcript_asset_id=record.assets.get("text"),
             accuracy=record.accuracy,
         )
-        self.gateway.set_ready(
-            ctx.rec.kaltura_task_id, caption_id, record.accuracy, record.units_used
-        )
-        self._finish(ctx, TaskState.DELIVERED, f"READY with caption asset {caption_id}")
 
     @staticmethod
     def _deliverables(spec: TaskSpec, transcript: Transcript) -> tuple[dict[str, Deliverable], int]:

@@ -119,6 +119,7 @@ _ENTER_STAGE = (
     .returning(*_TASKS.c)
 )
 """`TaskStore.enter_stage`'s write, built once (its SQL is compiled once per dialect)."""
+_ENTER_STAGE_WITH_DELIVERY = _ENTER_STAGE.values(delivery=bindparam("delivery"))
 _SELECT_TASK = select(_TASKS).where(_TASKS.c.id == bindparam("task_id"))
 _STAGE_EVENT = insert(_EVENTS).values(
     task_id=bindparam("task_id"),
@@ -522,7 +523,13 @@ class TaskStore:
             return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
     def enter_stage(
-        self, task_id: int, owner: str, lease_s: float, stage: Stage, message: str
+        self,
+        task_id: int,
+        owner: str,
+        lease_s: float,
+        stage: Stage,
+        message: str,
+        delivery: str | None = None,
     ) -> TaskRecord | None:
         """Record the stage a worker is about to start, renew its lease and log the event,
         in one transaction; None (and nothing written) if the lease is no longer `owner`'s.
@@ -532,22 +539,26 @@ class TaskStore:
         touched, and RETURNING the row so the caller sees e.g. a fresh access key) and one
         INSERT, committed before the stage's work starts: a crash afterwards still finds
         the stage recorded. Separate lease-renew and update transactions cost twice the
-        commits and an extra SELECT for the same guarantee.
+        commits and an extra SELECT for the same guarantee. `delivery` (the delivery
+        record's JSON) is written in the same UPDATE when given.
         """
         now = time.time()
         # Prepared Core statements on a plain connection: building the statement, its
         # cache key and the ORM unit of work cost more CPU than the SQL itself here.
         with self.engine.begin() as conn:
-            row = conn.execute(
-                _ENTER_STAGE,
-                {
-                    "task_id": task_id,
-                    "owner": owner,
-                    "stage": stage.value,
-                    "expires": now + lease_s,
-                    "now": now,
-                },
-            ).first()
+            values = {
+                "task_id": task_id,
+                "owner": owner,
+                "stage": stage.value,
+                "expires": now + lease_s,
+                "now": now,
+            }
+            if delivery is None:
+                row = conn.execute(_ENTER_STAGE, values).first()
+            else:
+                row = conn.execute(
+                    _ENTER_STAGE_WITH_DELIVERY, {**values, "delivery": delivery}
+                ).first()
             if row is None:
                 return None
             conn.execute(
