@@ -78,6 +78,12 @@ POLLS = Counter(
     ["outcome"],
     registry=REGISTRY,
 )
+OFFERS_SKIPPED = Counter(
+    "reach_vendor_offers_skipped",
+    "getJobs entries that could not be read or stored (skipped; the others were recorded).",
+    ["reason"],
+    registry=REGISTRY,
+)
 LAST_POLL_OK = Gauge(
     "reach_vendor_last_successful_poll_timestamp_seconds",
     "Unix time of the last getJobs sweep that succeeded in this process.",
@@ -96,6 +102,10 @@ def kaltura_request(action: str) -> None:
 
 def kaltura_error(action: str, kind: str) -> None:
     KALTURA_ERRORS.labels(action=action, kind=kind).inc()
+
+
+def offer_skipped(reason: str) -> None:
+    OFFERS_SKIPPED.labels(reason=reason).inc()
 
 
 def poll_done(ok: bool) -> None:

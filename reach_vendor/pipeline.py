@@ -48,6 +48,7 @@ from reach_vendor.kaltura.gateway import (
     TaskKey,
 )
 from reach_vendor.redact import redact
+from reach_vendor.safe_paths import inside, media_extension, name_part
 from reach_vendor.states import KalturaStatus, Stage, TaskState, retry_delay_s, status_name
 from reach_vendor.store import TaskRecord, TaskStore
 from reach_vendor.task_spec import (
@@ -283,7 +284,7 @@ class Pipeline:
 
     @staticmethod
     def _token_files(ctx: _Context, kinds: list[str]) -> list[tuple[str, str]]:
-        name = f"{ctx.rec.entry_id}_{ctx.rec.kaltura_task_id}"
+        name = f"{name_part(ctx.rec.entry_id)}_{ctx.rec.kaltura_task_id}"
         suffix = {"caption": "_caption", "text": ".txt", "json": ".json"}
         return [(kind, name + suffix[kind]) for kind in kinds]
 
@@ -318,7 +319,7 @@ class Pipeline:
             url, flavor = ctx.media.url, ctx.media.flavor
         else:
             url, flavor = self.gateway.media_url(spec, self._key(ctx))
-        media_path = task_dir / f"media.{flavor.ext}"
+        media_path = task_dir / f"media.{media_extension(flavor.ext)}"
         t0 = time.monotonic()
         size = media.download(url, media_path, timeout_s=self.settings.kaltura.request_timeout_s)
         log.info(
@@ -515,7 +516,7 @@ class Pipeline:
         words = _shown(spec, transcript)
         cues = captions.build_cues(words, max_chars_per_line=spec.max_chars_per_line)
         text, ext = captions.render(cues, spec.output_format, spec.language_code)
-        name = f"{spec.entry_id}_{spec.task_id}"
+        name = f"{name_part(spec.entry_id)}_{spec.task_id}"
         # Both transcripts: the text is what people read and search; the JSON word
         # timings let the customer re-cut captions without paying for ASR again.
         files = {
@@ -533,7 +534,7 @@ class Pipeline:
             return
         out_dir = self.work_dir / "delivered" / str(ctx.rec.kaltura_task_id)
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / deliverable.filename).write_bytes(deliverable.content)
+        inside(out_dir, deliverable.filename).write_bytes(deliverable.content)
 
     # -- outcomes -------------------------------------------------------------------
 

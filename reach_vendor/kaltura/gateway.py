@@ -450,24 +450,18 @@ class KalturaGateway:
             )
             objects = list(resp.objects or [])
             for obj in objects:
-                access_key = _str(obj.accessKey)
-                register_secret(access_key)
-                tat = _int(obj.turnAroundTime)
-                created = _int(obj.createdAt)
-                yield OfferedTask(
-                    kaltura_task_id=int(_value(obj.id)),
-                    partner_id=_int(obj.partnerId, 0) or 0,
-                    entry_id=_str(obj.entryId),
-                    version=_int(obj.version, 0) or 0,
-                    access_key=access_key,
-                    access_key_expires_at=ks_expiry(access_key)
-                    or access_key_expiry(float(created or time.time()), tat),
-                    service_type=_int(obj.serviceType),
-                    service_feature=_int(obj.serviceFeature),
-                    turn_around_time=tat,
-                    expected_finish_time=_int(obj.expectedFinishTime),
-                    status=_int(obj.status),
-                )
+                offered = _offered_task(obj)
+                if offered is None:
+                    # One unreadable entry must not stop intake for every other task.
+                    metrics.offer_skipped("unreadable")
+                    log.warning(
+                        "getJobs entry %d of page %d skipped: no usable id, partnerId, "
+                        "entryId or accessKey",
+                        objects.index(obj) + 1,
+                        page,
+                    )
+                    continue
+                yield offered
             seen += len(objects)
             total = _int(resp.totalCount, 0) or 0
             if not objects or seen >= total or len(objects) < size:
@@ -875,6 +869,37 @@ class KalturaGateway:
             )
 
         self._with_vendor_ks("reach_entryvendortask.updateJob", run, task_id)
+
+
+_MAX_ID = (1 << 63) - 1
+"""Kaltura's ids are bigints; the store's columns hold no more."""
+
+
+def _offered_task(obj: Any) -> OfferedTask | None:
+    """A getJobs entry as the store takes it, or None when it lacks what a task needs."""
+    task_id, partner_id = _int(obj.id), _int(obj.partnerId)
+    entry_id, access_key = _str(obj.entryId), _str(obj.accessKey)
+    if not (task_id and partner_id and 0 < task_id <= _MAX_ID and 0 < partner_id <= _MAX_ID):
+        return None
+    if not entry_id or not access_key:
+        return None
+    register_secret(access_key)
+    tat = _int(obj.turnAroundTime)
+    created = _int(obj.createdAt)
+    return OfferedTask(
+        kaltura_task_id=task_id,
+        partner_id=partner_id,
+        entry_id=entry_id,
+        version=_int(obj.version, 0) or 0,
+        access_key=access_key,
+        access_key_expires_at=ks_expiry(access_key)
+        or access_key_expiry(float(created or time.time()), tat),
+        service_type=_int(obj.serviceType),
+        service_feature=_int(obj.serviceFeature),
+        turn_around_time=tat,
+        expected_finish_time=_int(obj.expectedFinishTime),
+        status=_int(obj.status),
+    )
 
 
 def _job_data(task: Any) -> Any:

@@ -1,0 +1,101 @@
+"""Bad input from Kaltura costs one task at most, never the daemon: malformed getJobs
+entries and values that would name a path. The real daemon against the emulator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from processors.base import Transcript, Word
+from reach_vendor import metrics
+from reach_vendor.emulator import KalturaEmulator
+from reach_vendor.pipeline import Pipeline
+from reach_vendor.safe_paths import inside
+from reach_vendor.states import TaskState
+from reach_vendor.task_spec import TaskSpec
+from tests.conftest import Clip, Vendor, add_speech_task
+from tests.test_lifecycle import READY, make_daemon
+
+
+def test_a_malformed_get_jobs_entry_is_skipped_and_the_rest_recorded(
+    tmp_path: Path, emulator: KalturaEmulator, vendor: Vendor, clips: list[Clip]
+) -> None:
+    """An id beyond any column (Kaltura's ids are bigints; 2^70 is not one) made every poll
+    fail for every task; an entry without entryId or accessKey cannot be served."""
+    good = [add_speech_task(emulator, vendor, clip) for clip in clips[:2]]
+    huge, no_key = (add_speech_task(emulator, vendor, clip) for clip in clips[2:4])
+    with emulator.world.lock:
+        emulator.world.tasks[huge]["id"] = 1 << 70
+        emulator.world.tasks[no_key]["accessKey"] = ""
+    before = metrics.OFFERS_SKIPPED.labels(reason="unreadable")._value.get()
+    daemon = make_daemon(tmp_path, emulator, vendor, processors={"default": "scripted"})
+    assert daemon.poll() == 2
+    for task_id in good:
+        assert daemon.store.by_kaltura_id(task_id) is not None
+    assert metrics.OFFERS_SKIPPED.labels(reason="unreadable")._value.get() == before + 2
+
+
+def _files(root: Path) -> set[Path]:
+    return {p for p in root.rglob("*") if p.is_file()}
+
+
+def test_a_flavor_extension_never_names_a_path(
+    tmp_path: Path, emulator: KalturaEmulator, vendor: Vendor, clips: list[Clip]
+) -> None:
+    """A flavor fileExt of "/../../x" made the media file land outside the task's
+    directory, overwriting a file there and deleting it after decoding."""
+    work = tmp_path / "work"
+    sentinel = work / "tasks" / "x"
+    sentinel.parent.mkdir(parents=True)
+    sentinel.write_text("not the daemon's")
+    task_id = add_speech_task(emulator, vendor, clips[0])
+    entry_id = emulator.task(task_id)["entryId"]
+    with emulator.world.lock:
+        for flavor in emulator.world.flavors.values():
+            if flavor["entryId"] == entry_id:
+                flavor["fileExt"] = "/../../x"
+    daemon = make_daemon(
+        tmp_path,
+        emulator,
+        vendor,
+        processors={"default": "scripted"},
+        storage={"work_dir": str(work)},
+    )
+    daemon.run_once()
+    assert sentinel.read_text() == "not the daemon's"
+    assert emulator.task(task_id)["status"] == READY
+    rec = daemon.store.by_kaltura_id(task_id)
+    assert rec is not None and rec.state == TaskState.DELIVERED
+
+
+def test_an_entry_id_never_names_a_path() -> None:
+    """The deliverables' file names (kept on disk with `storage.keep_deliverables`, and
+    shown in Kaltura) come from our own ids; an entryId of "../../.." wrote outside."""
+    spec = TaskSpec(
+        task_id=7,
+        partner_id=1,
+        entry_id="../../..",
+        status=3,
+        version=1,
+        service_type=2,
+        service_feature=1,
+        source_language="English",
+        target_language=None,
+        output_format=1,
+        max_chars_per_line=42,
+        enable_profanity_removal=False,
+        enable_speaker_change_indication=False,
+        enable_audio_tags=False,
+        label_addition="",
+        flavor_params_ids=(),
+        dictionary="",
+        expected_finish_time=None,
+    )
+    transcript = Transcript((Word("hello", 0.0, 0.5),), "English", "test", 0.9)
+    files, _ = Pipeline._deliverables(spec, transcript)
+    for deliverable in files.values():
+        assert "/" not in deliverable.filename and ".." not in deliverable.filename
+        assert inside(Path("/srv/out"), deliverable.filename).parent == Path("/srv/out")
+    with pytest.raises(ValueError):
+        inside(Path("/srv/out"), "../x")
