@@ -10,7 +10,10 @@ contains the URL: Kaltura media URLs carry the session key.
 from __future__ import annotations
 
 import itertools
+import threading
+import time
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urlsplit
@@ -18,7 +21,12 @@ from urllib.parse import urlsplit
 import av
 import requests
 
-from processors.base import SAMPLE_RATE, ProcessorError, ProcessorUnavailable
+from processors.base import (
+    SAMPLE_RATE,
+    ProcessingCancelled,
+    ProcessorError,
+    ProcessorUnavailable,
+)
 from reach_vendor import http_session
 
 # Answers that say "try again later" rather than "this will never work".
@@ -38,16 +46,39 @@ class MediaUnavailable(ProcessorUnavailable):
     """
 
 
-def download(url: str, dest: Path, *, timeout_s: float, chunk_size: int = 1 << 16) -> int:
+@dataclass(frozen=True)
+class DownloadLimits:
+    """What one download may cost. `timeout_s` bounds each wait for bytes; a server that
+    trickles (a byte now and then, never idle long enough to time out) is stopped by the
+    minimum average rate once `grace_s` have passed, so a download takes at most about
+    grace_s + size / min_bytes_per_s."""
+
+    timeout_s: float
+    min_bytes_per_s: float = 16 * 1024
+    grace_s: float = 60.0
+    max_bytes: int | None = None
+
+
+def download(
+    url: str,
+    dest: Path,
+    *,
+    timeout_s: float,
+    chunk_size: int = 1 << 16,
+    limits: DownloadLimits | None = None,
+    cancel: threading.Event | None = None,
+) -> int:
     """Stream `url` to `dest` and return its size in bytes.
 
     The body goes to `dest.part` first and is renamed only once complete, so a crash or a
     dropped connection never leaves something that looks like a finished download.
+    `cancel` set stops it between reads (ProcessingCancelled).
     """
+    limits = limits or DownloadLimits(timeout_s=timeout_s, min_bytes_per_s=0)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     try:
-        size = _fetch(url, part, timeout_s, chunk_size)
+        size = _fetch(url, part, limits, chunk_size, cancel)
         if size == 0:
             raise MediaError("media download failed: the server sent an empty file")
     except BaseException:
@@ -57,10 +88,17 @@ def download(url: str, dest: Path, *, timeout_s: float, chunk_size: int = 1 << 1
     return size
 
 
-def _fetch(url: str, part: Path, timeout_s: float, chunk_size: int) -> int:
+def _fetch(
+    url: str,
+    part: Path,
+    limits: DownloadLimits,
+    chunk_size: int,
+    cancel: threading.Event | None,
+) -> int:
     # `from None` throughout: requests quotes the full URL, session key included, in its
     # exceptions, and a chained cause would put it in every logged traceback.
     host = _host(url)
+    timeout_s = limits.timeout_s
     size = 0
     try:
         with http_session.request("GET", url, stream=True, timeout=timeout_s) as resp:
@@ -69,10 +107,16 @@ def _fetch(url: str, part: Path, timeout_s: float, chunk_size: int) -> int:
                 if resp.status_code in _TRANSIENT_STATUS:
                     raise MediaUnavailable(f"media download from {host} failed: {reason}")
                 raise MediaError(f"media download failed: {reason}")
+            started = time.monotonic()
             with part.open("wb") as f:
-                for chunk in resp.iter_content(chunk_size=chunk_size):
+                # read1 returns what has arrived: a trickling server cannot hold one read
+                # (and with it the rate, size and cancel checks) for a whole chunk.
+                while chunk := resp.raw.read1(chunk_size, decode_content=True):
                     f.write(chunk)
                     size += len(chunk)
+                    _check_progress(size, time.monotonic() - started, limits, host)
+                    if cancel is not None and cancel.is_set():
+                        raise ProcessingCancelled()
     except (
         requests.exceptions.InvalidURL,
         requests.exceptions.InvalidSchema,
@@ -86,6 +130,20 @@ def _fetch(url: str, part: Path, timeout_s: float, chunk_size: int) -> int:
     except requests.exceptions.RequestException as exc:
         raise MediaUnavailable(f"media download from {host} failed: {_describe(exc)}") from None
     return size
+
+
+def _check_progress(size: int, elapsed_s: float, limits: DownloadLimits, host: str) -> None:
+    if limits.max_bytes is not None and size > limits.max_bytes:
+        raise MediaError(f"the file is larger than the {limits.max_bytes} bytes accepted")
+    if (
+        limits.min_bytes_per_s > 0
+        and elapsed_s > limits.grace_s
+        and size < limits.min_bytes_per_s * elapsed_s
+    ):
+        raise MediaUnavailable(
+            f"media download from {host} too slow: {size} bytes in {elapsed_s:.0f}s "
+            f"(at least {limits.min_bytes_per_s:.0f} bytes/s expected)"
+        )
 
 
 def decode_to_pcm(src: Path, dest: Path) -> float:

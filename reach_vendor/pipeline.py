@@ -132,6 +132,8 @@ class Pipeline:
         self.children = ChildPool(min(settings.workers.concurrency, os.cpu_count() or 1))
         self.work_dir = Path(settings.storage.work_dir)
         self.keeper_interval_s = min(30.0, settings.workers.lease_s / 3)
+        self._timeout_s = settings.kaltura.request_timeout_s
+        self._media_limits = media.DownloadLimits(timeout_s=self._timeout_s)
 
     # -- entry point ----------------------------------------------------------------
 
@@ -202,7 +204,7 @@ class Pipeline:
             # From the start, or after a crash part-way through a delivery: the
             # transcript is made again, and what the delivery record says exists is
             # reused, not uploaded a second time.
-            transcript = self._transcribe(ctx, spec, task_dir, shutdown)
+            transcript = self._watched(ctx, shutdown, spec, task_dir)
             if spec.auto_detect_language:
                 spec = dataclasses.replace(spec, source_language=transcript.language)
             self._deliver(ctx, spec, transcript)
@@ -293,8 +295,33 @@ class Pipeline:
         status, version = self.gateway.task_status_and_version(self._key(ctx))
         return _unwanted_reason(ctx.rec, status, version)
 
+    def _watched(
+        self, ctx: _Context, shutdown: threading.Event, spec: TaskSpec, task_dir: Path
+    ) -> Transcript:
+        """Download, decode and transcription, with one keeper watching the lease, the
+        access key, Kaltura's status and shutdown throughout: any of them stops the work
+        at the next read, poll or child-process check (bounded, not at the end of it)."""
+        keeper = _TaskKeeper(self, ctx, shutdown)
+        keeper.extend_key_if_due()
+        keeper.start()
+        try:
+            transcript = self._transcribe(ctx, spec, task_dir, keeper.cancel, shutdown)
+        except ProcessingCancelled:
+            keeper.stop()
+            keeper.raise_if_stopped()
+            raise
+        finally:
+            keeper.stop()
+        keeper.raise_if_stopped()
+        return transcript
+
     def _transcribe(
-        self, ctx: _Context, spec: TaskSpec, task_dir: Path, shutdown: threading.Event
+        self,
+        ctx: _Context,
+        spec: TaskSpec,
+        task_dir: Path,
+        cancel: threading.Event,
+        shutdown: threading.Event,
     ) -> Transcript:
         if spec.service_feature not in SUPPORTED_FEATURES:
             raise UnsupportedTaskError(
@@ -313,7 +340,7 @@ class Pipeline:
             )
         alignment_text = None
         if spec.service_feature == FEATURE_ALIGNMENT:
-            alignment_text = self._alignment_text(ctx, spec, task_dir)
+            alignment_text = self._alignment_text(ctx, spec, task_dir, cancel)
         self._stage(ctx, Stage.DOWNLOAD, "downloading media")
         if ctx.media is not None:
             url, flavor = ctx.media.url, ctx.media.flavor
@@ -321,7 +348,9 @@ class Pipeline:
             url, flavor = self.gateway.media_url(spec, self._key(ctx))
         media_path = task_dir / f"media.{media_extension(flavor.ext)}"
         t0 = time.monotonic()
-        size = media.download(url, media_path, timeout_s=self.settings.kaltura.request_timeout_s)
+        size = media.download(
+            url, media_path, timeout_s=self._timeout_s, limits=self._media_limits, cancel=cancel
+        )
         log.info(
             "downloaded %d bytes of flavor %s",
             size,
@@ -336,7 +365,7 @@ class Pipeline:
         self._stage(ctx, Stage.DECODE, "decoding audio")
         pcm_path = task_dir / "audio.pcm"
         duration = self.children.run(
-            "media decoder", media.decode_to_pcm, (media_path, pcm_path), shutdown
+            "media decoder", media.decode_to_pcm, (media_path, pcm_path), cancel
         )
         if not self.settings.storage.keep_media:
             media_path.unlink(missing_ok=True)
@@ -356,27 +385,12 @@ class Pipeline:
             reference=f"reach-{ctx.rec.partner_id}-{ctx.rec.kaltura_task_id}-v{ctx.rec.version}",
             checkpoint=json.loads(ctx.rec.processor_state or "{}"),
             save_checkpoint=lambda state: self._save_checkpoint(ctx, state),
+            cancel=cancel,
             shutdown=shutdown,
             run_engine=self._run_engine,
         )
-        keeper = _TaskKeeper(self, ctx, request, shutdown)
-        keeper.extend_key_if_due()
-        keeper.start()
         t0 = time.monotonic()
-        try:
-            transcript = self._run_engine(processor, request)
-        except ProcessingCancelled:
-            if keeper.lease_lost:
-                raise LeaseLost() from None
-            if keeper.abort_reason:
-                raise TaskAborted(f"{keeper.abort_reason} while processing") from None
-            raise
-        finally:
-            keeper.stop()
-        if keeper.lease_lost:
-            raise LeaseLost()
-        if keeper.abort_reason:
-            raise TaskAborted(f"{keeper.abort_reason} while processing")
+        transcript = self._run_engine(processor, request)
         request.check_cancelled()
         if not transcript.words:
             # An empty caption file is not something a customer can use or a player shows;
@@ -406,7 +420,9 @@ class Pipeline:
             )
         return engine.process(request)
 
-    def _alignment_text(self, ctx: _Context, spec: TaskSpec, task_dir: Path) -> str:
+    def _alignment_text(
+        self, ctx: _Context, spec: TaskSpec, task_dir: Path, cancel: threading.Event
+    ) -> str:
         """The customer's transcript for an ALIGNMENT task, fetched like media is."""
         if not spec.transcript_asset_id:
             raise ProcessorError(
@@ -415,7 +431,11 @@ class Pipeline:
         try:
             url = self.gateway.transcript_url(spec, self._key(ctx))
             path = task_dir / "transcript.txt"
-            size = media.download(url, path, timeout_s=self.settings.kaltura.request_timeout_s)
+            # Capped while streaming: a text far larger than any speech is a wrong file.
+            limits = dataclasses.replace(self._media_limits, max_bytes=MAX_TRANSCRIPT_BYTES)
+            size = media.download(
+                url, path, timeout_s=self._timeout_s, limits=limits, cancel=cancel
+            )
         except KalturaApiError as exc:
             if exc.code in _GONE_CODES:
                 raise
@@ -640,35 +660,37 @@ def _invalid_key_reason(rec: TaskRecord, exc: Exception) -> str:
 
 
 class _TaskKeeper(threading.Thread):
-    """Runs beside a processor: renews the lease, extends the access key before it
-    expires, notices customer aborts, and cancels the processor at shutdown."""
+    """Runs beside a task's download, decoding and transcription: renews the lease,
+    extends the access key before it expires, notices Kaltura taking the task back, and
+    sets `cancel` for any of those and at shutdown."""
 
-    def __init__(
-        self,
-        pipeline: Pipeline,
-        ctx: _Context,
-        request: ProcessingRequest,
-        shutdown: threading.Event,
-    ) -> None:
+    def __init__(self, pipeline: Pipeline, ctx: _Context, shutdown: threading.Event) -> None:
         super().__init__(name=f"keeper-{ctx.rec.kaltura_task_id}", daemon=True)
         self.p = pipeline
         self.ctx = ctx
-        self.request = request
+        self.cancel = threading.Event()
         self.shutdown = shutdown
         self._stopped = threading.Event()
         self._last = time.monotonic()
         self.abort_reason: str | None = None
         self.lease_lost = False
-        self._extension_refused = False
 
     def stop(self) -> None:
         self._stopped.set()
-        self.join(timeout=5)
+        if self.is_alive():
+            self.join(timeout=5)
+
+    def raise_if_stopped(self) -> None:
+        """The keeper's verdict as the pipeline's exception, if it stopped the work."""
+        if self.lease_lost:
+            raise LeaseLost()
+        if self.abort_reason:
+            raise TaskAborted(f"{self.abort_reason} while processing")
 
     def run(self) -> None:
         while not self._stopped.wait(0.2):
             if self.shutdown.is_set():
-                self.request.cancel.set()
+                self.cancel.set()
                 return
             if time.monotonic() - self._last < self.p.keeper_interval_s:
                 continue
@@ -703,7 +725,7 @@ class _TaskKeeper(threading.Thread):
         ctx, p = self.ctx, self.p
         if not p.store.renew_lease(ctx.id, ctx.owner, p.settings.workers.lease_s):
             self.lease_lost = True
-            self.request.cancel.set()
+            self.cancel.set()
             return
         try:
             self.extend_key_if_due()
@@ -716,4 +738,4 @@ class _TaskKeeper(threading.Thread):
             reason = f"Kaltura no longer offers the task: {exc}"
         if reason:
             self.abort_reason = reason
-            self.request.cancel.set()
+            self.cancel.set()

@@ -17,8 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from processors.base import ProcessorError
-from reach_vendor.media import MediaError, MediaUnavailable, decode_to_pcm, download
+from processors.base import ProcessingCancelled, ProcessorError
+from reach_vendor.media import (
+    DownloadLimits,
+    MediaError,
+    MediaUnavailable,
+    decode_to_pcm,
+    download,
+)
 
 SECRET_KS = "djJ8MTAxfHNlY3JldHNlc3Npb25rZXlub3Rmb3Jsb2dz"
 SENTENCE = "The weather is nice today and we are going to the park."
@@ -31,6 +37,19 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?")[0]
         if path.endswith("/slow"):
             time.sleep(2)
+        if path.endswith("/trickle"):
+            # A byte every 0.2 s: never idle long enough for a read timeout to fire.
+            self.send_response(200)
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            try:
+                for _ in range(100):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(0.2)
+            except OSError:
+                pass  # the client gave up, as it should
+            return
         status, body = self.routes.get(path.rsplit("/", 1)[-1], (404, b"not here"))
         self.send_response(status)
         self.send_header("Content-Length", str(len(body)))
@@ -121,6 +140,35 @@ def test_silent_server_times_out_as_transient(server: str, tmp_path: Path) -> No
     with pytest.raises(MediaUnavailable, match="no answer within 0.5s"):
         download(f"{server}/slow", tmp_path / "media.mp4", timeout_s=0.5)
     assert time.monotonic() - started < 1.9
+
+
+def test_a_trickling_server_is_stopped_by_the_minimum_rate(server: str, tmp_path: Path) -> None:
+    """Issue 13: a media server sending a byte now and then held a worker forever (the
+    read timeout never fires); the minimum average rate stops it after the grace time."""
+    limits = DownloadLimits(timeout_s=5, min_bytes_per_s=1000, grace_s=1.0)
+    started = time.monotonic()
+    with pytest.raises(MediaUnavailable, match="too slow"):
+        download(f"{server}/trickle", tmp_path / "media.mp4", timeout_s=5, limits=limits)
+    assert time.monotonic() - started < 3
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_download_stops_when_cancelled(server: str, tmp_path: Path) -> None:
+    """The keeper (abort, lost lease) and shutdown stop a download at the next read."""
+    cancel = threading.Event()
+    threading.Timer(0.5, cancel.set).start()
+    started = time.monotonic()
+    with pytest.raises(ProcessingCancelled):
+        download(f"{server}/trickle", tmp_path / "media.mp4", timeout_s=5, cancel=cancel)
+    assert time.monotonic() - started < 2
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_size_cap_is_checked_while_streaming(server: str, tmp_path: Path) -> None:
+    limits = DownloadLimits(timeout_s=5, max_bytes=100_000)
+    with pytest.raises(MediaError, match="larger than"):
+        download(f"{server}/media.mp4", tmp_path / "media.mp4", timeout_s=5, limits=limits)
+    assert not list(tmp_path.iterdir())
 
 
 # -- decoding -----------------------------------------------------------------------
