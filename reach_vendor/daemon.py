@@ -54,6 +54,10 @@ class Daemon:
         )
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.pipeline = Pipeline(settings, self.store, self.gateway, self.processors, self.owner)
+        self.pipeline.on_local_fault = self._pause_intake
+        self._intake_paused_until = 0.0
+        self.local_fault: str | None = None
+        """The last fault of this machine that paused intake (for the status API)."""
         self.shutdown = threading.Event()
         self._wake = threading.Condition()
         self._work_generation = 0
@@ -125,7 +129,20 @@ class Daemon:
 
     # -- workers --------------------------------------------------------------------
 
+    def _pause_intake(self, fault: str, pause_s: float) -> None:
+        self.local_fault = fault
+        self._intake_paused_until = max(self._intake_paused_until, time.monotonic() + pause_s)
+        metrics.INTAKE_PAUSED.set(1)
+
+    def intake_paused(self) -> bool:
+        if time.monotonic() < self._intake_paused_until:
+            return True
+        metrics.INTAKE_PAUSED.set(0)
+        return False
+
     def _work_one(self, name: str) -> bool:
+        if self.intake_paused():
+            return False
         workers = self.settings.workers
         owner = f"{self.owner}/{name}"  # the heartbeat renews every `self.owner/...` lease
         rec = self.store.claim_next(
@@ -164,10 +181,13 @@ class Daemon:
         whole timeout for its pick-up).
         """
         with self._wake:
-            return self._wake.wait_for(
-                lambda: self._work_generation != seen or self.shutdown.is_set(),
-                timeout=timeout_s,
-            ) and not self.shutdown.is_set()
+            return (
+                self._wake.wait_for(
+                    lambda: self._work_generation != seen or self.shutdown.is_set(),
+                    timeout=timeout_s,
+                )
+                and not self.shutdown.is_set()
+            )
 
     def _heartbeat_loop(self) -> None:
         """Keep every lease of this process alive, whatever stage its tasks are in.

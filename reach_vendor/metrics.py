@@ -84,6 +84,18 @@ OFFERS_SKIPPED = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+LOCAL_FAULTS = Counter(
+    "reach_vendor_local_faults",
+    "Faults of this machine (disk full, out of file descriptors...) that paused intake; "
+    "the tasks they hit were released, not failed.",
+    ["kind"],
+    registry=REGISTRY,
+)
+INTAKE_PAUSED = Gauge(
+    "reach_vendor_intake_paused",
+    "1 while this process takes no new work after a fault of its machine.",
+    registry=REGISTRY,
+)
 LAST_POLL_OK = Gauge(
     "reach_vendor_last_successful_poll_timestamp_seconds",
     "Unix time of the last getJobs sweep that succeeded in this process.",
@@ -102,6 +114,10 @@ def kaltura_request(action: str) -> None:
 
 def kaltura_error(action: str, kind: str) -> None:
     KALTURA_ERRORS.labels(action=action, kind=kind).inc()
+
+
+def local_fault(kind: str) -> None:
+    LOCAL_FAULTS.labels(kind=kind).inc()
 
 
 def offer_skipped(reason: str) -> None:

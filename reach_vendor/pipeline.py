@@ -11,6 +11,7 @@ back (aborted: stop and deliver nothing).
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import logging
 import os
@@ -18,6 +19,7 @@ import random
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,6 +79,16 @@ _GONE_CODES = frozenset(
 # sent a wrong partner. Not the customer's fault: the task is retried while ops fix it.
 _VENDOR_SETUP_CODES = frozenset({"SERVICE_FORBIDDEN", "VENDOR_TASK_SERVICE__GET_JOB_NOT_ALLOWED"})
 _DELIVERY_ROUNDS = 3
+# Faults of this machine, not of the task: the disk, descriptors or memory ran out.
+_LOCAL_FAULT_ERRNOS = {
+    errno.ENOSPC: "disk full",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EMFILE: "out of file descriptors",
+    errno.ENFILE: "out of file descriptors (system)",
+    errno.ENOMEM: "out of memory",
+    errno.EROFS: "read-only file system",
+}
+LOCAL_FAULT_PAUSE_S = 60.0
 
 
 MAX_TRANSCRIPT_BYTES = 20 << 20
@@ -132,6 +144,9 @@ class Pipeline:
         self.children = ChildPool(min(settings.workers.concurrency, os.cpu_count() or 1))
         self.work_dir = Path(settings.storage.work_dir)
         self.keeper_interval_s = min(30.0, settings.workers.lease_s / 3)
+        self.local_fault_pause_s = LOCAL_FAULT_PAUSE_S
+        self.on_local_fault: Callable[[str, float], None] | None = None
+        """Told about a fault of this machine (and how long to pause intake for it)."""
         self._timeout_s = settings.kaltura.request_timeout_s
         self._media_limits = media.DownloadLimits(timeout_s=self._timeout_s)
 
@@ -182,6 +197,10 @@ class Pipeline:
         except (KalturaTransientError, ProcessorUnavailable) as exc:
             self._retry_later(ctx, str(exc))
         except Exception as exc:  # a bug or an unexpected environment problem
+            fault = _local_fault(exc)
+            if fault is not None:
+                self._release_for_local_fault(ctx, fault)
+                return
             log.exception("unexpected error", extra=ctx.log_extra)
             self._retry_later(ctx, f"internal error: {type(exc).__name__}: {redact(str(exc))}")
         finally:
@@ -600,6 +619,29 @@ class Pipeline:
             )
         self._finish(ctx, TaskState.FAILED, reason, error=reason)
 
+    def _release_for_local_fault(self, ctx: _Context, fault: str) -> None:
+        """A fault of our own machine is no attempt of the task's: the task goes back
+        (runnable again after the pause) and the daemon stops taking work meanwhile."""
+        pause_s = self.local_fault_pause_s
+        metrics.local_fault(fault)
+        log.error(
+            "local fault on this machine (%s): task released, intake paused for %.0fs",
+            fault,
+            pause_s,
+            extra=ctx.log_extra,
+        )
+        if self.on_local_fault is not None:
+            self.on_local_fault(fault, pause_s)
+        try:
+            self.store.release(
+                ctx.id,
+                ctx.owner,
+                retry_at=time.time() + pause_s,
+                reason=f"released: {fault} on this machine (not the task's fault)",
+            )
+        except Exception:  # the database may be on the full disk: the lease runs out then
+            log.exception("could not release the task after a local fault", extra=ctx.log_extra)
+
     def _backoff_s(self, attempts: int, cap_s: float = 3600.0) -> float:
         """Exponential backoff with +-25 % jitter: replicas that failed together spread out."""
         base = retry_delay_s(attempts, self.settings.workers.retry_base_s, cap_s)
@@ -634,6 +676,18 @@ def _shown(spec: TaskSpec, transcript: Transcript) -> list[Word]:
         speaker_change_indication=spec.enable_speaker_change_indication,
         audio_tags=spec.enable_audio_tags,
     )
+
+
+def _local_fault(exc: BaseException) -> str | None:
+    """What ran out on this machine, if `exc` (or what caused it) says so."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in _LOCAL_FAULT_ERRNOS:
+            return _LOCAL_FAULT_ERRNOS[current.errno]
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _unwanted_reason(rec: TaskRecord, status: int, version: int) -> str | None:

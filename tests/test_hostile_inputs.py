@@ -3,6 +3,8 @@ entries and values that would name a path. The real daemon against the emulator.
 
 from __future__ import annotations
 
+import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,7 @@ from reach_vendor.safe_paths import inside
 from reach_vendor.states import TaskState
 from reach_vendor.task_spec import TaskSpec
 from tests.conftest import Clip, Vendor, add_speech_task
-from tests.test_lifecycle import READY, make_daemon
+from tests.test_lifecycle import PROCESSING, READY, make_daemon
 
 
 def test_a_malformed_get_jobs_entry_is_skipped_and_the_rest_recorded(
@@ -99,3 +101,47 @@ def test_an_entry_id_never_names_a_path() -> None:
         assert inside(Path("/srv/out"), deliverable.filename).parent == Path("/srv/out")
     with pytest.raises(ValueError):
         inside(Path("/srv/out"), "../x")
+
+
+def test_a_full_disk_pauses_intake_and_never_fails_the_customers_task(
+    tmp_path: Path, emulator: KalturaEmulator, vendor: Vendor, clips: list[Clip]
+) -> None:
+    """ENOSPC (and running out of descriptors) is this machine's fault: it used to count as
+    the task's attempts until the customer got "internal error: OSError: [Errno 28]". The
+    media file's place on disk is made /dev/full, whose writes fail with ENOSPC."""
+    if not Path("/dev/full").exists():
+        pytest.skip("needs /dev/full")
+    work = tmp_path / "work"
+    task_id = add_speech_task(emulator, vendor, clips[0])
+    task_dir = work / "tasks" / str(task_id)
+    task_dir.mkdir(parents=True)
+    (task_dir / "media.mp3.part").symlink_to("/dev/full")
+    daemon = make_daemon(
+        tmp_path,
+        emulator,
+        vendor,
+        processors={"default": "scripted"},
+        storage={"work_dir": str(work)},
+        workers={"max_attempts": 1},
+    )
+    faults_before = metrics.LOCAL_FAULTS.labels(kind="disk full")._value.get()
+    daemon.run_once()
+    rec = daemon.store.by_kaltura_id(task_id)
+    assert rec is not None and rec.state == TaskState.RUNNING and rec.attempts == 0, rec
+    assert rec.next_attempt_at > time.time() + 30  # back after the pause, not failed
+    assert emulator.task(task_id)["status"] == PROCESSING  # no ERROR for the customer
+    assert daemon.intake_paused() and daemon.local_fault == "disk full"
+    assert metrics.LOCAL_FAULTS.labels(kind="disk full")._value.get() == faults_before + 1
+
+    # Space again: the task is taken up and delivered.
+    shutil.rmtree(task_dir, ignore_errors=True)  # (the run cleaned it up already)
+    daemon = make_daemon(
+        tmp_path,
+        emulator,
+        vendor,
+        processors={"default": "scripted"},
+        storage={"work_dir": str(work)},
+    )
+    daemon.store.update(rec.id, next_attempt_at=0.0)
+    daemon.run_once()
+    assert emulator.task(task_id)["status"] == READY
