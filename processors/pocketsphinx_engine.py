@@ -17,6 +17,7 @@ runs one task per worker thread, so a fresh decoder per task costs little and sh
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 import sys
@@ -40,6 +41,12 @@ CAPTIONS = 1
 ALIGNMENT = 3
 
 _BYTES_PER_SECOND = SAMPLE_RATE * 2
+# Alignment bounds: nobody speaks faster than ~6 words a second, so a text with more words
+# than that for its audio is not this media's text (and its dictionary and search would
+# grow without bound); a text whose words are mostly not heard is not either.
+_MAX_WORDS_PER_S = 6.0
+_MAX_WORDS_BASE = 50
+_MIN_TEXT_HEARD = 0.3
 _CMN_PRIME_S = 20
 _PREROLL_S = 0.25
 
@@ -120,7 +127,14 @@ class PocketSphinxProcessor:
             accuracy = sum(confidences) / len(confidences) if confidences else 0.0
         elif request.service_feature == ALIGNMENT:
             words = self._align(request)
-            accuracy = 1.0  # the words are the customer's own text
+            # Forced alignment places any text somewhere; how much of it recognition hears
+            # tells whether it is this audio's text, and is the accuracy reported.
+            accuracy = _share_heard(words, self._recognise(request))
+            if accuracy < _MIN_TEXT_HEARD:
+                raise ProcessorError(
+                    "alignment failed: the transcript text does not match the audio "
+                    f"(only {accuracy:.0%} of its words were heard)"
+                )
         else:
             raise UnsupportedTaskError(
                 f"service feature {request.service_feature} is not supported by the "
@@ -208,8 +222,16 @@ class PocketSphinxProcessor:
         tokens = _alignment_tokens(request.transcript_text or "")
         if not tokens:
             raise ProcessorError("alignment task has no transcript text to align")
-        decoder = self.new_decoder()
         vocabulary = [w for _, pieces in tokens for w in pieces]
+        duration_s = request.audio_path.stat().st_size / _BYTES_PER_SECOND
+        limit = int(_MAX_WORDS_BASE + _MAX_WORDS_PER_S * duration_s)
+        if len(vocabulary) > limit:
+            raise ProcessorError(
+                f"alignment failed: the transcript has {len(vocabulary)} words, more than "
+                f"could be spoken in {duration_s:.0f} s of audio ({limit}): it is not this "
+                "media's text"
+            )
+        decoder = self.new_decoder()
         for word in dict.fromkeys(vocabulary):
             if decoder.lookup_word(word) is None:
                 decoder.add_word(word, _guess_pronunciation(word), True)
@@ -258,6 +280,19 @@ class PocketSphinxProcessor:
             words.append(Word(text, round(first[0], 3), round(last[1], 3)))
             i += len(pieces)
         return words
+
+
+def _share_heard(aligned: list[Word], heard: list[Word]) -> float:
+    """The share of the text's words that recognition heard, in order."""
+    text = [w.text.lower().strip(_PUNCTUATION) for w in aligned]
+    said = [w.text.lower().strip(_PUNCTUATION) for w in heard]
+    if not text:
+        return 0.0
+    matcher = difflib.SequenceMatcher(None, text, said, autojunk=False)
+    return sum(block.size for block in matcher.get_matching_blocks()) / len(text)
+
+
+_PUNCTUATION = ".,;:!?\"'()[]{}-"
 
 
 def _number(key: str, value: Any, kind: type) -> float | int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import array
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,3 +127,40 @@ def test_silent_audio_is_an_error_for_alignment_and_empty_for_recognition(
             ProcessingRequest(pcm, 4.0, "English", service_feature=3, transcript_text="hello")
         )
     assert engine.process(ProcessingRequest(pcm, 4.0, "English")).words == ()
+
+
+def test_text_that_is_not_the_audios_is_an_error(truth: Truth) -> None:
+    """Issue 13: forced alignment places any text somewhere; unrelated text was delivered
+    READY with accuracy 100 %. Recognition must hear a good share of the text's words."""
+    unrelated = (
+        "Seventeen purple elephants negotiated quietly with the harbour master about "
+        "refrigerated cargo, insurance premiums and the price of saffron."
+    )
+    with pytest.raises(ProcessorError, match="does not match the audio"):
+        PocketSphinxProcessor().process(
+            ProcessingRequest(
+                truth.pcm, truth.duration, "English", service_feature=3, transcript_text=unrelated
+            )
+        )
+    own = "Good morning, everyone! Today we will talk about captions and the Kaltura platform. "
+    own += "Thank you for listening."
+    heard = PocketSphinxProcessor().process(
+        ProcessingRequest(
+            truth.pcm, truth.duration, "English", service_feature=3, transcript_text=own
+        )
+    )
+    assert 0.6 <= heard.accuracy < 1.0
+
+
+def test_a_text_too_long_for_its_audio_is_refused_before_aligning(truth: Truth) -> None:
+    """A 2 MB text of unique words took 7.3 GB and never finished: the words a speaker can
+    say in the audio's length bound the text (and with it dictionary and search)."""
+    words = " ".join(f"word{i}" for i in range(200_000))
+    started = time.monotonic()
+    with pytest.raises(ProcessorError, match="more than could be spoken"):
+        PocketSphinxProcessor().process(
+            ProcessingRequest(
+                truth.pcm, truth.duration, "English", service_feature=3, transcript_text=words
+            )
+        )
+    assert time.monotonic() - started < 5

