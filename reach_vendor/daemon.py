@@ -106,7 +106,13 @@ class Daemon:
                 return 0
             self.last_poll_error = None
             metrics.poll_done(ok=True)
-            new = self.store.record_offered(offered)
+            intake = self.store.intake(offered)
+            new = intake.new
+        for skipped in intake.skipped:
+            metrics.offer_skipped("unstorable")
+            log.warning(
+                "getJobs entry skipped (task %s): %s", skipped.kaltura_task_id, skipped.reason
+            )
         if offered:
             log.info("getJobs offered %d tasks, %d new", len(offered), new)
         self._work_arrived()

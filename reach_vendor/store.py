@@ -11,6 +11,8 @@ Times are epoch seconds (float): no time-zone ambiguity between SQLite and Postg
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -41,6 +43,8 @@ from sqlmodel import Field, Session, SQLModel, col, create_engine, func, or_, se
 from reach_vendor.secretbox import SecretBox
 from reach_vendor.states import TERMINAL, Stage, TaskState, check_transition, sources_of
 
+log = logging.getLogger(__name__)
+
 POLL_LOCK_KEY = 0x7265_6163_6876
 """PostgreSQL advisory lock key ("reachv") held by the replica that is polling getJobs."""
 
@@ -54,13 +58,15 @@ class TaskRecord(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    kaltura_task_id: int = Field(unique=True, index=True)
-    partner_id: int
+    # Integers as Kaltura hands them over are BIGINT there (KalturaEntryVendorTask.id is
+    # `@var bigint`): a task id past 2^31 must not fail a poll.
+    kaltura_task_id: int = Field(unique=True, index=True, sa_type=BigInteger)
+    partner_id: int = Field(sa_type=BigInteger)
     entry_id: str
-    version: int = 0
-    service_type: int | None = None
-    service_feature: int | None = None
-    turn_around_time: int | None = None
+    version: int = Field(default=0, sa_type=BigInteger)
+    service_type: int | None = Field(default=None, sa_type=BigInteger)
+    service_feature: int | None = Field(default=None, sa_type=BigInteger)
+    turn_around_time: int | None = Field(default=None, sa_type=BigInteger)
     expected_finish_time: float | None = None
     access_key: str = Field(repr=False)
     """The task's KS; ciphertext in the database when `database.key_file` is set."""
@@ -183,6 +189,80 @@ class OfferedTask:
     may already be PROCESSING or final."""
 
 
+@dataclass(frozen=True)
+class SkippedOffer:
+    """An offered task the store could not hold, left out of `TaskStore.intake`."""
+
+    position: int
+    """Its index in the sequence given."""
+    kaltura_task_id: int | None
+    """None when the id itself is what is wrong."""
+    reason: str
+    """Which field is wrong and how, never its value (it may be a key, or huge)."""
+
+
+@dataclass(frozen=True)
+class OfferIntake:
+    """What `TaskStore.intake` did with a getJobs sweep."""
+
+    new: int
+    skipped: tuple[SkippedOffer, ...] = ()
+
+
+# SQLite's INTEGER and PostgreSQL's BIGINT both hold 64-bit signed integers.
+_INT_MIN, _INT_MAX = -(1 << 63), (1 << 63) - 1
+_OFFER_INTS = {
+    "kaltura_task_id": True,
+    "partner_id": True,
+    "version": True,
+    "service_type": False,
+    "service_feature": False,
+    "turn_around_time": False,
+}
+"""Integer fields of `OfferedTask` that are stored: whether they are required."""
+_OFFER_TEXTS = ("entry_id", "access_key")
+_OFFER_TIMES = ("access_key_expires_at", "expected_finish_time")
+
+
+def offer_problem(o: OfferedTask) -> str | None:
+    """Why `o` cannot be stored (a missing value, an integer past 64 bits, text
+    PostgreSQL refuses, a time no float holds), or None if it can."""
+    for name, required in _OFFER_INTS.items():
+        value = getattr(o, name)
+        if value is None:
+            if required:
+                return f"{name} is missing"
+        elif not isinstance(value, int) or isinstance(value, bool):
+            return f"{name} is not an integer"
+        elif not _INT_MIN <= value <= _INT_MAX:
+            return f"{name} is outside the 64-bit integer range"
+    for name in _OFFER_TEXTS:
+        value = getattr(o, name)
+        if not isinstance(value, str) or not value:
+            return f"{name} is missing"
+        if "\x00" in value:
+            return f"{name} contains a NUL character"
+    for name in _OFFER_TIMES:
+        value = getattr(o, name)
+        if value is None:
+            continue
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            return f"{name} is not a number"
+        try:
+            finite = math.isfinite(value)
+        except OverflowError:  # an int no float can hold
+            finite = False
+        if not finite:
+            return f"{name} is not a finite number"
+    return None
+
+
+def _as_float(value: float | None) -> float | None:
+    """Times may come as integers of any size; stored as floats (SQLite refuses an int
+    past 64 bits even for a REAL column)."""
+    return None if value is None else float(value)
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
@@ -227,12 +307,19 @@ _OPEN_STATES = [st.value for st in TaskState if st not in TERMINAL]
 # SQLite's 32766 bound parameters, and one getJobs page at its largest).
 _OFFER_BATCH = 500
 
+
+def _is_runnable(now: Any) -> tuple[Any, ...]:
+    """Open, due, and not leased (or its lease ran out): what a claim may take."""
+    return (
+        _TASKS.c.state.in_(_OPEN_STATES),
+        _TASKS.c.next_attempt_at <= now,
+        or_(_TASKS.c.lease_owner.is_(None), _TASKS.c.lease_expires_at < now),
+    )
+
+
 _CLAIM = (
     update(_TASKS)
-    .where(
-        _TASKS.c.id == bindparam("task_id"),
-        or_(_TASKS.c.lease_owner.is_(None), _TASKS.c.lease_expires_at < bindparam("now")),
-    )
+    .where(_TASKS.c.id == bindparam("task_id"), *_is_runnable(bindparam("now", type_=Float)))
     .values(
         lease_owner=bindparam("owner"),
         lease_expires_at=bindparam("expires"),
@@ -241,7 +328,9 @@ _CLAIM = (
     )
     .returning(*_TASKS.c)
 )
-"""The lease itself: conditional on the task being free, so of two racing claims one wins."""
+"""The lease itself. It re-checks everything that made the task a candidate, not just the
+lease: between the candidate SELECT and this UPDATE another worker may have claimed,
+finished and released the task, and a free lease alone would then hand it out again."""
 
 
 @dataclass(frozen=True)
@@ -274,11 +363,7 @@ def _claim_statements(is_postgres: bool) -> _ClaimStatements:
     window: Any = bindparam("window", type_=Float)
     # SQLite: CAST truncates, which is floor for these positive values.
     urgency = func.floor(eft / window) if is_postgres else cast(eft / window, BigInteger)
-    is_runnable = (
-        _TASKS.c.state.in_(_OPEN_STATES),
-        _TASKS.c.next_attempt_at <= now,
-        or_(_TASKS.c.lease_owner.is_(None), _TASKS.c.lease_expires_at < now),
-    )
+    is_runnable = _is_runnable(now)
     earlier = _TASKS.alias("earlier")
     if is_postgres:
         waiting = select(_TASKS.c.partner_id).where(*is_runnable).distinct().subquery("waiting")
@@ -359,7 +444,27 @@ class TaskStore:
     # -- intake ---------------------------------------------------------------------
 
     def record_offered(self, offered: Sequence[OfferedTask]) -> int:
-        """Persist tasks from getJobs; returns how many are new.
+        """Persist tasks from getJobs (see `intake`); returns how many are new.
+
+        Offers that cannot be stored are skipped and logged here, since the count cannot
+        tell the caller about them; `intake` hands them back instead.
+        """
+        result = self.intake(offered)
+        for skipped in result.skipped:
+            log.warning(
+                "offered task %s (entry %d of the sweep) skipped: %s",
+                skipped.kaltura_task_id if skipped.kaltura_task_id is not None else "?",
+                skipped.position + 1,
+                skipped.reason,
+            )
+        return result.new
+
+    def intake(self, offered: Sequence[OfferedTask]) -> OfferIntake:
+        """Persist tasks from getJobs; says how many are new and which were skipped.
+
+        Each offer is checked first (`offer_problem`): one that no column can hold is
+        left out, so it costs its own task and not the poll. The skipped ones are not
+        logged here; the caller says what it does with them.
 
         A task we already know keeps its progress but takes the fresh access key. A task
         we finished that Kaltura offers again with a new version was re-submitted by the
@@ -370,11 +475,21 @@ class TaskStore:
         the new or changed ones are loaded and written: no row lock is held for the rest
         of the sweep over a task that did not change.
         """
+        skipped: list[SkippedOffer] = []
+        storable: list[OfferedTask] = []
+        for position, o in enumerate(offered):
+            problem = offer_problem(o)
+            if problem is None:
+                storable.append(o)
+                continue
+            task_id = o.kaltura_task_id
+            ok_id = isinstance(task_id, int) and _INT_MIN <= task_id <= _INT_MAX
+            skipped.append(SkippedOffer(position, task_id if ok_id else None, problem))
         new = 0
         now = time.time()
         with self._session() as s:
-            for start in range(0, len(offered), _OFFER_BATCH):
-                batch = offered[start : start + _OFFER_BATCH]
+            for start in range(0, len(storable), _OFFER_BATCH):
+                batch = storable[start : start + _OFFER_BATCH]
                 known = {
                     row[0]: (row[1], row[2], row[3])
                     for row in s.execute(
@@ -400,7 +515,7 @@ class TaskStore:
                     # twice is only recorded once.
                     known[o.kaltura_task_id] = (rec.state, rec.version, rec.access_key)
             s.commit()
-        return new
+        return OfferIntake(new, tuple(skipped))
 
     def _offer_change(self, o: OfferedTask, state: str, version: int, key: str) -> str | None:
         """What a re-offer of a known task means: None (nothing new: every poll offers
@@ -429,11 +544,11 @@ class TaskStore:
             entry_id=o.entry_id,
             version=o.version,
             access_key=self.box.seal(o.access_key),
-            access_key_expires_at=o.access_key_expires_at,
+            access_key_expires_at=_as_float(o.access_key_expires_at),
             service_type=o.service_type,
             service_feature=o.service_feature,
             turn_around_time=o.turn_around_time,
-            expected_finish_time=o.expected_finish_time,
+            expected_finish_time=_as_float(o.expected_finish_time),
         )
         s.add(rec)
         s.flush()
@@ -447,7 +562,7 @@ class TaskStore:
         ).one()
         assert rec.id is not None
         rec.access_key = self.box.seal(o.access_key)
-        rec.access_key_expires_at = o.access_key_expires_at
+        rec.access_key_expires_at = _as_float(o.access_key_expires_at)
         rec.updated_at = now
         if change != "rekey":
             rec.state = TaskState.QUEUED.value
@@ -460,7 +575,7 @@ class TaskStore:
                 rec.caption_asset_id = rec.transcript_asset_id = None
                 rec.processor_state = None
                 rec.delivery = None
-                rec.expected_finish_time = o.expected_finish_time
+                rec.expected_finish_time = _as_float(o.expected_finish_time)
                 message = f"re-submitted as version {o.version}"
             elif change == "reoffered":
                 rec.finished_at = None
@@ -481,8 +596,10 @@ class TaskStore:
 
         PostgreSQL: `SELECT ... FOR UPDATE SKIP LOCKED` picks and locks one row in one
         statement, so replicas claiming at once each get a different task without waiting
-        on each other. SQLite: a conditional UPDATE on the lease columns, so two workers
-        racing for the same row cannot both win.
+        on each other. SQLite: candidates are read first, then each is taken with an
+        UPDATE conditional on it still being runnable, so two workers racing for the same
+        row cannot both win and a task finished meanwhile is not taken again.
+        On PostgreSQL the row lock already ensures this; the UPDATE checks it all the same.
         """
         now = time.time()
         params = {
@@ -714,6 +831,8 @@ class TaskStore:
         return self._reveal(rec)
 
     def by_kaltura_id(self, kaltura_task_id: int) -> TaskRecord | None:
+        if not _INT_MIN <= kaltura_task_id <= _INT_MAX:
+            return None  # no such row can exist, and the query would fail binding it
         with self._session() as s:
             rec = s.exec(
                 select(TaskRecord).where(TaskRecord.kaltura_task_id == kaltura_task_id)

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from reach_vendor.states import Stage
+from reach_vendor.states import IllegalTransition, Stage, TaskState
 from reach_vendor.store import OfferedTask, TaskStore
 
 
@@ -200,3 +201,54 @@ def test_a_worker_whose_lease_ran_out_cannot_go_on_beside_its_successor(
     assert not a.renew_lease(first.id, "host:1:abc/w0", 60)
     assert a.enter_stage(first.id, "host:1:abc/w0", 60, Stage.UPLOAD, "uploading") is None
     assert a.enter_stage(first.id, "host:1:abc/w1", 60, Stage.UPLOAD, "uploading") is not None
+
+
+def test_many_workers_claim_and_finish_every_task_exactly_once(db_url: str) -> None:
+    """Issue 13, item 7: a claim picked its candidate, then leased it by id checking only
+    the lease; a task another worker had claimed and finished in between (lease released)
+    was claimed again, and its worker then tripped over the state machine."""
+    workers, total = 16, 600
+    store = TaskStore(db_url, threads=workers)
+    try:
+        store.record_offered([offered(i, partner=i % 5) for i in range(1, total + 1)])
+        claims: Counter[int] = Counter()
+        errors: list[BaseException] = []
+        lock = threading.Lock()
+        deadline = time.monotonic() + 60
+
+        def work(owner: str) -> None:
+            while time.monotonic() < deadline:
+                rec = store.claim_next(owner, 60)
+                if rec is None:
+                    # Every candidate may have been taken by others; done only when
+                    # nothing is left open.
+                    if store.runnable_count() == 0:
+                        return
+                    continue
+                assert rec.id is not None
+                with lock:
+                    claims[rec.kaltura_task_id] += 1
+                try:
+                    store.enter_stage(rec.id, owner, 60, Stage.CLAIM, "claimed")
+                    store.update(rec.id, state=TaskState.RUNNING)
+                    store.update(
+                        rec.id, state=TaskState.DELIVERED, message="done", release_lease=True
+                    )
+                except Exception as exc:  # noqa: BLE001 - reported below
+                    with lock:
+                        errors.append(exc)
+                    store.release(rec.id, owner)
+
+        threads = [threading.Thread(target=work, args=(f"r/w{i}",)) for i in range(workers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        twice = {task: n for task, n in claims.items() if n != 1}
+        assert not twice, f"claimed more than once: {twice}"
+        assert not [e for e in errors if isinstance(e, IllegalTransition)], errors[:3]
+        assert not errors, errors[:3]
+        assert sorted(claims) == list(range(1, total + 1))
+        assert store.count_by_state() == {TaskState.DELIVERED.value: total}
+    finally:
+        store.close()

@@ -348,3 +348,53 @@ def test_config_errors_name_the_key() -> None:
                 "workers": {"concurrency": "many"},
             }
         )
+
+
+# -- one hostile getJobs entry among good ones ----------------------------------------
+
+_hostile_scalar = st.one_of(
+    _odd_scalar,
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.sampled_from(["../../x", "/etc/passwd", "a/../../b", "\u202e\u0000evil", "x" * 5000]),
+    st.text(max_size=40),
+)
+_OFFER_FIELDS = [
+    "id",
+    "partnerId",
+    "entryId",
+    "version",
+    "accessKey",
+    "createdAt",
+    "serviceType",
+    "serviceFeature",
+    "turnAroundTime",
+    "expectedFinishTime",
+    "status",
+]
+
+
+@FUZZ
+@given(field=st.sampled_from(_OFFER_FIELDS), value=_hostile_scalar)
+def test_one_hostile_get_jobs_field_costs_that_task_at_most(
+    fuzz_world: tuple[KalturaEmulator, Vendor], field: str, value: Any
+) -> None:
+    """Issue 13: one malformed entry made every poll fail, for every task. Whatever one
+    entry carries (types, sizes, ranges beyond any column, path characters), the others
+    are recorded."""
+    emu, vendor = fuzz_world
+    good = emu.add_task(vendor_partner_id=vendor.partner_id, partner_id=4124832, media_path=SAMPLE)
+    bad = emu.add_task(vendor_partner_id=vendor.partner_id, partner_id=4124832, media_path=SAMPLE)
+    if field in ("id", "createdAt") and (isinstance(value, bool) or not isinstance(value, int)):
+        value = 1 << 70  # the emulator sorts by these: only a number can stand there
+    with emu.world.lock:
+        emu.world.tasks[bad][field] = value
+    store = TaskStore("sqlite://")
+    try:
+        offered = make_gateway(emu, vendor, retries=0).fetch_jobs()
+        store.record_offered(offered)
+        assert store.by_kaltura_id(good) is not None
+    finally:
+        store.close()
+        with emu.world.lock:  # keep getJobs small for the next example
+            for task_id in (good, bad):
+                emu.world.tasks[task_id]["status"] = 7

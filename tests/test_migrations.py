@@ -10,11 +10,22 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect
+from sqlalchemy import BigInteger, inspect, text
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel
 
 from reach_vendor import migrate
-from reach_vendor.store import TaskStore
+from reach_vendor.store import TaskStore, make_engine
+
+WIDE = (
+    "kaltura_task_id",
+    "partner_id",
+    "version",
+    "service_type",
+    "service_feature",
+    "turn_around_time",
+)
+"""The columns that hold integers as Kaltura hands them over."""
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -63,3 +74,47 @@ def test_replicas_starting_together_migrate_once(db_url: str) -> None:
     assert len(stores) == 3
     for store in stores:
         store.close()
+
+
+def test_kaltura_integers_are_widened_to_bigint_keeping_the_rows(db_url: str) -> None:
+    """Issue 13, item 1: Kaltura's ids are bigints (KalturaEntryVendorTask.id); an id past
+    2^31 overflowed the INTEGER columns on PostgreSQL and failed every poll. A database
+    made before the widening keeps its rows and then takes such values."""
+    engine = make_engine(db_url)
+    try:
+        migrate.upgrade(engine, "0002")
+        row = {
+            "kaltura_task_id": 1,
+            "partner_id": 7,
+            "entry_id": "0_1",
+            "version": 1,
+            "service_type": 2,
+            "service_feature": 1,
+            "turn_around_time": -1,
+            "access_key": "k",
+            "state": "queued",
+            "attempts": 0,
+            "next_attempt_at": 0.0,
+            "created_at": 0.0,
+            "updated_at": 0.0,
+        }
+        insert_row = text(
+            f"INSERT INTO tasks ({', '.join(row)}) VALUES ({', '.join(':' + k for k in row)})"
+        )
+        with engine.begin() as conn:
+            conn.execute(insert_row, row)
+        migrate.upgrade(engine)
+        columns = {c["name"]: c for c in inspect(engine).get_columns("tasks")}
+        for name in WIDE:
+            assert isinstance(columns[name]["type"], BigInteger), (name, columns[name]["type"])
+        big = {name: (1 << 63) - 1 for name in WIDE}
+        with engine.begin() as conn:
+            conn.execute(insert_row, {**row, **big, "entry_id": "0_2"})
+            kept = conn.execute(text("SELECT entry_id, partner_id FROM tasks ORDER BY id")).all()
+            indexes = {ix["name"] for ix in inspect(conn).get_indexes("tasks")}
+        assert [tuple(r) for r in kept] == [("0_1", 7), ("0_2", (1 << 63) - 1)]
+        assert {"ix_tasks_kaltura_task_id", "ix_tasks_partner_claimed"} <= indexes
+        with engine.begin() as conn, pytest.raises(IntegrityError):
+            conn.execute(insert_row, {**row, "entry_id": "0_3"})  # the id is still unique
+    finally:
+        engine.dispose()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import stat
 import threading
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -33,6 +35,18 @@ def offered(
 @pytest.fixture
 def store(tmp_path: Path) -> TaskStore:
     return TaskStore(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TaskStore]:
+    """The store on a real SQLite file and on a real PostgreSQL database."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    else:
+        url = str(request.getfixturevalue("pg_url"))
+    s = TaskStore(url)
+    yield s
+    s.close()
 
 
 def test_database_file_is_private(tmp_path: Path) -> None:
@@ -189,3 +203,79 @@ def test_reoffering_a_pending_task_unchanged_writes_nothing(tmp_path: Path) -> N
     rekeyed = store.by_kaltura_id(1)
     assert rekeyed is not None and rekeyed.access_key == "fresh-1"
     assert rekeyed.updated_at > before.updated_at
+
+
+BIGINT_MAX = (1 << 63) - 1
+
+
+def test_ids_beyond_32_bits_are_stored_and_one_beyond_64_bits_costs_only_its_task(
+    any_store: TaskStore,
+) -> None:
+    """Issue 13, item 1: Kaltura's ids are bigints; an id past 2^31 overflowed INTEGER on
+    PostgreSQL, and one that no column can hold failed the whole poll on either database."""
+    big = 1 << 40
+    batch = [
+        offered(1),
+        offered(big),
+        offered(1 << 63),  # beyond BIGINT: skipped
+        replace(offered(2), partner_id=BIGINT_MAX, version=1 << 31, turn_around_time=-(1 << 63)),
+        replace(offered(3), service_type=1 << 32, service_feature=1 << 62),
+        replace(offered(4), expected_finish_time=1 << 70),  # an integer for a float column
+        offered(5),
+    ]
+    assert any_store.record_offered(batch) == 6
+    assert sorted(r.kaltura_task_id for r in any_store.all()) == [1, 2, 3, 4, 5, big]
+    assert any_store.by_kaltura_id(1 << 63) is None
+    rec = any_store.by_kaltura_id(big)
+    assert rec is not None and rec.access_key == f"key-{big}"
+    two = any_store.by_kaltura_id(2)
+    assert two is not None
+    assert (two.partner_id, two.version, two.turn_around_time) == (
+        BIGINT_MAX,
+        1 << 31,
+        -(1 << 63),
+    )
+    three = any_store.by_kaltura_id(3)
+    assert three is not None and (three.service_type, three.service_feature) == (1 << 32, 1 << 62)
+    four = any_store.by_kaltura_id(4)
+    assert four is not None and four.expected_finish_time == float(1 << 70)
+    # A task with a big id goes through a claim and the state machine like any other.
+    claimed = [any_store.claim_next("w", 60) for _ in range(6)]
+    assert sorted(c.kaltura_task_id for c in claimed if c is not None) == [1, 2, 3, 4, 5, big]
+    assert rec.id is not None
+    any_store.update(rec.id, state=TaskState.RUNNING)
+    # The next poll offers the same backlog again: nothing new, nothing fails.
+    assert any_store.record_offered(batch) == 0
+
+
+def test_offers_that_cannot_be_stored_are_skipped_and_reported(any_store: TaskStore) -> None:
+    bad = [
+        offered(1 << 63),
+        offered(-(1 << 63) - 1),
+        replace(offered(10), partner_id=None),
+        replace(offered(11), version=None),
+        replace(offered(12), entry_id=None),
+        replace(offered(13), access_key=""),
+        replace(offered(14), service_type=1 << 64),
+        replace(offered(15), turn_around_time=-(1 << 64)),
+        replace(offered(16), partner_id="7"),
+        replace(offered(17), entry_id="0_\x00x"),  # PostgreSQL text cannot hold NUL
+        replace(offered(18), expected_finish_time=10**400),  # no float holds it
+        replace(offered(19), access_key_expires_at=float("nan")),
+        replace(offered(20), version=True),
+    ]
+    good = [offered(1), offered(1 << 40)]
+    batch = [good[0], *bad, good[1]]
+    result = any_store.intake(batch)
+    assert result.new == 2
+    assert [s.position for s in result.skipped] == list(range(1, len(bad) + 1))
+    assert [s.kaltura_task_id for s in result.skipped] == [None, None, *range(10, 21)]
+    reasons = [s.reason for s in result.skipped]
+    assert reasons[0] == "kaltura_task_id is outside the 64-bit integer range"
+    assert reasons[2] == "partner_id is missing"
+    assert reasons[4] == "entry_id is missing"
+    assert all(str(1 << 63) not in r for r in reasons)  # no values, so nothing secret
+    assert sorted(r.kaltura_task_id for r in any_store.all()) == [1, 1 << 40]
+    # The store refused them all before writing, so the good ones are intact and usable.
+    again = any_store.intake(batch)
+    assert again.new == 0 and len(again.skipped) == len(bad)

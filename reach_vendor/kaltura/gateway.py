@@ -875,6 +875,10 @@ _MAX_ID = (1 << 63) - 1
 """Kaltura's ids are bigints; the store's columns hold no more."""
 
 
+def _within_64_bits(value: int | None) -> int | None:
+    return value if value is not None and -_MAX_ID - 1 <= value <= _MAX_ID else None
+
+
 def _offered_task(obj: Any) -> OfferedTask | None:
     """A getJobs entry as the store takes it, or None when it lacks what a task needs."""
     task_id, partner_id = _int(obj.id), _int(obj.partnerId)
@@ -884,8 +888,8 @@ def _offered_task(obj: Any) -> OfferedTask | None:
     if not entry_id or not access_key:
         return None
     register_secret(access_key)
-    tat = _int(obj.turnAroundTime)
-    created = _int(obj.createdAt)
+    tat = _within_64_bits(_int(obj.turnAroundTime))
+    created = _within_64_bits(_int(obj.createdAt))
     return OfferedTask(
         kaltura_task_id=task_id,
         partner_id=partner_id,
