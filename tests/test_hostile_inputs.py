@@ -6,11 +6,13 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from processors.base import Transcript, Word
 from reach_vendor import metrics
+from reach_vendor.daemon import Daemon
 from reach_vendor.emulator import KalturaEmulator
 from reach_vendor.pipeline import Pipeline
 from reach_vendor.safe_paths import inside
@@ -38,8 +40,17 @@ def test_a_malformed_get_jobs_entry_is_skipped_and_the_rest_recorded(
     assert metrics.OFFERS_SKIPPED.labels(reason="unreadable")._value.get() == before + 2
 
 
-def _files(root: Path) -> set[Path]:
-    return {p for p in root.rglob("*") if p.is_file()}
+def _scripted_daemon(
+    tmp_path: Path, emu: KalturaEmulator, vendor: Vendor, work: Path, **sections: Any
+) -> Daemon:
+    return make_daemon(
+        tmp_path,
+        emu,
+        vendor,
+        processors={"default": "scripted"},
+        storage={"work_dir": str(work)},
+        **sections,
+    )
 
 
 def test_a_flavor_extension_never_names_a_path(
@@ -57,13 +68,7 @@ def test_a_flavor_extension_never_names_a_path(
         for flavor in emulator.world.flavors.values():
             if flavor["entryId"] == entry_id:
                 flavor["fileExt"] = "/../../x"
-    daemon = make_daemon(
-        tmp_path,
-        emulator,
-        vendor,
-        processors={"default": "scripted"},
-        storage={"work_dir": str(work)},
-    )
+    daemon = _scripted_daemon(tmp_path, emulator, vendor, work)
     daemon.run_once()
     assert sentinel.read_text() == "not the daemon's"
     assert emulator.task(task_id)["status"] == READY
@@ -116,14 +121,7 @@ def test_a_full_disk_pauses_intake_and_never_fails_the_customers_task(
     task_dir = work / "tasks" / str(task_id)
     task_dir.mkdir(parents=True)
     (task_dir / "media.mp3.part").symlink_to("/dev/full")
-    daemon = make_daemon(
-        tmp_path,
-        emulator,
-        vendor,
-        processors={"default": "scripted"},
-        storage={"work_dir": str(work)},
-        workers={"max_attempts": 1},
-    )
+    daemon = _scripted_daemon(tmp_path, emulator, vendor, work, workers={"max_attempts": 1})
     faults_before = metrics.LOCAL_FAULTS.labels(kind="disk full")._value.get()
     daemon.run_once()
     rec = daemon.store.by_kaltura_id(task_id)
@@ -135,13 +133,7 @@ def test_a_full_disk_pauses_intake_and_never_fails_the_customers_task(
 
     # Space again: the task is taken up and delivered.
     shutil.rmtree(task_dir, ignore_errors=True)  # (the run cleaned it up already)
-    daemon = make_daemon(
-        tmp_path,
-        emulator,
-        vendor,
-        processors={"default": "scripted"},
-        storage={"work_dir": str(work)},
-    )
+    daemon = _scripted_daemon(tmp_path, emulator, vendor, work)
     daemon.store.update(rec.id, next_attempt_at=0.0)
     daemon.run_once()
     assert emulator.task(task_id)["status"] == READY
