@@ -38,7 +38,8 @@ class ConfigError(Exception):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # No float setting means anything as inf or nan (`1e400`), and `gt=0` lets inf through.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class SecretConfig(_Section):
@@ -122,6 +123,46 @@ class DatabaseConfig(_Section):
     key_file: Path | None = None
     """Fernet key (credentials file) to encrypt stored access keys; unset: stored as is."""
 
+    @field_validator("url")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        _check_database_url(value)
+        return value
+
+
+# The store speaks these two (SKIP LOCKED and advisory locks, or a file lock); see store.py.
+_DATABASES = ("sqlite", "postgresql")
+_URL_HINT = "use sqlite:///<path> or postgresql+psycopg://<user>@<host>/<database>"
+
+
+def _check_database_url(value: str) -> None:
+    """Refuse at load what create_engine would refuse later, without connecting.
+
+    Messages name the scheme and driver only: the URL may hold a password.
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        url = make_url(value)
+    except (ArgumentError, ValueError):
+        raise ValueError(f"not a database URL; {_URL_HINT}") from None
+    try:
+        dialect = url.get_dialect()
+    except NoSuchModuleError:
+        raise ValueError(f"unknown database {url.drivername!r}; {_URL_HINT}") from None
+    except ImportError as exc:
+        raise ValueError(f"cannot load {url.drivername!r} ({exc}); {_URL_HINT}") from None
+    driver = dialect.driver
+    if dialect.name not in _DATABASES:
+        raise ValueError(f"database {dialect.name!r} is not supported; {_URL_HINT}")
+    if dialect.is_async:
+        raise ValueError(f"driver {driver} is asyncio-only; {_URL_HINT}")
+    try:
+        dialect.import_dbapi()
+    except ImportError as exc:
+        raise ValueError(f"driver {driver} is not installed ({exc}); {_URL_HINT}") from None
+
 
 class PollingConfig(_Section):
     interval_s: float = Field(default=30, gt=0)
@@ -140,6 +181,7 @@ class WorkersConfig(_Section):
 
     fairness_window_s: float = Field(default=3600, gt=0)
     """Tasks due within the same window count as equally urgent: partners take turns."""
+
 
 class RouteMatchConfig(_Section):
     """Conditions of a routing rule; each takes one value or a list of alternatives."""
@@ -314,6 +356,11 @@ class Settings(_Section):
     def resolve_secrets(self) -> None:
         """Read every secret now, so a missing file is a config error at start-up."""
         self.kaltura.app_token.resolve_token()
+        if self.database.key_file is not None:
+            # Imported here: secretbox imports this module (for ConfigError).
+            from reach_vendor.secretbox import SecretBox
+
+            SecretBox.from_key_file(self.database.key_file)
         if self.status_api.enabled and self.status_api.bearer is not None:
             token = self.status_api.bearer.resolve("status_api.bearer")
             if len(token) < 16:
@@ -350,9 +397,16 @@ def parse_settings(data: Any) -> Settings:
 
 def load_settings(path: Path) -> Settings:
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
+    try:
+        # YAML is UTF-8 (a BOM is allowed); the locale's encoding is not the file's.
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not a text file (byte {exc.start} is not UTF-8); expected YAML"
+        ) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

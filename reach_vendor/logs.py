@@ -29,7 +29,10 @@ class JsonFormatter(logging.Formatter):
             value = getattr(record, name, None)
             if value is not None:
                 line[name] = value
-        if record.exc_info:
+        # RedactingFormatter hands over the traceback already formatted (and masked).
+        if record.exc_text:
+            line["exc"] = record.exc_text
+        elif record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
         return json.dumps(line, ensure_ascii=False, default=str)
 

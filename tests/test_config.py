@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
+import math
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from reach_vendor.config import ConfigError, load_settings, parse_settings
 
@@ -96,7 +100,9 @@ def test_cli_exits_78_with_one_line(tmp_path: Path) -> None:
     assert "supersecretvalue" not in proc.stderr + proc.stdout
 
 
-def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def _cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     import os
 
     return subprocess.run(
@@ -105,6 +111,7 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
         text=True,
         timeout=60,
         env={**os.environ, **(env or {})},
+        cwd=cwd,
     )
 
 
@@ -232,3 +239,150 @@ def test_example_config_documents_every_key() -> None:
 
     missing = [k for k in keys(Settings, "") if f"{k}:" not in text]
     assert not missing, f"undocumented config keys: {missing}"
+
+
+def _float_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+    """Every float setting, as a dotted key, found by walking the settings models."""
+    out = []
+    for name, field in model.model_fields.items():
+        for candidate in getattr(field.annotation, "__args__", (field.annotation,)):
+            if candidate is float:
+                out.append(f"{prefix}{name}")
+            elif isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                out.extend(_float_keys(candidate, f"{prefix}{name}."))
+    return out
+
+
+def test_every_float_setting_refuses_infinity_and_nan() -> None:
+    import copy
+
+    from reach_vendor.config import Settings
+
+    keys = _float_keys(Settings)
+    assert "polling.interval_s" in keys and "workers.retry_base_s" in keys
+    for key in keys:
+        for value in (math.inf, -math.inf, math.nan, "1e400"):
+            data: dict[str, Any] = copy.deepcopy(GOOD)
+            *sections, leaf = key.split(".")
+            node = data
+            for section in sections:
+                node = node.setdefault(section, {})
+            node[leaf] = value
+            with pytest.raises(ConfigError) as info:
+                parse_settings(data)
+            assert str(info.value).startswith(f"{key}: "), (value, str(info.value))
+
+
+def _fernet_key_file(tmp_path: Path, content: bytes | None) -> str:
+    path = tmp_path / "db_key"
+    if content is not None:
+        path.write_bytes(content)
+    return str(path)
+
+
+# Each case: the config file's bytes (made in tmp_path), and what its one stderr line says.
+_BAD_CONFIGS: list[Any] = [
+    pytest.param(
+        lambda _t: b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe\xfd",
+        "c.yaml: not a text file",
+        id="binary-file",
+    ),
+    pytest.param(
+        lambda _t: _KALTURA.encode() + b"polling: {interval_s: 1e400}\n",
+        "polling.interval_s: Input should be a finite number",
+        id="interval-infinite",
+    ),
+    pytest.param(
+        lambda _t: _KALTURA.encode() + b"workers: {retry_base_s: .inf}\n",
+        "workers.retry_base_s: Input should be a finite number",
+        id="retry-base-inf",
+    ),
+    pytest.param(
+        lambda _t: _KALTURA.encode() + b"database: {url: 'foo://bar'}\n",
+        "database.url: unknown database 'foo'",
+        id="db-unknown-scheme",
+    ),
+    pytest.param(
+        lambda _t: _KALTURA.encode() + b"database: {url: 'postgres://x'}\n",
+        "database.url: unknown database 'postgres'",
+        id="db-postgres-alias",
+    ),
+    pytest.param(
+        lambda _t: _KALTURA.encode() + b"database: {url: 'not a url'}\n",
+        "database.url: not a database URL",
+        id="db-not-a-url",
+    ),
+    pytest.param(
+        lambda _t: (
+            _KALTURA.encode() + b"database: {url: 'postgresql+psycopg2://u:hunter2pass@h/db'}\n"
+        ),
+        "database.url: driver psycopg2 is not installed",
+        marks=pytest.mark.skipif(
+            importlib.util.find_spec("psycopg2") is not None, reason="psycopg2 is installed"
+        ),
+        id="db-driver-missing",
+    ),
+    pytest.param(
+        lambda t: (
+            _KALTURA.encode() + f"database: {{key_file: {_fernet_key_file(t, None)}}}\n".encode()
+        ),
+        "database.key_file: cannot read",
+        id="key-file-missing",
+    ),
+    pytest.param(
+        lambda t: _KALTURA.encode() + f"database: {{key_file: {t}}}\n".encode(),
+        "database.key_file: cannot read",
+        id="key-file-is-a-directory",
+    ),
+    pytest.param(
+        lambda t: (
+            _KALTURA.encode()
+            + f"database: {{key_file: {_fernet_key_file(t, b'not a fernet key')}}}\n".encode()
+        ),
+        "database.key_file: ",
+        id="key-file-not-fernet",
+    ),
+]
+
+
+@pytest.mark.parametrize("command", [["run", "--once"], ["check-config", "--offline"]])
+@pytest.mark.parametrize(("make", "expected"), _BAD_CONFIGS)
+def test_bad_files_urls_numbers_and_keys_exit_78_with_one_line(
+    tmp_path: Path, command: list[str], make: Any, expected: str
+) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_bytes(make(tmp_path))
+    # In tmp_path: a `run` that wrongly gets going must not leave a database behind here.
+    proc = _cli(*command, "--config", str(cfg), cwd=tmp_path)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode == 78, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("reach-vendor: config error: "), lines[0]
+    assert expected in lines[0], lines[0]
+    assert "hunter2pass" not in proc.stderr + proc.stdout
+    assert "supersecretvalue" not in proc.stderr + proc.stdout
+
+
+def test_unreadable_key_file_is_a_config_error(tmp_path: Path) -> None:
+    import os
+
+    if os.geteuid() == 0:
+        pytest.skip("root reads any file")
+    data: dict[str, Any] = {**GOOD, "database": {"key_file": _fernet_key_file(tmp_path, b"x")}}
+    (tmp_path / "db_key").chmod(0)
+    with pytest.raises(ConfigError, match=r"^database\.key_file: cannot read .*Permission"):
+        parse_settings(data).resolve_secrets()
+
+
+def test_good_database_urls_and_key_file_are_accepted(tmp_path: Path) -> None:
+    from cryptography.fernet import Fernet
+
+    key = _fernet_key_file(tmp_path, Fernet.generate_key() + b"\n")
+    for url in (
+        "sqlite:///reach.sqlite3",
+        "sqlite://",
+        "postgresql+psycopg://reach@db.example.internal/reach_vendor",
+    ):
+        settings = parse_settings({**GOOD, "database": {"url": url, "key_file": key}})
+        settings.resolve_secrets()

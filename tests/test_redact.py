@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 import time
 
+import pytest
 from KalturaClient import KalturaClient
 
 from reach_vendor.kaltura.ks import ks_expiry
@@ -70,3 +72,53 @@ def test_registering_every_task_key_keeps_log_lines_cheap() -> None:
         out = redact(f"task 7 key {key}, url http://h/p/1/serveFlavor/ks/{key}/a.mp4")
         assert key not in out
         assert "task 7" in out
+
+
+# Each holds a character that JSON (and repr) escape, so the escaped form differs from it.
+_AWKWARD_SECRETS = [
+    'app"token-quote',
+    "ks\\back-slash",
+    "access\nkey-newline",
+    "tab\tand'both\"-kinds",
+    'ünï"cødé-secret',
+    "ctrl\x01char-secret",
+]
+
+
+def _escaped_forms(secret: str) -> set[str]:
+    return {
+        secret,
+        json.dumps(secret)[1:-1],
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+        repr(secret)[1:-1],
+    }
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+def test_secrets_that_need_escaping_are_masked_in_every_format(fmt: str) -> None:
+    """JSON escapes `"`, `\\` and newlines; the escaped secret must be masked all the same,
+    whether the formatter escaped it or it arrived escaped (a JSON body, an exception repr)."""
+    for secret in _AWKWARD_SECRETS:
+        register_secret(secret)
+    stream = io.StringIO()
+    setup_logging(fmt, "INFO", stream=stream)
+    log = logging.getLogger("test.redact.awkward")
+    for secret in _AWKWARD_SECRETS:
+        log.info("using %s now", secret, extra={"task_id": 9, "stage": secret})
+        log.warning("kaltura said %s", json.dumps({"error": f"bad token {secret}"}))
+        try:
+            raise RuntimeError(f"refused {secret!r}")
+        except RuntimeError:
+            log.exception("call failed with %s", secret)
+    out = stream.getvalue()
+    for secret in _AWKWARD_SECRETS:
+        for form in _escaped_forms(secret):
+            assert form not in out, (secret, form)
+    assert MASK in out
+    if fmt == "json":
+        lines = out.splitlines()
+        assert len(lines) == 3 * len(_AWKWARD_SECRETS)
+        records = [json.loads(line) for line in lines]
+        assert all(r["task_id"] == 9 for r in records[::3])
+        assert records[0]["msg"] == f"using {MASK} now"
+        assert records[0]["stage"] == MASK
