@@ -299,6 +299,15 @@ class StorageConfig(_Section):
     """Write a copy of every delivered file under `work_dir/delivered/<task id>/`, for ops
     to see exactly what a customer got. Off by default: nothing ever removes the copies,
     and writing them was 7 % of the CPU a short task cost."""
+    download_min_bytes_per_s: float = Field(default=16 * 1024, ge=0)
+    """A media download slower than this on average, once `download_grace_s` have passed,
+    is stopped and retried later (a server trickling bytes never trips a read timeout)."""
+    download_grace_s: float = Field(default=60, ge=0)
+    max_media_bytes: int = Field(default=50 << 30, gt=0)
+    """A media file larger than this is refused while it downloads (the task's ERROR)."""
+    local_fault_pause_s: float = Field(default=60, gt=0)
+    """After a fault of this machine (disk full, out of descriptors): no new work for this
+    long; the task that met it runs again after it, no attempt counted."""
 
 
 class LoggingConfig(_Section):

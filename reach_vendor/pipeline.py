@@ -88,7 +88,6 @@ _LOCAL_FAULT_ERRNOS = {
     errno.ENOMEM: "out of memory",
     errno.EROFS: "read-only file system",
 }
-LOCAL_FAULT_PAUSE_S = 60.0
 
 
 MAX_TRANSCRIPT_BYTES = 20 << 20
@@ -144,11 +143,16 @@ class Pipeline:
         self.children = ChildPool(min(settings.workers.concurrency, os.cpu_count() or 1))
         self.work_dir = Path(settings.storage.work_dir)
         self.keeper_interval_s = min(30.0, settings.workers.lease_s / 3)
-        self.local_fault_pause_s = LOCAL_FAULT_PAUSE_S
+        self.local_fault_pause_s = settings.storage.local_fault_pause_s
         self.on_local_fault: Callable[[str, float], None] | None = None
         """Told about a fault of this machine (and how long to pause intake for it)."""
         self._timeout_s = settings.kaltura.request_timeout_s
-        self._media_limits = media.DownloadLimits(timeout_s=self._timeout_s)
+        self._media_limits = media.DownloadLimits(
+            timeout_s=self._timeout_s,
+            min_bytes_per_s=settings.storage.download_min_bytes_per_s,
+            grace_s=settings.storage.download_grace_s,
+            max_bytes=settings.storage.max_media_bytes,
+        )
 
     # -- entry point ----------------------------------------------------------------
 
