@@ -68,9 +68,14 @@ def _serve(conn: Connection) -> None:
         except Exception as exc:
             reply = ("raised", exc)
         try:
-            conn.send(reply)
-        except (pickle.PicklingError, TypeError, AttributeError):
-            conn.send(("raised", RuntimeError(f"{type(reply[1]).__name__}: {reply[1]}")))
+            try:
+                conn.send(reply)
+            except (pickle.PicklingError, TypeError, AttributeError):
+                conn.send(("raised", RuntimeError(f"{type(reply[1]).__name__}: {reply[1]}")))
+        except OSError:
+            # The daemon went away (SIGKILLed) while we worked: nobody is left to tell, and
+            # a traceback from every orphaned child would only bury the daemon's own lines.
+            return
 
 
 class _Child:

@@ -6,6 +6,10 @@ it answers even when Kaltura is down, and it never returns an access key: task J
 built field by field from an allow-list, and every text that came from elsewhere (error
 messages, event history) passes through `redact` on the way out.
 
+What one client can cost the daemon is bounded (`Limits`): one of a few connection slots,
+a request's time and size. No body is read before the token is checked, and no client can
+make the server print a traceback.
+
 The shape takes the best of the job-status APIs in shared/reference: numeric status plus
 statusText and lookup by external id (SmartDocumentor), separate created/started/finished
 timestamps and `links` (Veeva), `includeMessages` and a `/messages` sub-resource (Alteryx),
@@ -15,18 +19,22 @@ timestamps and `links` (Veeva), `includeMessages` and a `/messages` sub-resource
 from __future__ import annotations
 
 import hmac
+import io
 import json
 import logging
 import re
+import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from reach_vendor import __version__, ops_queries
@@ -34,6 +42,9 @@ from reach_vendor.config import StatusApiConfig
 from reach_vendor.redact import redact, register_secret
 from reach_vendor.states import KalturaStatus, TaskState
 from reach_vendor.store import TaskEvent, TaskRecord, TaskStore
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +59,27 @@ STATE_STATUS: dict[str, KalturaStatus] = {
 MAX_LIMIT = 500
 MIN_TOKEN_LENGTH = 16
 _TASK_PATH = re.compile(r"^/v1/tasks/([^/]+)(/messages)?$")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one client may cost the daemon (constants: the config's `status_api` section
+    has no keys for them). Unbounded, idle connections took every file descriptor and
+    customer tasks failed for want of one."""
+
+    max_connections: int = 32
+    """Connections served at once, a thread each; more are answered 503 and closed."""
+    request_timeout_s: float = 10.0
+    """Time for a whole request (head and body) to arrive, from the connection or from the
+    previous answer on it: an idle connection and a byte-by-byte drip both end there."""
+    send_timeout_s: float = 10.0
+    """Time for an answer to be taken by a client that does not read."""
+    max_head_bytes: int = 64 * 1024
+    max_body_bytes: int = 1 << 20
+    """No call needs a body; a notification's is read (and dropped) up to this size."""
+
+
+LIMITS = Limits()
 
 
 class ApiError(Exception):
@@ -263,13 +295,74 @@ def _path_id(raw: str) -> int:
     return int(raw)
 
 
+class _HeadTooLarge(Exception):
+    pass
+
+
+class _RequestReader(io.RawIOBase):
+    """The connection as the handler reads it: each request gets a deadline and a byte
+    budget as a whole. A socket timeout alone restarts at every byte, which is all a
+    slowloris client needs."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self.deadline = 0.0
+        self.budget = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the request did not arrive in time")
+        if self.budget <= 0:
+            raise _HeadTooLarge()
+        self._sock.settimeout(left)
+        with memoryview(buffer) as view:
+            n = self._sock.recv_into(view[: self.budget])
+        self.budget -= n
+        return n
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
     _allow = "GET, HEAD"
+    _body_pending = False
+    """The request announced a body that was not read: the connection cannot carry another
+    request, so it is closed after the answer."""
 
     def version_string(self) -> str:
         return "reach-vendor"
+
+    def setup(self) -> None:
+        super().setup()
+        # makefile()'s reader would keep the socket open after close(); ours replaces it.
+        self.rfile.close()
+        self._reader = _RequestReader(self.connection)
+        self.rfile = io.BufferedReader(self._reader)
+
+    def handle_one_request(self) -> None:
+        limits = self.server.limits
+        self._reader.deadline = time.monotonic() + limits.request_timeout_s
+        self._reader.budget = limits.max_head_bytes
+        try:
+            super().handle_one_request()
+        except _HeadTooLarge:
+            for name in ("requestline", "request_version", "command"):
+                if not hasattr(self, name):
+                    setattr(self, name, "")
+            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "request head too large")
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own refusals (a bad request line, too many headers) in the API's
+        JSON shape; the connection closes after them."""
+        status = HTTPStatus(code)
+        self._body_pending = True
+        slug = re.sub(r"\W+", "_", status.phrase.lower())
+        body = {"error": {"code": slug, "message": message or status.phrase}}
+        self._json(status, body, head=getattr(self, "command", "") == "HEAD")
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("status api: %s", redact(format % args))
@@ -294,11 +387,12 @@ class _Handler(BaseHTTPRequestHandler):
         api = self.server.api
         url = urlsplit(self.path)
         path = url.path.rstrip("/") or "/"
-        length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(min(length, 1 << 20))
         allowed = ("POST",) if path == "/v1/notify" else ("GET", "HEAD")
+        self._body_pending = True  # until the length is known to be good
         try:
+            length = self._body_length()
+            chunked = "Transfer-Encoding" in self.headers
+            self._body_pending = chunked or length > 0
             if method not in allowed:
                 raise ApiError(
                     HTTPStatus.METHOD_NOT_ALLOWED,
@@ -318,6 +412,8 @@ class _Handler(BaseHTTPRequestHandler):
                 raise ApiError(
                     HTTPStatus.UNAUTHORIZED, "unauthorized", "a valid bearer token is required"
                 )
+            if not chunked:  # a chunked body is never read: the connection closes instead
+                self._read_body(length)
             if path == "/v1/notify":
                 self._json(HTTPStatus.ACCEPTED, api.notify())
                 return
@@ -327,16 +423,46 @@ class _Handler(BaseHTTPRequestHandler):
             body = {"error": {"code": exc.code, "message": redact(exc.message)}}
             self._allow = ", ".join(allowed)
             self._json(exc.status, body, head=method == "HEAD")
+        except OSError:
+            raise  # the connection failed or timed out: nobody to answer
         except Exception:
             log.exception("status api: %s %s failed", method, redact(url.path))
             body = {"error": {"code": "internal", "message": "internal error"}}
             self._json(HTTPStatus.INTERNAL_SERVER_ERROR, body, head=method == "HEAD")
+
+    def _body_length(self) -> int:
+        values = {v.strip() for v in self.headers.get_all("Content-Length") or []}
+        if not values:
+            return 0
+        (value,) = values if len(values) == 1 else ("",)
+        if not re.fullmatch(r"[0-9]+", value):
+            raise ApiError(
+                HTTPStatus.BAD_REQUEST,
+                "bad_request",
+                "Content-Length: must be one non-negative integer",
+            )
+        return int(value) if len(value) <= 18 else 10**18
+
+    def _read_body(self, length: int) -> None:
+        """Reads (and drops) a body, only once the caller is known to hold the token."""
+        limit = self.server.limits.max_body_bytes
+        if length > limit:
+            raise ApiError(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                "body_too_large",
+                f"a request body may have at most {limit} bytes",
+            )
+        if length:
+            self._reader.budget += length
+            if len(self.rfile.read(length)) == length:
+                self._body_pending = False
 
     def _json(self, status: HTTPStatus, body: dict[str, Any], head: bool = False) -> None:
         data = redact(json.dumps(body, ensure_ascii=False)).encode()
         self._send(status, data, "application/json", head=head)
 
     def _send(self, status: HTTPStatus, data: bytes, ctype: str, head: bool = False) -> None:
+        self.connection.settimeout(self.server.limits.send_timeout_s)
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(data)))
@@ -346,27 +472,110 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("WWW-Authenticate", 'Bearer realm="reach-vendor"')
         if status == HTTPStatus.METHOD_NOT_ALLOWED:
             self.send_header("Allow", self._allow)
+        if self._body_pending:
+            self.send_header("Connection", "close")
         self.end_headers()
         if not head:
             self.wfile.write(data)
 
 
+def _raw_response(status: HTTPStatus, code: str, message: str, *headers: str) -> bytes:
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    head = [
+        f"HTTP/1.1 {status.value} {status.phrase}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(body)}",
+        "Connection: close",
+        *headers,
+    ]
+    return "\r\n".join(head).encode() + b"\r\n\r\n" + body
+
+
+_BUSY = _raw_response(
+    HTTPStatus.SERVICE_UNAVAILABLE, "busy", "too many connections", "Retry-After: 1"
+)
+_REFUSALS_LOGGED_EVERY_S = 60.0
+
+_Request = socket.socket | tuple[bytes, socket.socket]
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # The kernel's queue of connections not yet accepted (5 by default): a burst of clients
+    # waits there, at no fd of ours, instead of having its SYNs dropped for a second.
+    request_queue_size = 128
     api: StatusApi
+
+    def __init__(self, address: tuple[str, int], limits: Limits) -> None:
+        super().__init__(address, _Handler)
+        self.limits = limits
+        self._slots = threading.BoundedSemaphore(limits.max_connections)
+        self._refused = 0
+        self._refusal_logged_at = -_REFUSALS_LOGGED_EVERY_S
+
+    def process_request(self, request: _Request, client_address: Any) -> None:
+        # Refused on the accepting thread, without waiting: a flood of idle connections
+        # costs one fd each for a moment, not one each until they leave.
+        if not self._slots.acquire(blocking=False):
+            self._refuse(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: _Request, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def _refuse(self, request: _Request) -> None:
+        assert isinstance(request, socket.socket)
+        request.setblocking(False)
+        with suppress(OSError):
+            request.send(_BUSY)
+        self.shutdown_request(request)
+        self._refused += 1
+        now = time.monotonic()
+        if now - self._refusal_logged_at >= _REFUSALS_LOGGED_EVERY_S:
+            self._refusal_logged_at = now
+            log.warning(
+                "status api: %d connections open, the most it serves; refused %d so far",
+                self.limits.max_connections,
+                self._refused,
+            )
+
+    def handle_error(self, request: _Request, client_address: Any) -> None:
+        """One line instead of socketserver's traceback: a client that resets or drops its
+        connection is the client's business."""
+        exc = sys.exc_info()[1]
+        log.log(
+            logging.DEBUG if isinstance(exc, OSError) else logging.WARNING,
+            "status api: connection from %s ended: %s: %s",
+            client_address[0] if isinstance(client_address, tuple) else client_address,
+            type(exc).__name__,
+            redact(str(exc)),
+        )
 
 
 @contextmanager
 def serve(
-    cfg: StatusApiConfig, store: TaskStore, poll_now: Callable[[], None] | None = None
+    cfg: StatusApiConfig,
+    store: TaskStore,
+    poll_now: Callable[[], None] | None = None,
+    *,
+    limits: Limits | None = None,
 ) -> Iterator[int | None]:
-    """Serve the status API while the block runs; yields the bound port (None if disabled)."""
+    """Serve the status API while the block runs; yields the bound port (None if disabled).
+    `limits` defaults to the module's `LIMITS` as it is at the call."""
     if not cfg.enabled:
         yield None
         return
     assert cfg.bearer is not None
     api = StatusApi(store, cfg.bearer.resolve("status_api.bearer"), poll_now)
-    server = _Server((cfg.host, cfg.port), _Handler)
+    server = _Server((cfg.host, cfg.port), limits or LIMITS)
     server.api = api
     thread = threading.Thread(target=server.serve_forever, name="status-api", daemon=True)
     thread.start()

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from pathlib import Path
@@ -24,7 +27,8 @@ from reach_vendor.child_processes import ChildDied, ChildPool
 from reach_vendor.media import MediaError, decode_to_pcm
 from tests.conftest import wait_for
 
-SAMPLE = Path(__file__).resolve().parents[1] / "reach_vendor" / "samples" / "thanks.mp3"
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "reach_vendor" / "samples" / "thanks.mp3"
 
 
 @pytest.fixture
@@ -191,3 +195,46 @@ def test_a_remote_services_text_is_aligned_through_run_engine(
     assert in_children == [3]  # ALIGNMENT, in the pool's child
     assert aligned.text == spoken and aligned.engine == "remote_transcription"
     assert all(w.end > w.start for w in aligned.words)
+
+
+def test_a_child_orphaned_mid_job_exits_without_a_traceback() -> None:
+    """The daemon SIGKILLed while a child decodes: the child finishes its job, finds nobody
+    to answer and exits quietly (it printed a BrokenPipeError traceback per child)."""
+    parent = textwrap.dedent(
+        """
+        import threading, time
+        from reach_vendor.child_processes import ChildPool
+        pool = ChildPool(1)
+        job = ("media decoder", time.sleep, (1.0,), threading.Event())
+        threading.Thread(target=pool.run, args=job, daemon=True).start()
+        while not pool.pids(busy=True):
+            time.sleep(0.01)
+        print(pool.pids(busy=True)[0], flush=True)
+        time.sleep(60)
+        """
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", parent],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    child = int(proc.stdout.readline())
+    proc.kill()
+    # The child and the fork server share the parent's stderr: its end comes once they
+    # have both exited too.
+    _out, err = proc.communicate(timeout=20)
+    assert proc.returncode == -signal.SIGKILL
+    text = err.decode(errors="replace")
+    assert "Traceback" not in text, text
+    assert text.count("\n") <= 1, text
+    wait_for(lambda: not _alive(child), 5, "the orphaned child to exit")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
