@@ -2,7 +2,7 @@
 the emulator with the pocketsphinx engine, on tasks of flite speech, with 1 and 2 workers.
 
 pocketsphinx holds the GIL while it decodes, so the daemon runs it in child processes
-(`reach_vendor.child_processes`); `--threads` runs it on the worker threads instead, as
+(`reach_vendor.worker.child_processes`); `--threads` runs it on the worker threads instead, as
 the daemon did before, to show what that cost. Prints tasks/minute and the speed-up over
 one worker; writes `bench/results/asr_parallel[_threads].json`.
 
@@ -19,11 +19,18 @@ import time
 from pathlib import Path
 
 from bench.asr_speed import SENTENCES
-from bench.harness import READY, add_task, add_vendor, machine_load, write_config, write_result
-from processors.pocketsphinx_engine import PocketSphinxProcessor
-from reach_vendor.config import load_settings
-from reach_vendor.daemon import Daemon
-from reach_vendor.emulator import KalturaEmulator
+from reach_devkit.emulator import KalturaEmulator
+from reach_devkit.harness import (
+    READY,
+    add_task,
+    add_vendor,
+    machine_load,
+    write_config,
+    write_result,
+)
+from reach_vendor.engines.local.pocketsphinx import PocketSphinxProcessor
+from reach_vendor.worker.config import load_settings
+from reach_vendor.worker.daemon import Daemon
 
 
 def speech(directory: Path) -> Path:
@@ -80,8 +87,7 @@ def main() -> int:
         speedup = rows[0]["wall_s"] / row["wall_s"]
         row["speedup"] = speedup
         print(
-            f"{row['workers']:7d} {row['wall_s']:7.1f} {row['tasks_per_min']:9.1f} "
-            f"{speedup:8.2f}"
+            f"{row['workers']:7d} {row['wall_s']:7.1f} {row['tasks_per_min']:9.1f} {speedup:8.2f}"
         )
     write_result(
         "asr_parallel_threads" if args.threads else "asr_parallel",

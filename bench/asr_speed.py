@@ -23,10 +23,10 @@ from pathlib import Path
 
 import jiwer
 
-import processors
-from processors.base import ProcessingRequest
-from processors.pocketsphinx_engine import PocketSphinxProcessor
-from reach_vendor import media
+from reach_vendor.engines import registry as processors
+from reach_vendor.engines.base import ProcessingRequest
+from reach_vendor.engines.local.pocketsphinx import PocketSphinxProcessor
+from reach_vendor.worker import media
 
 SENTENCES = [
     "The weather is nice today and we are going to the park.",

@@ -30,9 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from asr_speed import SENTENCES, normalise  # noqa: E402
 
-import processors  # noqa: E402
-from processors.base import ProcessingRequest  # noqa: E402
-from reach_vendor import media  # noqa: E402
+from reach_vendor.engines import registry as processors  # noqa: E402
+from reach_vendor.engines.base import ProcessingRequest  # noqa: E402
+from reach_vendor.worker import media  # noqa: E402
 
 
 def engine_options(name: str, whisper_dir: str | None) -> dict[str, Any]:

@@ -11,9 +11,9 @@ import random
 import string
 import time
 
-from processors.base import Word
-from reach_vendor import captions
-from reach_vendor.task_spec import OUTPUT_FORMAT_DFXP, OUTPUT_FORMAT_SRT, OUTPUT_FORMAT_VTT
+from reach_vendor.domain import captions
+from reach_vendor.domain.task_spec import OUTPUT_FORMAT_DFXP, OUTPUT_FORMAT_SRT, OUTPUT_FORMAT_VTT
+from reach_vendor.engines.base import Word
 
 DURATION_S = 3 * 3600
 SEED = 2024

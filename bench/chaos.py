@@ -29,7 +29,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.harness import (
+from reach_devkit.emulator import KalturaEmulator
+from reach_devkit.harness import (
     ABORTED,
     ERROR,
     FINAL,
@@ -43,7 +44,6 @@ from bench.harness import (
     write_config,
     write_result,
 )
-from reach_vendor.emulator import KalturaEmulator
 
 
 @dataclass

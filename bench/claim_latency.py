@@ -22,8 +22,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from bench.harness import percentile, pg_database, write_result
-from reach_vendor.store import TaskStore
+from reach_devkit.harness import percentile, pg_database, write_result
+from reach_vendor.store.tasks import TaskStore
 
 COLUMNS = (
     "kaltura_task_id",

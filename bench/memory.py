@@ -20,7 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.harness import (
+from reach_devkit.emulator import KalturaEmulator
+from reach_devkit.harness import (
     READY,
     add_task,
     add_vendor,
@@ -30,7 +31,6 @@ from bench.harness import (
     write_config,
     write_result,
 )
-from reach_vendor.emulator import KalturaEmulator
 
 
 def make_media(out: Path, size_bytes: int) -> Path:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import sys
 
-from bench.harness import register_noop
-from reach_vendor.cli import main
+from reach_devkit.harness import register_noop
+from reach_vendor.ops.cli import main
 
 if __name__ == "__main__":
     register_noop()

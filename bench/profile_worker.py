@@ -23,7 +23,9 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from bench.harness import (
+from bench.throughput import PG_DSN
+from reach_devkit.emulator import KalturaEmulator
+from reach_devkit.harness import (
     add_task,
     add_vendor,
     machine_load,
@@ -31,11 +33,9 @@ from bench.harness import (
     register_noop,
     write_config,
 )
-from bench.throughput import PG_DSN
-from reach_vendor.config import load_settings
-from reach_vendor.daemon import Daemon
-from reach_vendor.emulator import KalturaEmulator
-from reach_vendor.logs import setup_logging
+from reach_vendor.ops.logs import setup_logging
+from reach_vendor.worker.config import load_settings
+from reach_vendor.worker.daemon import Daemon
 
 
 def _package(filename: str) -> str:

@@ -20,7 +20,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from bench.harness import (
+from reach_devkit.emulator import KalturaEmulator
+from reach_devkit.harness import (
     READY,
     add_task,
     add_vendor,
@@ -29,7 +30,6 @@ from bench.harness import (
     write_config,
     write_result,
 )
-from reach_vendor.emulator import KalturaEmulator
 
 SESSION_AND_POLL = ("session.", "apptoken.", "reach_entryvendortask.getJobs")
 

@@ -16,8 +16,8 @@ it still held at the bound), and the run stops by itself.
 
     .venv/bin/python -m bench.slowloris [--connections 1100] [--tag before --api-file OLD.py]
 
-`--api-file` probes another copy of `reach_vendor/status_api.py`, e.g. the one before the
-limits: `git show 26e2899:reach_vendor/status_api.py > /tmp/old_status_api.py`.
+`--api-file` probes another copy of `reach_vendor/ops/status_api.py`, e.g. the one before the
+limits: `git show 26e2899:reach_vendor/ops/status_api.py > /tmp/old_status_api.py`.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.harness import write_result
 from bench.status_server import Served, status_server
+from reach_devkit.harness import write_result
 
 CHUNK = b"x" * 65536
 
@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         status_server(Path(tmp), api_file=args.api_file, nofile=args.server_nofile) as served,
     ):
         results: dict[str, Any] = {
-            "api_file": str(args.api_file) if args.api_file else "reach_vendor/status_api.py",
+            "api_file": str(args.api_file) if args.api_file else "reach_vendor/ops/status_api.py",
             "server_nofile": args.server_nofile,
         }
         results["idle"] = probe_idle(served, connections, args.idle_bound_s)

@@ -6,8 +6,8 @@ for the tests that count its file descriptors and read its stderr.
 
 It serves an empty SQLite store, logs as the daemon does (JSON lines on stderr), prints its
 port on stdout and stops when its stdin closes, so it never outlives whoever started it.
-`--api-file` serves another copy of `reach_vendor/status_api.py` (e.g. `git show
-HEAD:reach_vendor/status_api.py`); limits that copy does not know are ignored.
+`--api-file` serves another copy of `reach_vendor/ops/status_api.py` (e.g. `git show
+HEAD:reach_vendor/ops/status_api.py`); limits that copy does not know are ignored.
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def status_server(
 
 def _load(api_file: str | None) -> ModuleType:
     if api_file is None:
-        from reach_vendor import status_api
+        from reach_vendor.ops import status_api
 
         return status_api
     spec = importlib.util.spec_from_file_location("status_api_under_test", api_file)
@@ -124,9 +124,9 @@ def main(argv: list[str] | None = None) -> int:
         _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(args.nofile, hard), hard))
 
-    from reach_vendor.config import SecretConfig, StatusApiConfig
-    from reach_vendor.logs import setup_logging
-    from reach_vendor.store import TaskStore
+    from reach_vendor.ops.logs import setup_logging
+    from reach_vendor.store.tasks import TaskStore
+    from reach_vendor.worker.config import SecretConfig, StatusApiConfig
 
     api = _load(args.api_file)
     names = ("max_connections", "request_timeout_s", "send_timeout_s", "max_body_bytes")

@@ -39,7 +39,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.harness import (
+from reach_devkit.emulator import KalturaEmulator
+from reach_devkit.harness import (
     PROCESSING,
     READY,
     add_task,
@@ -54,7 +55,6 @@ from bench.harness import (
     write_config,
     write_result,
 )
-from reach_vendor.emulator import KalturaEmulator
 
 PG_DSN = os.environ.get("REACH_BENCH_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 

@@ -1,3 +1,3 @@
-from reach_vendor.cli import main
+from reach_vendor.ops.cli import main
 
 raise SystemExit(main())

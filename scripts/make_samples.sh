@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Regenerate the sample speech bundled in the package (reach_vendor/samples) for
-# `reach-vendor demo`. Output is deterministic for a given flite/ffmpeg version, so the
+# Regenerate the sample speech bundled in the package (reach_devkit/samples) for
+# the demo (`scripts/demo.sh`). Output is deterministic for a given flite/ffmpeg version, so the
 # files only change in version control when this script or the sentences change.
 # Needs Debian's flite and ffmpeg.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=reach_vendor/samples
+out=reach_devkit/samples
 for tool in flite ffmpeg; do
   command -v "$tool" >/dev/null || { echo "$tool not found (apt-get install flite ffmpeg)" >&2; exit 1; }
 done

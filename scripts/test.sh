@@ -50,7 +50,7 @@ fi
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test,postgres]' 2>&1 \
   | grep -v '^WARNING: Location' || true
 
-.venv/bin/ruff check reach_vendor processors tests bench
-.venv/bin/mypy reach_vendor processors
+.venv/bin/ruff check reach_vendor reach_devkit tests bench
+.venv/bin/mypy reach_vendor reach_devkit
 # pytest exits 5 when it collects no tests: with `set -e` that fails the run, as it should.
 .venv/bin/python -m pytest -q "$@"

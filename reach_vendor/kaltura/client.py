@@ -16,7 +16,7 @@ from KalturaClient.Client import _get_file_params
 from KalturaClient.exceptions import KalturaClientException
 from requests_toolbelt.multipart.encoder import MultipartEncoder
 
-from reach_vendor import http_session
+from reach_vendor.kaltura import transport as http_session
 
 
 class KeepAliveClient(KalturaClient):  # type: ignore[misc]

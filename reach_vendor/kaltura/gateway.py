@@ -42,20 +42,20 @@ from KalturaClient.Plugins.Core import (
 )
 from KalturaClient.Plugins.Reach import KalturaEntryVendorTask, KalturaEntryVendorTaskFilter
 
-from reach_vendor import metrics
-from reach_vendor.config import KalturaConfig
-from reach_vendor.delivery import DeliveryRecord
-from reach_vendor.kaltura.client import KeepAliveClient
-from reach_vendor.kaltura.ks import access_key_expiry, ks_expiry
-from reach_vendor.redact import redact, register_secret
-from reach_vendor.states import KalturaStatus
-from reach_vendor.store import OfferedTask
-from reach_vendor.task_spec import (
+from reach_vendor.common import metrics
+from reach_vendor.common.redact import redact, register_secret
+from reach_vendor.domain.delivery import DeliveryRecord
+from reach_vendor.domain.offer import OfferedTask
+from reach_vendor.domain.states import KalturaStatus
+from reach_vendor.domain.task_spec import (
     DEFAULT_MAX_CHARS_PER_LINE,
     TaskSpec,
     pick_label_addition,
     task_tag,
 )
+from reach_vendor.kaltura.client import KeepAliveClient
+from reach_vendor.kaltura.config import KalturaConfig
+from reach_vendor.kaltura.ks import access_key_expiry, ks_expiry
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

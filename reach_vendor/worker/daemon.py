@@ -1,0 +1,307 @@
+"""The running service: a poller that records what Kaltura offers, and workers that
+claim recorded tasks from the store and run them through the pipeline.
+
+The poller never hands tasks to workers directly; everything goes through the store, so
+a task seen once is never lost, whatever happens to this process afterwards.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from reach_vendor.common import metrics
+from reach_vendor.common.config_base import ConfigError
+from reach_vendor.engines.base import Processor
+from reach_vendor.engines.routing import ProcessorPool
+from reach_vendor.kaltura.gateway import KalturaApiError, KalturaGateway, KalturaTransientError
+from reach_vendor.store.tasks import TaskStore
+from reach_vendor.worker.config import Settings
+from reach_vendor.worker.pipeline import Pipeline
+from reach_vendor.worker.systemd import Notifier
+
+log = logging.getLogger(__name__)
+
+
+class Daemon:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: TaskStore | None = None,
+        gateway: KalturaGateway | None = None,
+        processor: Processor | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store or TaskStore(
+            settings.database.url,
+            key_file=settings.database.key_file,
+            # workers + poller + lease heartbeat + status API / metrics scrapes
+            threads=settings.workers.concurrency + 3,
+        )
+        self.gateway = gateway or KalturaGateway(
+            settings.kaltura, settings.kaltura.app_token.resolve_token()
+        )
+        self.processors = (
+            load_processors(settings) if processor is None else ProcessorPool.fixed(processor)
+        )
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.pipeline = Pipeline(settings, self.store, self.gateway, self.processors, self.owner)
+        self.pipeline.on_local_fault = self._pause_intake
+        self._intake_paused_until = 0.0
+        self.local_fault: str | None = None
+        """The last fault of this machine that paused intake (for the status API)."""
+        self.shutdown = threading.Event()
+        self._wake = threading.Condition()
+        self._work_generation = 0
+        """Bumped (under `_wake`) whenever new work may be in the store; an idle worker
+        sleeps only if it has not changed since before its empty claim."""
+        self._poll_requested = threading.Event()
+        self._busy = 0
+        self._busy_lock = threading.Lock()
+        self.last_poll_error: str | None = None
+        self._scheduler: BackgroundScheduler | None = None
+
+    # -- polling --------------------------------------------------------------------
+
+    def poll(self) -> int:
+        """One getJobs sweep; returns how many new tasks were recorded.
+
+        With replicas sharing a PostgreSQL store only one of them polls at a time, and
+        not sooner than `polling.interval_s` after another did (the store's poll lock);
+        the others skip this round and just work on what is stored.
+        """
+        while True:
+            pushed = self._poll_requested.is_set()
+            self._poll_requested.clear()
+            new = self._poll_once(pushed)
+            # A notification that arrived while getJobs was in flight may be about a task
+            # that sweep did not see, and its own run was skipped (max_instances=1).
+            if not self._poll_requested.is_set() or self.shutdown.is_set():
+                return new
+
+    def _poll_once(self, pushed: bool) -> int:
+        # A little under the interval, so scheduling jitter does not skip a whole round;
+        # a pushed poll (POST /v1/notify) is about a task that the last round cannot have
+        # seen, so it does not wait for the interval (the lock still keeps it to one
+        # replica at a time).
+        min_interval_s = 0.0 if pushed else self.settings.polling.interval_s * 0.8
+        with self.store.poll_lock(min_interval_s) as ours:
+            if not ours:
+                log.debug("another replica is polling getJobs; skipping this round")
+                return 0
+            try:
+                offered = self.gateway.fetch_jobs()
+            except (KalturaApiError, KalturaTransientError) as exc:
+                self.last_poll_error = str(exc)
+                metrics.poll_done(ok=False)
+                log.error("getJobs failed: %s", exc)
+                return 0
+            self.last_poll_error = None
+            metrics.poll_done(ok=True)
+            intake = self.store.intake(offered)
+            new = intake.new
+        for skipped in intake.skipped:
+            metrics.offer_skipped("unstorable")
+            log.warning(
+                "getJobs entry skipped (task %s): %s", skipped.kaltura_task_id, skipped.reason
+            )
+        if offered:
+            log.info("getJobs offered %d tasks, %d new", len(offered), new)
+        self._work_arrived()
+        return new
+
+    def _work_arrived(self) -> None:
+        """Wake idle workers now rather than at their next timed check."""
+        with self._wake:
+            self._work_generation += 1
+            self._wake.notify_all()
+
+    def poll_now(self) -> None:
+        """Poll at once instead of at the next interval (Kaltura event notifications reach
+        us through the status API's POST /v1/notify). A sweep already running is not
+        doubled: the scheduler's max_instances=1 skips the extra run."""
+        self._poll_requested.set()
+        scheduler = self._scheduler
+        if scheduler is not None and scheduler.running:
+            scheduler.modify_job("getJobs", next_run_time=_now_utc())
+
+    # -- workers --------------------------------------------------------------------
+
+    def _pause_intake(self, fault: str, pause_s: float) -> None:
+        self.local_fault = fault
+        self._intake_paused_until = max(self._intake_paused_until, time.monotonic() + pause_s)
+        metrics.INTAKE_PAUSED.set(1)
+
+    def intake_paused(self) -> bool:
+        if time.monotonic() < self._intake_paused_until:
+            return True
+        metrics.INTAKE_PAUSED.set(0)
+        return False
+
+    def _work_one(self, name: str) -> bool:
+        if self.intake_paused():
+            return False
+        workers = self.settings.workers
+        owner = f"{self.owner}/{name}"  # the heartbeat renews every `self.owner/...` lease
+        rec = self.store.claim_next(
+            owner, workers.lease_s, fairness_window_s=workers.fairness_window_s
+        )
+        if rec is None:
+            return False
+        with self._busy_lock:
+            self._busy += 1
+        try:
+            self.pipeline.run(rec, self.shutdown, owner)
+        finally:
+            with self._busy_lock:
+                self._busy -= 1
+        return True
+
+    def _worker_loop(self, name: str) -> None:
+        while not self.shutdown.is_set():
+            with self._wake:
+                seen = self._work_generation
+            try:
+                worked = self._work_one(name)
+            except Exception:
+                log.exception("worker %s: unexpected error", name)
+                worked = False
+            if not worked:
+                self._idle_wait(seen)
+
+    def _idle_wait(self, seen: int, timeout_s: float = 1.0) -> bool:
+        """Sleep until new work may be there or `timeout_s` passes (tasks whose retry time
+        comes, leases that run out); True if woken by new work.
+
+        `seen` is the work generation read before the claim that found nothing: a poll
+        that recorded tasks while that claim ran has bumped it already, and its wake-up
+        would be lost if the worker went to sleep regardless (that task would then wait a
+        whole timeout for its pick-up).
+        """
+        with self._wake:
+            return (
+                self._wake.wait_for(
+                    lambda: self._work_generation != seen or self.shutdown.is_set(),
+                    timeout=timeout_s,
+                )
+                and not self.shutdown.is_set()
+            )
+
+    def _heartbeat_loop(self) -> None:
+        """Keep every lease of this process alive, whatever stage its tasks are in.
+
+        Leases are what other replicas look at: while this runs they stay away; if the
+        process dies, the leases run out within `workers.lease_s` and are taken over.
+        """
+        interval = max(0.2, self.settings.workers.lease_s / 3)
+        while not self.shutdown.wait(interval):
+            try:
+                self.store.heartbeat(self.owner, self.settings.workers.lease_s)
+            except Exception:
+                log.exception("lease heartbeat failed")
+
+    def _start_workers(self) -> list[threading.Thread]:
+        threads = [
+            threading.Thread(target=self._worker_loop, args=(f"w{i}",), name=f"worker-{i}")
+            for i in range(self.settings.workers.concurrency)
+        ]
+        threads.append(threading.Thread(target=self._heartbeat_loop, name="lease-heartbeat"))
+        for t in threads:
+            t.start()
+        return threads
+
+    # -- modes ----------------------------------------------------------------------
+
+    def run_forever(self, on_ready: Callable[[], None] | None = None) -> None:
+        """Poll on schedule and work until `stop()`; in-flight tasks are released."""
+        scheduler = BackgroundScheduler(timezone="UTC")
+        self._scheduler = scheduler
+        scheduler.add_job(
+            self.poll,
+            "interval",
+            seconds=self.settings.polling.interval_s,
+            max_instances=1,
+            coalesce=True,
+            id="getJobs",
+            next_run_time=_now_utc(),
+        )
+        notifier = Notifier()
+        watchdog_s = notifier.watchdog_interval_s()
+        if watchdog_s:
+            scheduler.add_job(notifier.watchdog, "interval", seconds=watchdog_s, id="watchdog")
+        threads = self._start_workers()
+        scheduler.start()
+        log.info(
+            "reach-vendor running: polling every %ss, %d workers",
+            self.settings.polling.interval_s,
+            self.settings.workers.concurrency,
+        )
+        notifier.ready(f"polling every {self.settings.polling.interval_s}s")
+        if on_ready:
+            on_ready()
+        try:
+            self.shutdown.wait()
+        finally:
+            notifier.stopping()
+            scheduler.shutdown(wait=False)
+            self._stop_workers(threads)
+            self.pipeline.children.close()
+
+    def run_once(self) -> None:
+        """One poll, then work until nothing runnable is left (tasks waiting for a retry
+        time in the future stay for the next run)."""
+        self.poll()
+        threads = self._start_workers()
+        try:
+            while not self.shutdown.is_set():
+                with self._busy_lock:
+                    busy = self._busy
+                if busy == 0 and self.store.runnable_count() == 0:
+                    break
+                time.sleep(0.2)
+        finally:
+            self.shutdown.set()
+            self._stop_workers(threads)
+            self.pipeline.children.close()
+
+    def stop(self) -> None:
+        self.shutdown.set()
+        with self._wake:
+            self._wake.notify_all()
+
+    def _stop_workers(self, threads: list[threading.Thread]) -> None:
+        with self._wake:
+            self._wake.notify_all()
+        # One grace period for all workers (not per thread), kept below systemd's TimeoutStopSec.
+        deadline = time.monotonic() + self.settings.workers.shutdown_grace_s
+        for t in threads:
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
+        busy = [t.name for t in threads if t.is_alive()]
+        if busy:
+            log.warning("grace period over, still busy: %s; leases will expire", ", ".join(busy))
+        log.info("reach-vendor stopped")
+
+
+def _now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def load_processors(settings: Settings) -> ProcessorPool:
+    """Every engine a task can be routed to, created now: a bad engine option (a model
+    directory that is not there) is a config error at start-up, not a failed task later."""
+    pool = settings.processors.pool()
+    for name in pool.referenced():
+        try:
+            pool.get(name)
+        except ValueError as exc:
+            raise ConfigError(f"processors.engines.{name}: {exc}") from None
+    return pool
