@@ -104,7 +104,7 @@ def run(backend: str, n: int, share: float, claims: int, pg_dsn: str) -> dict[st
             url = f"sqlite:///{Path(tmp) / 'bench.sqlite3'}"
         else:
             url = stack.enter_context(pg_database(pg_dsn))
-        store = TaskStore(url)
+        store = TaskStore(url, migrate=True)
         t0 = time.perf_counter()
         (fill_sqlite if backend == "sqlite" else fill_postgres)(store, n, share)
         fill_s = time.perf_counter() - t0

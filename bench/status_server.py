@@ -124,24 +124,28 @@ def main(argv: list[str] | None = None) -> int:
         _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(args.nofile, hard), hard))
 
+    from reach_vendor.common.config_base import SecretConfig
     from reach_vendor.ops.logs import setup_logging
     from reach_vendor.store.tasks import TaskStore
-    from reach_vendor.worker.config import SecretConfig, StatusApiConfig
+    from reach_vendor.worker.config import StatusApiConfig
 
     api = _load(args.api_file)
     names = ("max_connections", "request_timeout_s", "send_timeout_s", "max_body_bytes")
     given = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
     extra: dict[str, Any] = {}
-    if hasattr(api, "Limits"):
-        extra["limits"] = api.Limits(**given)
+    limits_in_config = "max_connections" in StatusApiConfig.model_fields
+    if hasattr(api, "Limits") and not hasattr(api.Limits, "of"):
+        extra["limits"] = api.Limits(**given)  # a version whose limits were constants
     with tempfile.TemporaryDirectory() as tmp:
-        store = TaskStore(f"sqlite:///{args.store or Path(tmp) / 'store.db'}")
+        store = TaskStore(f"sqlite:///{args.store or Path(tmp) / 'store.db'}", migrate=True)
         setup_logging("json", "INFO")  # after the store's migrations: stderr is the server's
         with socket.socket() as probe:  # a free port (the config wants a real one)
             probe.bind(("127.0.0.1", 0))
             port = int(probe.getsockname()[1])
         bearer = SecretConfig(token_env=TOKEN_ENV)
-        cfg = StatusApiConfig(enabled=True, port=port, bearer=bearer)
+        cfg = StatusApiConfig(
+            enabled=True, port=port, bearer=bearer, **(given if limits_in_config else {})
+        )
         with api.serve(cfg, store, **extra) as bound:
             print(bound, flush=True)
             sys.stdin.buffer.read()  # until whoever started it closes our stdin or exits

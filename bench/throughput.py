@@ -125,8 +125,10 @@ def run(
     replicas: int = 1,
     db_url: str | None = None,
     push: bool = False,
+    latency_ms: float = 0.0,
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp, KalturaEmulator() as emu:
+        emu.latency_s = latency_ms / 1000  # network delay per request, downloads included
         vendor = add_vendor(emu)
         sections: dict[str, dict[str, Any]] = {
             "workers": {"concurrency": workers},
@@ -229,11 +231,15 @@ def main() -> int:
     )
     parser.add_argument("--pg-dsn", default=PG_DSN, help="admin DSN to create the bench db")
     parser.add_argument("--push", action="store_true", help="POST /v1/notify per trickle task")
+    parser.add_argument(
+        "--latency-ms", type=float, default=0.0, help="network delay the emulator adds per request"
+    )
     args = parser.parse_args()
     poll_s = args.poll_s if args.poll_s is not None else (30.0 if args.push else 1.0)
     postgres = args.postgres or args.replicas > 1
     name = "throughput" + (f"_pg{args.replicas}" if postgres else "")
     name += "_push" if args.push else ""
+    name += f"_{args.latency_ms:g}ms" if args.latency_ms else ""
     rows = []
     print(
         f"{args.replicas} replica(s) on {'PostgreSQL' if postgres else 'SQLite'}; "
@@ -256,9 +262,18 @@ def main() -> int:
                     replicas=args.replicas,
                     db_url=url,
                     push=args.push,
+                    latency_ms=args.latency_ms,
                 )
         else:
-            row = run(w, args.tasks, args.rate, args.trickle_s, poll_s, push=args.push)
+            row = run(
+                w,
+                args.tasks,
+                args.rate,
+                args.trickle_s,
+                poll_s,
+                push=args.push,
+                latency_ms=args.latency_ms,
+            )
         rows.append(row)
         print(
             f"{w:7d} {row['tasks_per_s']:8.1f} {row['pickup_p50_s']:10.2f}s "

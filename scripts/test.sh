@@ -15,6 +15,8 @@ command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 # promtool validates deploy/prometheus-alerts.yml.
 command -v promtool >/dev/null || need_apt+=(prometheus)
 command -v pg_ctlcluster >/dev/null || need_apt+=(postgresql)
+# The unit's sandbox test expands its syscall groups with systemd-analyze.
+command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
 if [ ${#need_apt[@]} -gt 0 ]; then
   $SUDO apt-get update -qq

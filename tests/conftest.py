@@ -24,6 +24,15 @@ if os.environ.get("CI"):
     settings.load_profile("ci")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every end-to-end test runs a daemon and takes seconds: `-m "not slow"` leaves them
+    (and the integration tests marked slow) out of a quick run. CI runs everything."""
+    e2e = pytest.mark.slow(reason="runs the daemon end to end")
+    for item in items:
+        if "e2e" in item.path.parts:
+            item.add_marker(e2e)
+
+
 @pytest.fixture
 def emulator() -> Iterator[KalturaEmulator]:
     with KalturaEmulator() as emu:

@@ -81,18 +81,26 @@ class RedactingFormatter(logging.Formatter):
         return redact(self._inner.format(self._redacted_copy(record)))
 
     def _redacted_copy(self, record: logging.LogRecord) -> logging.LogRecord:
-        # A copy: other handlers of the same record must not see it half-rewritten.
-        clean = logging.makeLogRecord(record.__dict__)
-        clean.msg, clean.args = redact(record.getMessage()), None
-        if record.exc_info and not record.exc_text:
-            clean.exc_text = self._inner.formatException(record.exc_info)
-        if clean.exc_text:
-            clean.exc_text = redact(clean.exc_text)
-        # Formatters print exc_text when set; exc_info would make them format it anew.
-        clean.exc_info = None
-        if record.stack_info:
-            clean.stack_info = redact(record.stack_info)
-        for name, value in record.__dict__.items():
-            if name not in _RECORD_ATTRS and isinstance(value, str):
-                setattr(clean, name, redact(value))
-        return clean
+        return redacted_record(record, self._inner)
+
+
+def redacted_record(
+    record: logging.LogRecord, formatter: logging.Formatter | None = None
+) -> logging.LogRecord:
+    """A copy of `record` with its message, traceback (formatted by `formatter`) and
+    `extra=` fields masked; other handlers of the record must not see it half-rewritten."""
+    formatter = formatter or logging.Formatter()
+    clean = logging.makeLogRecord(record.__dict__)
+    clean.msg, clean.args = redact(record.getMessage()), None
+    if record.exc_info and not record.exc_text:
+        clean.exc_text = formatter.formatException(record.exc_info)
+    if clean.exc_text:
+        clean.exc_text = redact(clean.exc_text)
+    # Formatters print exc_text when set; exc_info would make them format it anew.
+    clean.exc_info = None
+    if record.stack_info:
+        clean.stack_info = redact(record.stack_info)
+    for name, value in record.__dict__.items():
+        if name not in _RECORD_ATTRS and isinstance(value, str):
+            setattr(clean, name, redact(value))
+    return clean

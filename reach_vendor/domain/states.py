@@ -33,12 +33,33 @@ def status_name(value: int) -> str:
 
 
 class ServiceFeature(IntEnum):
+    """KalturaVendorServiceFeature (KalturaApiClient 23.10.0)."""
+
     CAPTIONS = 1
     TRANSLATION = 2
     ALIGNMENT = 3
+    AUDIO_DESCRIPTION = 4
+    CHAPTERING = 5
+    INTELLIGENT_TAGGING = 6
+    DUBBING = 7
+    LIVE_CAPTION = 8
+    EXTENDED_AUDIO_DESCRIPTION = 9
+    CLIPS = 10
+    LIVE_TRANSLATION = 11
+    QUIZ = 12
+    SUMMARY = 13
+    VIDEO_ANALYSIS = 14
+    MODERATION = 15
+    METADATA_ENRICHMENT = 16
+    SENTIMENT_ANALYSIS = 17
+    DOCUMENT_ENRICHMENT = 18
+    SIGN_LANGUAGE = 19
+    SPEECH_TO_VIDEO = 20
 
 
 class ServiceType(IntEnum):
+    """KalturaVendorServiceType."""
+
     HUMAN = 1
     MACHINE = 2
     HYBRID = 3
@@ -90,6 +111,16 @@ class IllegalTransition(Exception):
 def check_transition(current: TaskState, target: TaskState) -> None:
     if target not in _ALLOWED[current]:
         raise IllegalTransition(f"task cannot go from {current} to {target}")
+
+
+_REOPEN_TARGETS = frozenset({TaskState.QUEUED, TaskState.RUNNING})
+
+
+def check_reopen(current: TaskState, target: TaskState) -> None:
+    """The one deliberate way out of a final state (a re-submission, a fresh key, an
+    operator's retry while Kaltura still wants the task); `check_transition` forbids it."""
+    if current not in TERMINAL or target not in _REOPEN_TARGETS:
+        raise IllegalTransition(f"task cannot be reopened from {current} to {target}")
 
 
 def sources_of(target: TaskState) -> list[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from reach_vendor.domain.states import ServiceType
+from reach_vendor.domain.states import ServiceFeature, ServiceType
 
 OUTPUT_FORMAT_SRT = 1
 OUTPUT_FORMAT_DFXP = 2
@@ -24,25 +24,18 @@ CAPTION_TYPE_BY_OUTPUT_FORMAT = {
 
 DEFAULT_MAX_CHARS_PER_LINE = 42
 
-# KalturaVendorServiceFeature / KalturaVendorServiceType, for configs and error messages.
-SERVICE_FEATURES = {
-    "CAPTIONS": 1, "TRANSLATION": 2, "ALIGNMENT": 3, "AUDIO_DESCRIPTION": 4, "CHAPTERING": 5,
-    "INTELLIGENT_TAGGING": 6, "DUBBING": 7, "LIVE_CAPTION": 8, "EXTENDED_AUDIO_DESCRIPTION": 9,
-    "CLIPS": 10, "LIVE_TRANSLATION": 11, "QUIZ": 12, "SUMMARY": 13, "VIDEO_ANALYSIS": 14,
-    "MODERATION": 15, "METADATA_ENRICHMENT": 16, "SENTIMENT_ANALYSIS": 17,
-    "DOCUMENT_ENRICHMENT": 18, "SIGN_LANGUAGE": 19, "SPEECH_TO_VIDEO": 20,
-}  # fmt: skip
-SERVICE_TYPES = {"HUMAN": 1, "MACHINE": 2, "HYBRID": 3}
-FEATURE_CAPTIONS = 1
-FEATURE_ALIGNMENT = 3
-SUPPORTED_FEATURES = frozenset({FEATURE_CAPTIONS, FEATURE_ALIGNMENT})
+# Names to values, for configs and error messages.
+SERVICE_FEATURES = {f.name: int(f) for f in ServiceFeature}
+SERVICE_TYPES = {t.name: int(t) for t in ServiceType}
+FEATURE_ALIGNMENT = ServiceFeature.ALIGNMENT
+SUPPORTED_FEATURES = frozenset({ServiceFeature.CAPTIONS, ServiceFeature.ALIGNMENT})
 
 
 def feature_name(feature: int) -> str:
-    for name, value in SERVICE_FEATURES.items():
-        if value == feature:
-            return name
-    return f"#{feature}"
+    try:
+        return ServiceFeature(feature).name
+    except ValueError:
+        return f"#{feature}"
 
 
 # Kaltura language names to the ISO codes caption formats want (DFXP xml:lang, VTT).

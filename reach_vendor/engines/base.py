@@ -12,11 +12,13 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
 
+from reach_vendor.domain.states import ServiceFeature
 from reach_vendor.domain.transcript import Transcript, Word
 
 __all__ = [
+    "DetachedRequest",
     "SAMPLE_RATE",
     "ProcessingCancelled",
     "ProcessingRequest",
@@ -64,8 +66,8 @@ class ProcessingRequest:
     """Source language as Kaltura spells it in the catalog item (e.g. "English")."""
     language_code: str = ""
     """The same language as an ISO 639-1 code ("en"), for engines that take codes."""
-    service_feature: int = 1
-    """KalturaVendorServiceFeature: CAPTIONS=1, ALIGNMENT=3 ..."""
+    service_feature: int = ServiceFeature.CAPTIONS
+    """A `ServiceFeature` (Kaltura's number, which may be one this daemon does not know)."""
     dictionary: str = ""
     """Customer vocabulary, one term per line (REACH `dictionary`)."""
     transcript_text: str | None = None
@@ -96,7 +98,7 @@ class ProcessingRequest:
         if self.cancel.is_set():
             raise ProcessingCancelled()
 
-    def detached(self) -> dict[str, Any]:
+    def detached(self) -> DetachedRequest:
         """The request's data without its callbacks and events, which cannot cross to
         another process; `process_detached` rebuilds the request from it."""
         return {
@@ -112,7 +114,19 @@ class ProcessingRequest:
         }
 
 
-def process_detached(processor: Processor, request: dict[str, Any]) -> Transcript:
+class DetachedRequest(TypedDict):
+    audio_path: Path
+    duration_s: float
+    language: str
+    language_code: str
+    service_feature: int
+    dictionary: str
+    transcript_text: str | None
+    reference: str
+    checkpoint: dict[str, Any]
+
+
+def process_detached(processor: Processor, request: DetachedRequest) -> Transcript:
     """Run `processor` in a child process on `ProcessingRequest.detached()` data; the
     parent watches for cancellation and kills the child."""
     return processor.process(ProcessingRequest(**request))

@@ -1,15 +1,14 @@
-"""Speech processors, looked up by the name used in the daemon's configuration.
+"""Speech engines by the name used in the configuration, created with validated options.
 
-Engines register a factory rather than an instance so that `import processors` stays cheap:
-the daemon, the CLI and the tests import this package, but only the engine that the
-configuration names should pay for loading its libraries and models.
+Engines register a factory, not an instance, and their option models live apart from them:
+importing the registry stays cheap, and only the engines configured load their libraries.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
 
+from reach_vendor.engines import remote
 from reach_vendor.engines.base import (
     SAMPLE_RATE,
     ProcessingCancelled,
@@ -21,6 +20,8 @@ from reach_vendor.engines.base import (
     UnsupportedTaskError,
     Word,
 )
+from reach_vendor.engines.local.options import PocketSphinxOptions, ScriptedOptions, WhisperOptions
+from reach_vendor.engines.options import OptionsT, parse_options
 
 __all__ = [
     "SAMPLE_RATE",
@@ -36,31 +37,38 @@ __all__ = [
     "available",
     "create",
     "register",
+    "register_engine",
 ]
 
-Factory = Callable[[dict[str, Any]], Processor]
+Factory = Callable[[dict[str, object]], Processor]
+"""Builds an engine from its raw YAML options."""
 
 _factories: dict[str, Factory] = {}
 
 
 class UnknownProcessorError(ValueError):
-    """The configuration names a processor nobody registered.
-
-    A ValueError and not a ProcessorError: it is a deployment mistake found at start-up,
-    never the fault of a customer's task.
-    """
+    """The configuration names a processor nobody registered: a deployment mistake found at
+    start-up (a ValueError), never the fault of a customer's task."""
 
 
 def register(name: str, factory: Factory) -> None:
-    """Make `name` creatable; registering a name again replaces its factory."""
+    """Make `name` creatable from raw options; registering a name again replaces it."""
     _factories[name] = factory
+
+
+def register_engine(
+    name: str, options: type[OptionsT], factory: Callable[[OptionsT], Processor]
+) -> None:
+    """Make `name` creatable from options validated by the `options` model first."""
+    register(name, lambda raw: factory(parse_options(name, options, raw)))
 
 
 def available() -> list[str]:
     return sorted(_factories)
 
 
-def create(name: str, options: dict[str, Any] | None = None) -> Processor:
+def create(name: str, options: Mapping[str, object] | None = None) -> Processor:
+    """A new engine; a ValueError names the offending option when `options` are wrong."""
     try:
         factory = _factories[name]
     except KeyError:
@@ -70,22 +78,13 @@ def create(name: str, options: dict[str, Any] | None = None) -> Processor:
     return factory(dict(options or {}))
 
 
-def _pocketsphinx(options: dict[str, Any]) -> Processor:
+def _pocketsphinx(options: PocketSphinxOptions) -> Processor:
     from reach_vendor.engines.local.pocketsphinx import PocketSphinxProcessor
 
     return PocketSphinxProcessor(options)
 
 
-def _scripted(options: dict[str, Any]) -> Processor:
-    from reach_vendor.engines.local.scripted import ScriptedProcessor
-
-    return ScriptedProcessor(options)
-
-
-register("pocketsphinx", _pocketsphinx)
-
-
-def _faster_whisper(options: dict[str, Any]) -> Processor:
+def _faster_whisper(options: WhisperOptions) -> Processor:
     try:
         from reach_vendor.engines.local.whisper import WhisperProcessor
     except ImportError as exc:  # the optional extra is not installed
@@ -96,17 +95,14 @@ def _faster_whisper(options: dict[str, Any]) -> Processor:
     return WhisperProcessor(options)
 
 
-register("faster-whisper", _faster_whisper)
+def _scripted(options: ScriptedOptions) -> Processor:
+    from reach_vendor.engines.local.scripted import ScriptedProcessor
+
+    return ScriptedProcessor(options)
 
 
-def _register_remote() -> None:
-    from reach_vendor.engines import remote
-
-    for type_name in remote.TYPES:
-        register(type_name, remote.factory(type_name))
-
-
-_register_remote()
-
-
-register("scripted", _scripted)
+register_engine("pocketsphinx", PocketSphinxOptions, _pocketsphinx)
+register_engine("faster-whisper", WhisperOptions, _faster_whisper)
+register_engine("scripted", ScriptedOptions, _scripted)
+for _type, _model in remote.OPTIONS.items():
+    register_engine(_type, _model, remote.create)

@@ -1,14 +1,9 @@
 """Which processor serves a task, and one shared instance of each configured engine.
 
-Vendors sell different products on one daemon: machine captions on the cheap engine, a
-better engine for some partners or languages, alignment on the engine that can align. The
-rules are an ordered list; the first rule whose every condition holds picks the engine,
-otherwise the default does. Matching is pure data (no Kaltura types) so it is tested alone.
-
-Engines are expensive to create (models are loaded), so each configured engine is created
-once, shared by all worker threads, and created at start-up by `preload` so that a bad
-option (a missing model directory) stops the daemon with a config error instead of failing
-the first customer's task.
+Rules are an ordered list (cheap engine by default, a better one for some partners or
+languages, alignment where it can be done); the first rule whose every condition holds
+picks the engine, else the default does. Engines load models, so each is created once and
+shared by all workers, at start-up (`preload`): a bad option stops the daemon, not a task.
 """
 
 from __future__ import annotations
@@ -16,7 +11,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from reach_vendor.engines import registry as processors
 from reach_vendor.engines.base import Processor
@@ -57,7 +51,7 @@ class Engine:
     """A configured engine: a registered processor type with its options."""
 
     type: str
-    options: Mapping[str, Any] = field(default_factory=dict)
+    options: Mapping[str, object] = field(default_factory=dict)
 
 
 class ProcessorPool:

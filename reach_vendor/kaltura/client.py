@@ -1,9 +1,8 @@
-"""KalturaApiClient, sending its requests on this thread's keep-alive connection.
+"""KalturaApiClient, sending its requests on this thread's kept-alive session.
 
-Only the transport changes: `openRequestUrl` below is the pinned client's own
-(KalturaApiClient 23.10.0: same headers, JSON body or multipart upload, every failure
-wrapped as KalturaClientException -4 so the gateway's retries see what they always saw),
-with `requests.post` replaced by `http_session.post` (see there for why).
+`openRequestUrl` is the pinned client's own (KalturaApiClient 23.10.0: same headers, JSON
+body or multipart upload, every failure wrapped as KalturaClientException -4 so the gateway's
+retries see what they always saw), with `requests.post` replaced by `transport.post`.
 """
 
 from __future__ import annotations
@@ -11,12 +10,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import requests
 from KalturaClient import KalturaClient
 from KalturaClient.Client import _get_file_params
 from KalturaClient.exceptions import KalturaClientException
 from requests_toolbelt.multipart.encoder import MultipartEncoder
 
-from reach_vendor.kaltura import transport as http_session
+from reach_vendor.kaltura import transport
 
 
 class KeepAliveClient(KalturaClient):  # type: ignore[misc]
@@ -27,7 +27,7 @@ class KeepAliveClient(KalturaClient):  # type: ignore[misc]
         files: Any,
         requestHeaders: dict[str, str],  # noqa: N803
         requestTimeout: float,  # noqa: N803
-    ) -> Any:
+    ) -> requests.Response:
         requestHeaders["Accept"] = "text/xml"
         requestHeaders["Accept-encoding"] = "gzip"
         try:
@@ -41,7 +41,7 @@ class KeepAliveClient(KalturaClient):  # type: ignore[misc]
                 requestHeaders["Content-Type"] = "application/json"
                 # As requests' `json=`: no body for no parameters, NaN refused.
                 body = json.dumps(params.get(), allow_nan=False).encode() if params.get() else b""
-            answer = http_session.post(url, body, requestHeaders, requestTimeout)
+            answer = transport.post(url, body, requestHeaders, requestTimeout)
         except Exception as e:
             raise KalturaClientException(e, KalturaClientException.ERROR_CONNECTION_FAILED) from e
         if 300 <= answer.status_code < 400:

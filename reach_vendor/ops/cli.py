@@ -1,4 +1,5 @@
-"""`reach-vendor` command line: run the daemon, check its configuration, inspect tasks.
+"""`reach-vendor` command line: run the daemon, check its configuration, migrate the
+database, inspect tasks.
 
 Exit codes follow sysexits where systemd cares: 78 (EX_CONFIG) for a bad configuration,
 so the unit's RestartPreventExitStatus stops a restart loop on a typo.
@@ -103,6 +104,30 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from alembic.util.exc import CommandError
+
+    from reach_vendor.store import migrate
+    from reach_vendor.store.engine import make_engine
+
+    settings = _load(args.config)
+    engine = make_engine(settings.database.url, threads=1)
+    try:
+        before = migrate.current_revision(engine)
+        migrate.upgrade(engine)
+        after = migrate.current_revision(engine)
+    except CommandError as exc:  # e.g. a revision a newer version made
+        print(f"reach-vendor: cannot migrate: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    if before == after:
+        print(f"database already at revision {after}")
+    else:
+        print(f"database migrated from revision {before or 'none'} to {after}")
+    return 0
+
+
 def _ts(value: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(value)) if value else "-"
 
@@ -110,10 +135,14 @@ def _ts(value: float | None) -> str:
 def cmd_tasks(args: argparse.Namespace) -> int:
     from reach_vendor.ops import task_admin
     from reach_vendor.store import queries as ops_queries
-    from reach_vendor.store.tasks import TaskStore
+    from reach_vendor.store.tasks import SchemaNotCurrent, TaskStore
 
     settings = _load(args.config)
-    store = TaskStore(settings.database.url, key_file=settings.database.key_file)
+    try:
+        store = TaskStore(settings.database.url, key_file=settings.database.key_file)
+    except SchemaNotCurrent as exc:
+        print(f"reach-vendor: {exc}", file=sys.stderr)
+        return 1
     try:
         if args.action == "list":
             _print_task_table(ops_queries.find_tasks(store, state=args.state, limit=args.limit))
@@ -195,6 +224,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
     run.add_argument("--once", action="store_true", help="poll once, process, exit")
     run.set_defaults(func=cmd_run)
+
+    migrate = sub.add_parser(
+        "migrate",
+        help="bring the database schema to this version (`run` does it too; nothing else does)",
+    )
+    migrate.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    migrate.set_defaults(func=cmd_migrate)
 
     check = sub.add_parser("check-config", help="validate the config and the Kaltura credentials")
     check.add_argument("--config", type=Path, default=DEFAULT_CONFIG)

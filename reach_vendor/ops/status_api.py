@@ -64,23 +64,23 @@ _TASK_PATH = re.compile(r"^/v1/tasks/([^/]+)(/messages)?$")
 
 @dataclass(frozen=True)
 class Limits:
-    """What one client may cost the daemon (constants: the config's `status_api` section
-    has no keys for them). Unbounded, idle connections took every file descriptor and
-    customer tasks failed for want of one."""
+    """What one client may cost the daemon (the `status_api` settings of the same names)."""
 
-    max_connections: int = 32
-    """Connections served at once, a thread each; more are answered 503 and closed."""
-    request_timeout_s: float = 10.0
-    """Time for a whole request (head and body) to arrive, from the connection or from the
-    previous answer on it: an idle connection and a byte-by-byte drip both end there."""
-    send_timeout_s: float = 10.0
-    """Time for an answer to be taken by a client that does not read."""
-    max_head_bytes: int = 64 * 1024
-    max_body_bytes: int = 1 << 20
-    """No call needs a body; a notification's is read (and dropped) up to this size."""
+    max_connections: int
+    request_timeout_s: float
+    send_timeout_s: float
+    max_head_bytes: int
+    max_body_bytes: int
 
-
-LIMITS = Limits()
+    @classmethod
+    def of(cls, cfg: StatusApiConfig) -> Limits:
+        return cls(
+            max_connections=cfg.max_connections,
+            request_timeout_s=cfg.request_timeout_s,
+            send_timeout_s=cfg.send_timeout_s,
+            max_head_bytes=cfg.max_head_bytes,
+            max_body_bytes=cfg.max_body_bytes,
+        )
 
 
 class ApiError(Exception):
@@ -221,7 +221,7 @@ class StatusApi:
             include = _bool(query, "includeMessages")
             recs = ops_queries.find_tasks(
                 self.store,
-                kaltura_task_id=_int(query, "kalturaTaskId", None, 1, 2**63 - 1),
+                kaltura_task_id=_int(query, "kalturaTaskId", None, 1, None),
                 entry_id=entry_id,
                 state=state,
                 limit=limit,
@@ -268,15 +268,16 @@ def _one(query: dict[str, list[str]], name: str) -> str | None:
 
 
 def _int(
-    query: dict[str, list[str]], name: str, default: int | None, lo: int, hi: int
+    query: dict[str, list[str]], name: str, default: int | None, lo: int, hi: int | None
 ) -> int | None:
+    """`hi` None: any size (an id no task can have simply finds none)."""
     raw = _one(query, name)
     if raw is None:
         return default
-    if not re.fullmatch(r"[0-9]{1,19}", raw):
+    if not re.fullmatch(r"[0-9]{1,40}", raw):
         raise _bad(name, "must be a positive integer")
     value = int(raw)
-    if not lo <= value <= hi:
+    if value < lo or (hi is not None and value > hi):
         raise _bad(name, f"must be between {lo} and {hi}")
     return value
 
@@ -570,13 +571,13 @@ def serve(
     limits: Limits | None = None,
 ) -> Iterator[int | None]:
     """Serve the status API while the block runs; yields the bound port (None if disabled).
-    `limits` defaults to the module's `LIMITS` as it is at the call."""
+    `limits` overrides the configured ones."""
     if not cfg.enabled:
         yield None
         return
     assert cfg.bearer is not None
     api = StatusApi(store, cfg.bearer.resolve("status_api.bearer"), poll_now)
-    server = _Server((cfg.host, cfg.port), limits or LIMITS)
+    server = _Server((cfg.host, cfg.port), limits or Limits.of(cfg))
     server.api = api
     thread = threading.Thread(target=server.serve_forever, name="status-api", daemon=True)
     thread.start()

@@ -1,26 +1,17 @@
-"""Operator actions on one task: retry it, or cancel it locally. Policy, not plumbing.
+"""Operator actions on one task: retry it, or cancel it locally. Policy, not plumbing:
+the writes are `TaskStore`'s, each conditional on the task being unleased, so a worker
+claiming it at the same moment cannot interleave.
 
-Retry makes a task runnable again. An open task waiting for its backoff is simply made
-runnable now. A FAILED or ABORTED task is only taken back if Kaltura still has it PENDING
-or PROCESSING, since otherwise there is nothing we are allowed to deliver (a task Kaltura
-has as ERROR, READY or ABORTED can only be re-submitted by the customer, and then arrives
-again through getJobs by itself). This is the one deliberate way out of a final state,
-like the re-submission path in `TaskStore.record_offered`.
+Retry: an open task waiting for its backoff runs now; a FAILED or ABORTED one is taken
+back only if Kaltura still has it PENDING or PROCESSING, since otherwise there is nothing
+we may deliver (only the customer can re-submit it, and it then arrives through getJobs).
 
-Cancel stops local work on an open task and never changes its status in Kaltura silently:
-the task becomes ABORTED here (getJobs offers of the same version are then ignored) and
-Kaltura is told only with an explicit `report_error` reason, which sets ERROR there. A task
-leased by a running worker is refused: stop that daemon (it releases the task) or wait.
-Both changes are conditional UPDATEs, so a worker claiming the task at the same moment
-cannot interleave with them.
+Cancel stops local work on an open task and never changes its Kaltura status silently:
+it becomes ABORTED here, and Kaltura is told only with an explicit `report_error` reason.
+A task leased by a running worker is refused: stop that daemon (it releases the task).
 """
 
 from __future__ import annotations
-
-import time
-
-from sqlalchemy import update
-from sqlmodel import Session, col, or_
 
 from reach_vendor.domain.states import KalturaStatus, TaskState, status_name
 from reach_vendor.kaltura.gateway import (
@@ -30,7 +21,7 @@ from reach_vendor.kaltura.gateway import (
     TaskKey,
 )
 from reach_vendor.store.queries import OPEN_STATES, is_in_flight
-from reach_vendor.store.tasks import TaskEvent, TaskRecord, TaskStore
+from reach_vendor.store.tasks import TaskRecord, TaskStore
 
 
 class AdminError(Exception):
@@ -54,7 +45,7 @@ def _kaltura_status(gateway: KalturaGateway, rec: TaskRecord) -> int:
     try:
         return gateway.task_status_and_version(key)[0]
     except KalturaApiError as exc:
-        if exc.code == "ENTRY_VENDOR_TASK_NOT_FOUND":
+        if exc.task_gone:
             raise AdminError(
                 f"task {rec.kaltura_task_id}: Kaltura no longer offers it (aborted by the "
                 "customer, or handed to another vendor); only the customer can order it again"
@@ -64,40 +55,16 @@ def _kaltura_status(gateway: KalturaGateway, rec: TaskRecord) -> int:
         raise AdminError(f"task {rec.kaltura_task_id}: cannot ask Kaltura: {exc}") from None
 
 
-def _write(
-    store: TaskStore, rec: TaskRecord, from_states: tuple[str, ...], message: str, **values: object
-) -> None:
-    """Apply `values` only if the task is still in `from_states` and not leased."""
-    now = time.time()
-    assert rec.id is not None
-    with Session(store.engine) as s:
-        result = s.execute(
-            update(TaskRecord)
-            .where(col(TaskRecord.id) == rec.id)
-            .where(col(TaskRecord.state).in_(from_states))
-            .where(
-                or_(col(TaskRecord.lease_owner).is_(None), col(TaskRecord.lease_expires_at) < now)
-            )
-            .values(updated_at=now, lease_owner=None, lease_expires_at=None, **values)
-        )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
-            s.rollback()
-            raise AdminError(f"task {rec.kaltura_task_id}: changed meanwhile, try again")
-        state = str(values.get("state", rec.state))
-        s.add(TaskEvent(task_id=rec.id, state=state, stage=None, message=message))
-        s.commit()
+def _done(rec: TaskRecord, written: TaskRecord | None) -> None:
+    if written is None:
+        raise AdminError(f"task {rec.kaltura_task_id}: changed meanwhile, try again")
 
 
 def retry(store: TaskStore, gateway: KalturaGateway, kaltura_task_id: int) -> str:
     rec = _load(store, kaltura_task_id)
+    assert rec.id is not None
     if rec.state in OPEN_STATES:
-        _write(
-            store,
-            rec,
-            OPEN_STATES,
-            "retry requested by operator: runnable now",
-            next_attempt_at=0.0,
-        )
+        _done(rec, store.make_runnable_now(rec.id, "retry requested by operator: runnable now"))
         return f"task {kaltura_task_id}: {rec.state}, runnable now"
     if rec.state == TaskState.DELIVERED:
         raise AdminError(f"task {kaltura_task_id}: already delivered; nothing to retry")
@@ -112,18 +79,8 @@ def retry(store: TaskStore, gateway: KalturaGateway, kaltura_task_id: int) -> st
             f"task {kaltura_task_id}: Kaltura has it {status_name(status)}; only the customer "
             "can re-submit it"
         )
-    _write(
-        store,
-        rec,
-        (rec.state,),
-        f"retried by operator (Kaltura has it {status_name(status)})",
-        state=target.value,
-        stage=None,
-        attempts=0,
-        next_attempt_at=0.0,
-        error=None,
-        finished_at=None,
-    )
+    message = f"retried by operator (Kaltura has it {status_name(status)})"
+    _done(rec, store.reopen(rec.id, TaskState(rec.state), target, message))
     return f"task {kaltura_task_id}: {rec.state} -> {target.value}, runnable now"
 
 
@@ -134,6 +91,7 @@ def cancel(
     report_error: str | None = None,
 ) -> str:
     rec = _load(store, kaltura_task_id)
+    assert rec.id is not None
     if rec.state not in OPEN_STATES:
         raise AdminError(f"task {kaltura_task_id}: already {rec.state}; nothing to cancel")
     if report_error:
@@ -150,15 +108,5 @@ def cancel(
             "Kaltura status NOT changed (the customer still sees it pending/processing); "
             "use --report-error REASON to tell Kaltura, or `tasks retry` to take it back"
         )
-    now = time.time()
-    _write(
-        store,
-        rec,
-        OPEN_STATES,
-        message,
-        state=TaskState.ABORTED.value,
-        stage=None,
-        finished_at=now,
-        error=report_error,
-    )
+    _done(rec, store.cancel(rec.id, message, error=report_error))
     return f"task {kaltura_task_id}: cancelled locally; {outcome}"

@@ -1,5 +1,6 @@
-"""Bring a database to the schema this code expects, with the Alembic migrations in
-`reach_vendor/store/migrations`, before anything reads or writes it.
+"""The schema, brought to what this code needs with the Alembic migrations in
+`reach_vendor/store/migrations`: only by `reach-vendor migrate` and `reach-vendor run`.
+Every other use of the store checks the revision and refuses an out-of-date database.
 
 Several replicas may start at once against one empty database, so the upgrade runs under
 a lock: a transaction-scoped advisory lock on PostgreSQL (DDL is transactional there, so
@@ -13,10 +14,13 @@ import fcntl
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
@@ -24,10 +28,25 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _MIGRATION_LOCK_KEY = 0x7265_6163_686D  # "reachm"
 
 
+class SchemaNotCurrent(Exception):
+    """The database is not at the revision this code needs; the message says what to do."""
+
+
 def alembic_config() -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     return cfg
+
+
+@lru_cache(maxsize=1)
+def _scripts() -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config())
+
+
+def head_revision() -> str:
+    head = _scripts().get_current_head()
+    assert head is not None
+    return head
 
 
 @contextmanager
@@ -61,7 +80,27 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
 
 def current_revision(engine: Engine) -> str | None:
-    from alembic.runtime.migration import MigrationContext
-
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
+
+
+def require_current(engine: Engine) -> None:
+    """Raise `SchemaNotCurrent` unless the database is at this code's head revision."""
+    current, head = current_revision(engine), head_revision()
+    if current == head:
+        return
+    if current is None:
+        raise SchemaNotCurrent(
+            f"the database has no schema yet, this version needs revision {head}: "
+            "run `reach-vendor migrate`"
+        )
+    known = {s.revision for s in _scripts().walk_revisions()}
+    if current not in known:
+        raise SchemaNotCurrent(
+            f"the database is at revision {current}, which this version (needing {head}) "
+            "does not know: a newer reach-vendor migrated it"
+        )
+    raise SchemaNotCurrent(
+        f"the database is at revision {current}, this version needs {head}: "
+        "run `reach-vendor migrate`"
+    )

@@ -1,9 +1,8 @@
 """Read-only views over the task store for ops: queue snapshot, task lookup, progress.
 
-Metrics, the status API and `reach-vendor tasks` all answer "what is queued, what is in
-flight, what is late" from the same queries, so the three never disagree. Everything is
-computed from the database at the moment of asking (not from in-process counters), so the
-answers stay right across restarts and when several replicas share one PostgreSQL store.
+Metrics, the status API and `reach-vendor tasks` share these queries so they never
+disagree, and ask the database rather than in-process counters so the answers hold across
+restarts and replicas.
 """
 
 from __future__ import annotations
@@ -13,10 +12,20 @@ from dataclasses import dataclass, field
 
 from sqlmodel import Session, col, func, or_, select
 
-from reach_vendor.domain.states import TERMINAL, Stage, TaskState
-from reach_vendor.store.tasks import TaskRecord, TaskStore
+from reach_vendor.domain.states import Stage, TaskState
+from reach_vendor.store.models import OPEN_STATES, TaskRecord, fits_int64
+from reach_vendor.store.tasks import TaskStore
 
-OPEN_STATES = tuple(s.value for s in TaskState if s not in TERMINAL)
+__all__ = [
+    "OPEN_STATES",
+    "PIPELINE_STAGES",
+    "LabelCount",
+    "QueueSnapshot",
+    "find_tasks",
+    "is_in_flight",
+    "progress_percent",
+    "snapshot",
+]
 PIPELINE_STAGES = (
     Stage.CLAIM,
     Stage.DOWNLOAD,
@@ -104,9 +113,12 @@ def find_tasks(
     state: str | None = None,
     limit: int = 100,
 ) -> list[TaskRecord]:
-    """Tasks matching every filter given, most urgent open ones first, then newest."""
+    """Tasks matching every filter given, most urgent open ones first, then newest.
+    Access keys stay as stored: these views never show them."""
     query = select(TaskRecord)
     if kaltura_task_id is not None:
+        if not fits_int64(kaltura_task_id):
+            return []  # no column holds it, and binding it would fail the query
         query = query.where(TaskRecord.kaltura_task_id == kaltura_task_id)
     if entry_id is not None:
         query = query.where(TaskRecord.entry_id == entry_id)

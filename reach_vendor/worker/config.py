@@ -212,7 +212,7 @@ class StorageConfig(_Section):
     keep_deliverables: bool = False
     """Write a copy of every delivered file under `work_dir/delivered/<task id>/`, for ops
     to see exactly what a customer got. Off by default: nothing ever removes the copies,
-    and writing them was 7 % of the CPU a short task cost."""
+    and writing them costs CPU on every task."""
     download_min_bytes_per_s: float = Field(default=16 * 1024, ge=0)
     """A media download slower than this on average, once `download_grace_s` have passed,
     is stopped and retried later (a server trickling bytes never trips a read timeout)."""
@@ -225,8 +225,14 @@ class StorageConfig(_Section):
 
 
 class LoggingConfig(_Section):
-    format: Literal["json", "text"] = "json"
+    format: Literal["auto", "journal", "json", "text"] = "auto"
+    """auto: the systemd journal when stderr goes there (JOURNAL_STREAM), else JSON lines."""
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
 
 
 def _check_host(value: str) -> str:
@@ -257,6 +263,17 @@ class StatusApiConfig(_Section):
     port: int = Field(default=8470, ge=1, le=65535)
     bearer: SecretConfig | None = None
     """The token clients send as `Authorization: Bearer ...`; required when enabled."""
+    # What one client may cost the daemon: unbounded idle connections once took every file
+    # descriptor, and customer tasks failed for want of one.
+    max_connections: int = Field(default=32, ge=1, le=4096)
+    """Connections served at once, a thread each; more are answered 503 and closed."""
+    request_timeout_s: float = Field(default=10.0, gt=0, le=600)
+    """Time for a whole request (head and body) to arrive; idle and dripping clients end there."""
+    send_timeout_s: float = Field(default=10.0, gt=0, le=600)
+    """Time for an answer to be taken by a client that does not read."""
+    max_head_bytes: int = Field(default=64 * 1024, ge=1024, le=1 << 20)
+    max_body_bytes: int = Field(default=1 << 20, ge=0, le=64 << 20)
+    """No call needs a body; a notification's is read (and dropped) up to this size."""
 
     @model_validator(mode="after")
     def _token_when_enabled(self) -> StatusApiConfig:

@@ -11,7 +11,6 @@ import logging
 import os
 import socket
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -19,6 +18,7 @@ from datetime import UTC, datetime
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from reach_vendor.common import metrics
+from reach_vendor.common.clock import SYSTEM_CLOCK, Clock
 from reach_vendor.common.config_base import ConfigError
 from reach_vendor.engines.base import Processor
 from reach_vendor.engines.routing import ProcessorPool
@@ -39,13 +39,16 @@ class Daemon:
         store: TaskStore | None = None,
         gateway: KalturaGateway | None = None,
         processor: Processor | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.settings = settings
+        self.clock = clock
         self.store = store or TaskStore(
             settings.database.url,
             key_file=settings.database.key_file,
             # workers + poller + lease heartbeat + status API / metrics scrapes
             threads=settings.workers.concurrency + 3,
+            migrate=True,
         )
         self.gateway = gateway or KalturaGateway(
             settings.kaltura, settings.kaltura.app_token.resolve_token()
@@ -54,7 +57,9 @@ class Daemon:
             load_processors(settings) if processor is None else ProcessorPool.fixed(processor)
         )
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self.pipeline = Pipeline(settings, self.store, self.gateway, self.processors, self.owner)
+        self.pipeline = Pipeline(
+            settings, self.store, self.gateway, self.processors, self.owner, clock=clock
+        )
         self.pipeline.on_local_fault = self._pause_intake
         self._intake_paused_until = 0.0
         self.local_fault: str | None = None
@@ -138,11 +143,11 @@ class Daemon:
 
     def _pause_intake(self, fault: str, pause_s: float) -> None:
         self.local_fault = fault
-        self._intake_paused_until = max(self._intake_paused_until, time.monotonic() + pause_s)
+        self._intake_paused_until = max(self._intake_paused_until, self.clock.monotonic() + pause_s)
         metrics.INTAKE_PAUSED.set(1)
 
     def intake_paused(self) -> bool:
-        if time.monotonic() < self._intake_paused_until:
+        if self.clock.monotonic() < self._intake_paused_until:
             return True
         metrics.INTAKE_PAUSED.set(0)
         return False
@@ -150,11 +155,8 @@ class Daemon:
     def _work_one(self, name: str) -> bool:
         if self.intake_paused():
             return False
-        workers = self.settings.workers
         owner = f"{self.owner}/{name}"  # the heartbeat renews every `self.owner/...` lease
-        rec = self.store.claim_next(
-            owner, workers.lease_s, fairness_window_s=workers.fairness_window_s
-        )
+        rec = self.pipeline.claim(owner)
         if rec is None:
             return False
         with self._busy_lock:
@@ -203,7 +205,11 @@ class Daemon:
         process dies, the leases run out within `workers.lease_s` and are taken over.
         """
         interval = max(0.2, self.settings.workers.lease_s / 3)
-        while not self.shutdown.wait(interval):
+        due = self.clock.monotonic() + interval
+        while not self.clock.wait(self.shutdown, max(0.0, due - self.clock.monotonic())):
+            if self.clock.monotonic() < due:
+                continue
+            due = self.clock.monotonic() + interval
             try:
                 self.store.heartbeat(self.owner, self.settings.workers.lease_s)
             except Exception:
@@ -267,7 +273,7 @@ class Daemon:
                     busy = self._busy
                 if busy == 0 and self.store.runnable_count() == 0:
                     break
-                time.sleep(0.2)
+                self.clock.wait(self.shutdown, 0.2)
         finally:
             self.shutdown.set()
             self._stop_workers(threads)
@@ -282,9 +288,9 @@ class Daemon:
         with self._wake:
             self._wake.notify_all()
         # One grace period for all workers (not per thread), kept below systemd's TimeoutStopSec.
-        deadline = time.monotonic() + self.settings.workers.shutdown_grace_s
+        deadline = self.clock.monotonic() + self.settings.workers.shutdown_grace_s
         for t in threads:
-            t.join(timeout=max(0.0, deadline - time.monotonic()))
+            t.join(timeout=max(0.0, deadline - self.clock.monotonic()))
         busy = [t.name for t in threads if t.is_alive()]
         if busy:
             log.warning("grace period over, still busy: %s; leases will expire", ", ".join(busy))

@@ -201,13 +201,9 @@ def _decoded(
 
 
 def _joined(frames: Iterable[av.AudioFrame]) -> Iterator[av.AudioFrame]:
-    """Decoded frames joined into about a second of audio each.
-
-    Every frame handed to the resampler is one pass through its filter graph, and codecs
-    cut audio into frames of ~20 ms: joining them cut the CPU of decoding a short clip by
-    a fifth, with byte-identical output. A format the join does not know, or one that
-    changes mid-stream, passes through (or starts a new join) as before.
-    """
+    """Decoded frames joined into about a second of audio each: every frame is one pass
+    through the resampler's filter graph, and codecs cut audio into tiny frames (README,
+    Performance). A format the join does not know, or one that changes, passes through."""
     held: list[av.AudioFrame] = []
     held_samples = 0
     for frame in frames:
@@ -239,8 +235,8 @@ def _join(frames: list[av.AudioFrame]) -> Iterator[av.AudioFrame]:
     if len(frames) < 2:
         yield from frames
         return
-    # Imported here: only the decoding child needs numpy, and it is 12 MB of RSS in
-    # every process that loads it (the daemon imports this module for downloads).
+    # Imported here: only the decoding child needs numpy; the daemon imports this module
+    # for downloads and would carry numpy's memory for nothing.
     import numpy as np
 
     first = frames[0]

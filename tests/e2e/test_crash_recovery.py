@@ -98,7 +98,7 @@ def test_sigkill_at_each_stage_then_restart_delivers_exactly_once(
     if stall is not None:
         stall(emulator)
     cfg = _config(tmp_path, emulator, vendor, delay_s)
-    store = TaskStore(f"sqlite:///{tmp_path / 'reach.sqlite3'}")
+    store = TaskStore(f"sqlite:///{tmp_path / 'reach.sqlite3'}", migrate=True)
 
     def at_stage() -> bool:
         rec = store.by_kaltura_id(task_id)
@@ -153,7 +153,7 @@ def _kill_when(
     tmp_path: Path, emu: KalturaEmulator, vendor: Vendor, condition: Callable[[], bool], what: str
 ) -> tuple[Path, TaskStore]:
     cfg = _config(tmp_path, emu, vendor, 0.0)
-    store = TaskStore(f"sqlite:///{tmp_path / 'reach.sqlite3'}")
+    store = TaskStore(f"sqlite:///{tmp_path / 'reach.sqlite3'}", migrate=True)
     with (tmp_path / "first.log").open("w") as log_file:
         proc = start_daemon(cfg, log_file)
         try:

@@ -137,7 +137,7 @@ def test_odd_task_payloads_give_a_spec_or_a_kaltura_error(
     text, ext = captions.render(cues, spec.output_format, spec.language_code)
     assert "hello" in text and ext
     # What the store is given must be storable.
-    store = TaskStore("sqlite://")
+    store = TaskStore("sqlite://", migrate=True)
     store.record_offered([o for o in offered if o.kaltura_task_id == task_id])
     store.close()
 
@@ -395,7 +395,7 @@ def test_one_hostile_get_jobs_field_costs_that_task_at_most(
         value = 1 << 70  # the emulator sorts by these: only a number can stand there
     with emu.world.lock:
         emu.world.tasks[bad][field] = value
-    store = TaskStore("sqlite://")
+    store = TaskStore("sqlite://", migrate=True)
     try:
         offered = make_gateway(emu, vendor, retries=0).fetch_jobs()
         store.record_offered(offered)

@@ -1,5 +1,6 @@
-"""`reach-vendor check-config` against a real (emulated) Kaltura, and `reach-vendor tasks`
-list/show/retry/cancel over a real store, with Kaltura's view checked where it matters."""
+"""`reach-vendor check-config` against a real (emulated) Kaltura, `reach-vendor tasks`
+list/show/retry/cancel over a real store, with Kaltura's view checked where it matters,
+and `reach-vendor migrate`, the only command besides `run` that changes the schema."""
 
 from __future__ import annotations
 
@@ -11,13 +12,15 @@ from pathlib import Path
 
 import pytest
 import yaml
+from sqlalchemy import text
 
 from reach_devkit.emulator import KalturaEmulator
 from reach_devkit.emulator.vendor_setup import Vendor
 from reach_vendor.domain.offer import OfferedTask
 from reach_vendor.domain.states import Stage, TaskState
 from reach_vendor.ops.cli import main
-from reach_vendor.store.tasks import TaskStore
+from reach_vendor.store import migrate
+from reach_vendor.store.tasks import TaskStore, make_engine
 from reach_vendor.worker.config import load_settings
 from tests.support.daemon import add_speech_task, write_config
 from tests.support.ops import free_port
@@ -104,7 +107,7 @@ def test_tasks_list_show_retry_cancel(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     cfg = write_config(tmp_path, emulator, vendor)
-    store = TaskStore(load_settings(cfg).database.url)
+    store = TaskStore(load_settings(cfg).database.url, migrate=True)
     failed, aborted_there, queued, leased = (
         add_speech_task(emulator, vendor, None) for _ in "abcd"
     )
@@ -171,3 +174,43 @@ def test_tasks_list_show_retry_cancel(
     code, _, err = run("show", "999999")
     assert code == 1 and "not in the store" in err
     store.close()
+
+
+def test_tasks_never_migrate_and_migrate_brings_the_database_to_head(
+    tmp_path: Path,
+    emulator: KalturaEmulator,
+    vendor: Vendor,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    cfg = write_config(tmp_path, emulator, vendor)
+    engine = make_engine(load_settings(cfg).database.url)
+    migrate.upgrade(engine, "0002")  # a database an older version made
+    head = migrate.head_revision()
+    try:
+        assert main(["tasks", "list", "--config", str(cfg)]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [
+            f"reach-vendor: the database is at revision 0002, this version needs {head}: "
+            "run `reach-vendor migrate`"
+        ]
+        assert migrate.current_revision(engine) == "0002"
+
+        assert main(["migrate", "--config", str(cfg)]) == 0
+        assert capsys.readouterr().out == f"database migrated from revision 0002 to {head}\n"
+        assert migrate.current_revision(engine) == head
+        assert main(["migrate", "--config", str(cfg)]) == 0
+        assert capsys.readouterr().out == f"database already at revision {head}\n"
+        assert main(["tasks", "list", "--config", str(cfg)]) == 0
+        assert capsys.readouterr().out.split()[:2] == ["TASK", "PARTNER"]
+
+        with engine.begin() as conn:  # as a newer version would leave it
+            conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+        assert main(["migrate", "--config", str(cfg)]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert (
+            len(err) == 1
+            and err[0].startswith("reach-vendor: cannot migrate:")
+            and "9999" in err[0]
+        )
+    finally:
+        engine.dispose()

@@ -69,7 +69,7 @@ def test_three_replicas_deliver_200_tasks_exactly_once(
         logs.append(log_path)
         handles.append(log_path.open("w"))
         procs.append(start_daemon(cfg, handles[-1]))
-    store = TaskStore(pg_url)
+    store = TaskStore(pg_url, migrate=True)
     victim = f"{socket.gethostname()}:{procs[0].pid}:"
 
     def victim_holds() -> set[int]:

@@ -30,7 +30,7 @@ def test_sigterm_releases_in_flight_task_and_next_run_delivers_it(
 ) -> None:
     task_id = add_speech_task(emulator, vendor, long_clip(clips, tmp_path, repeat=2))
     cfg = write_config(tmp_path, emulator, vendor, workers={"concurrency": 1})
-    store = TaskStore(f"sqlite:///{tmp_path / 'reach.sqlite3'}")
+    store = TaskStore(f"sqlite:///{tmp_path / 'reach.sqlite3'}", migrate=True)
     log_path = tmp_path / "daemon.log"
     with log_path.open("w") as log_file:
         proc = start_daemon(cfg, log_file)

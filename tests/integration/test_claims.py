@@ -42,7 +42,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def replicas(db_url: str) -> Iterator[tuple[TaskStore, TaskStore]]:
-    a, b = TaskStore(db_url), TaskStore(db_url)
+    a, b = TaskStore(db_url, migrate=True), TaskStore(db_url, migrate=True)
     yield a, b
     a.close()
     b.close()
@@ -128,7 +128,7 @@ def test_heartbeat_skips_rows_locked_by_others_instead_of_waiting(pg_url: str) -
     with the poller's sweep, and PostgreSQL aborted a worker's transaction to break it."""
     from sqlalchemy import text
 
-    store = TaskStore(pg_url)
+    store = TaskStore(pg_url, migrate=True)
     try:
         store.record_offered([offered(1), offered(2)])
         first = store.claim_next("r1/w0", 60)
@@ -150,7 +150,7 @@ def test_heartbeat_skips_rows_locked_by_others_instead_of_waiting(pg_url: str) -
 
 
 def test_only_one_replica_holds_the_poll_lock(pg_url: str) -> None:
-    a, b = TaskStore(pg_url), TaskStore(pg_url)
+    a, b = TaskStore(pg_url, migrate=True), TaskStore(pg_url, migrate=True)
     try:
         with a.poll_lock() as a_got:
             assert a_got
@@ -164,7 +164,7 @@ def test_only_one_replica_holds_the_poll_lock(pg_url: str) -> None:
 
 
 def test_replicas_together_poll_at_the_configured_rate(pg_url: str) -> None:
-    a, b = TaskStore(pg_url), TaskStore(pg_url)
+    a, b = TaskStore(pg_url, migrate=True), TaskStore(pg_url, migrate=True)
     try:
         with a.poll_lock(60) as a_got:
             assert a_got
@@ -181,7 +181,7 @@ def test_replicas_together_poll_at_the_configured_rate(pg_url: str) -> None:
 
 
 def test_sqlite_poll_lock_is_always_granted(tmp_path: Path) -> None:
-    store = TaskStore(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    store = TaskStore(f"sqlite:///{tmp_path / 'db.sqlite3'}", migrate=True)
     with store.poll_lock() as got:
         assert got
 
@@ -209,7 +209,7 @@ def test_many_workers_claim_and_finish_every_task_exactly_once(db_url: str) -> N
     the lease; a task another worker had claimed and finished in between (lease released)
     was claimed again, and its worker then tripped over the state machine."""
     workers, total = 16, 600
-    store = TaskStore(db_url, threads=workers)
+    store = TaskStore(db_url, threads=workers, migrate=True)
     try:
         store.record_offered([offered(i, partner=i % 5) for i in range(1, total + 1)])
         claims: Counter[int] = Counter()

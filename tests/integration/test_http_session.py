@@ -1,5 +1,6 @@
-"""The API transport (`http_session.post` under KalturaApiClient) against the emulator over
-real sockets: kept connections, a connection the server closed, gzip, TLS, a proxy."""
+"""The API transport (a per-thread requests session under KalturaApiClient) against the
+emulator over real sockets: kept connections, a connection the server closed, gzip, TLS, a
+proxy, redirects."""
 
 from __future__ import annotations
 
@@ -22,8 +23,8 @@ from cryptography.x509.oid import NameOID
 
 from reach_devkit.emulator import KalturaEmulator
 from reach_devkit.emulator.vendor_setup import Vendor
-from reach_vendor.kaltura import transport as http_session
-from reach_vendor.kaltura.gateway import KalturaGateway, KalturaTransientError
+from reach_vendor.kaltura import transport
+from reach_vendor.kaltura.gateway import KalturaGateway, KalturaTransientError, TaskKey
 from tests.support.daemon import add_test_vendor
 from tests.support.gateway import add_tasks, make_gateway
 
@@ -43,6 +44,32 @@ def test_one_thread_keeps_one_connection(emulator: KalturaEmulator, vendor: Vend
     assert _calls_on_fresh_thread(gw, 5) == [2] * 5
     # The app-token session (two requests) and five getJobs, all on one connection.
     assert len(emulator.http_requests) == 2 + 5
+    assert emulator.connections_opened == 1
+
+
+def test_api_calls_and_media_downloads_share_the_threads_connection(
+    emulator: KalturaEmulator, vendor: Vendor, tmp_path: Path
+) -> None:
+    media = tmp_path / "a.mp3"
+    media.write_bytes(b"ID3 not really audio")
+    task_id = emulator.add_task(
+        vendor_partner_id=vendor.partner_id, partner_id=4124832, media_path=media
+    )
+    gw = make_gateway(emulator, vendor)
+    downloaded: list[bytes] = []
+
+    def work() -> None:
+        task = emulator.task(task_id)
+        key = TaskKey(task_id, int(task["partnerId"]), str(task["entryId"]), task["accessKey"])
+        url, _flavor = gw.media_url(gw.get_task(key), key)
+        with transport.request("GET", url, stream=True, timeout=10) as resp:
+            downloaded.append(resp.content)
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join(30)
+    assert downloaded == [media.read_bytes()]
+    assert emulator.http_requests[-1]["actions"] == "serveFlavor"
     assert emulator.connections_opened == 1
 
 
@@ -118,9 +145,7 @@ def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
 def tls_emulator(tmp_path: Path) -> Iterator[tuple[KalturaEmulator, Vendor, Path]]:
     cert, key = _self_signed(tmp_path)
     with KalturaEmulator(tls=(cert, key)) as emu:
-        http_session._tls_context.cache_clear()
         yield emu, add_test_vendor(emu), cert
-    http_session._tls_context.cache_clear()
 
 
 def test_tls_is_verified_against_the_configured_bundle(
@@ -196,9 +221,7 @@ def proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
         monkeypatch.setenv("HTTP_PROXY", url)
         monkeypatch.delenv("NO_PROXY", raising=False)
         monkeypatch.delenv("no_proxy", raising=False)
-        http_session._proxies_for_origin.cache_clear()
         yield _ForwardingProxy.forwarded
-    http_session._proxies_for_origin.cache_clear()
 
 
 def test_calls_go_through_the_environments_proxy(
@@ -251,4 +274,4 @@ def test_a_redirect_through_the_proxy_is_not_followed_either(
     emulator: KalturaEmulator, vendor: Vendor, proxy: list[str]
 ) -> None:
     _assert_redirect_refused(emulator, vendor)
-    assert len(proxy) == 2  # the proxy path was the one taken
+    assert len(proxy) == 2  # both attempts went through the proxy

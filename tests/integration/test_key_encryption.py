@@ -44,7 +44,7 @@ def key_file(tmp_path: Path, name: str = "db.key") -> Path:
 
 def test_sqlite_file_never_holds_the_plaintext_key(tmp_path: Path) -> None:
     db = tmp_path / "db.sqlite3"
-    store = TaskStore(f"sqlite:///{db}", key_file=key_file(tmp_path))
+    store = TaskStore(f"sqlite:///{db}", key_file=key_file(tmp_path), migrate=True)
     store.record_offered([offered()])
     rec = store.by_kaltura_id(42)
     assert rec is not None and rec.id is not None and rec.access_key == SECRET_KEY
@@ -57,7 +57,7 @@ def test_sqlite_file_never_holds_the_plaintext_key(tmp_path: Path) -> None:
 
 
 def test_postgres_rows_hold_only_ciphertext(pg_url: str, tmp_path: Path) -> None:
-    store = TaskStore(pg_url, key_file=key_file(tmp_path))
+    store = TaskStore(pg_url, key_file=key_file(tmp_path), migrate=True)
     try:
         store.record_offered([offered()])
         with store.engine.connect() as conn:
@@ -70,7 +70,7 @@ def test_postgres_rows_hold_only_ciphertext(pg_url: str, tmp_path: Path) -> None
 
 def test_wrong_or_missing_key_fails_loudly(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
-    TaskStore(url, key_file=key_file(tmp_path)).record_offered([offered()])
+    TaskStore(url, key_file=key_file(tmp_path), migrate=True).record_offered([offered()])
     with pytest.raises(SecretBoxError, match="wrong key file"):
         TaskStore(url, key_file=key_file(tmp_path, "other.key")).by_kaltura_id(42)
     with pytest.raises(SecretBoxError, match="key_file is not set"):
@@ -79,7 +79,7 @@ def test_wrong_or_missing_key_fails_loudly(tmp_path: Path) -> None:
 
 def test_plaintext_rows_from_before_encryption_still_read(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
-    TaskStore(url).record_offered([offered()])
+    TaskStore(url, migrate=True).record_offered([offered()])
     store = TaskStore(url, key_file=key_file(tmp_path))
     rec = store.by_kaltura_id(42)
     assert rec is not None and rec.access_key == SECRET_KEY

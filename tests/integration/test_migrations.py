@@ -1,5 +1,6 @@
-"""Alembic migrations on real SQLite and PostgreSQL: the store builds its schema with them,
-they match the models, and replicas starting together on an empty database do not trip."""
+"""Alembic migrations on real SQLite and PostgreSQL: a store opened to migrate builds its
+schema with them, they match the models, replicas starting together on an empty database
+do not trip, and a store opened without migrating refuses a database not at head."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel
 
 from reach_vendor.store import migrate
-from reach_vendor.store.tasks import TaskStore, make_engine
+from reach_vendor.store.tasks import SchemaNotCurrent, TaskStore, make_engine
 
 WIDE = (
     "kaltura_task_id",
@@ -36,7 +37,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def test_store_upgrades_to_head_and_schema_matches_models(db_url: str) -> None:
-    store = TaskStore(db_url)
+    store = TaskStore(db_url, migrate=True)
     try:
         head = ScriptDirectory.from_config(migrate.alembic_config()).get_current_head()
         assert head is not None and migrate.current_revision(store.engine) == head
@@ -49,7 +50,8 @@ def test_store_upgrades_to_head_and_schema_matches_models(db_url: str) -> None:
     finally:
         store.close()
     # A second start on a current schema changes nothing and keeps the data.
-    TaskStore(db_url).close()
+    TaskStore(db_url, migrate=True).close()
+    TaskStore(db_url).close()  # at head: opens without migrating
 
 
 def test_replicas_starting_together_migrate_once(db_url: str) -> None:
@@ -59,7 +61,7 @@ def test_replicas_starting_together_migrate_once(db_url: str) -> None:
 
     def start() -> None:
         try:
-            store = TaskStore(db_url)
+            store = TaskStore(db_url, migrate=True)
             with lock:
                 stores.append(store)
         except BaseException as exc:  # noqa: BLE001 - reported below
@@ -118,3 +120,34 @@ def test_kaltura_integers_are_widened_to_bigint_keeping_the_rows(db_url: str) ->
             conn.execute(insert_row, {**row, "entry_id": "0_3"})  # the id is still unique
     finally:
         engine.dispose()
+
+
+def test_a_store_opened_without_migrating_refuses_an_old_schema_and_leaves_it(
+    db_url: str,
+) -> None:
+    engine = make_engine(db_url)
+    try:
+        migrate.upgrade(engine, "0002")
+        head = migrate.head_revision()
+        with pytest.raises(SchemaNotCurrent) as refused:
+            TaskStore(db_url)
+        assert str(refused.value) == (
+            f"the database is at revision 0002, this version needs {head}: "
+            "run `reach-vendor migrate`"
+        )
+        assert migrate.current_revision(engine) == "0002"
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+        with pytest.raises(SchemaNotCurrent, match="revision 9999, which this version"):
+            TaskStore(db_url)
+    finally:
+        engine.dispose()
+
+
+def test_a_store_opened_without_migrating_creates_nothing(tmp_path: Path) -> None:
+    missing = tmp_path / "none.sqlite3"
+    with pytest.raises(SchemaNotCurrent, match="^no database at .*: run `reach-vendor migrate`$"):
+        TaskStore(f"sqlite:///{missing}")
+    assert not missing.exists()
+    with pytest.raises(SchemaNotCurrent, match="has no schema yet"):
+        TaskStore("sqlite://")

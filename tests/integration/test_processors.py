@@ -14,6 +14,7 @@ import pytest
 
 from reach_vendor.engines import registry as processors
 from reach_vendor.engines import remote
+from reach_vendor.engines.local.options import PocketSphinxOptions
 from reach_vendor.engines.local.pocketsphinx import PocketSphinxProcessor
 from reach_vendor.engines.registry import (
     ProcessingCancelled,
@@ -165,7 +166,7 @@ def test_long_speech_without_pauses_is_cut_cleanly(tmp_path: Path, speech: Speec
     pcm = tmp_path / "long.pcm"
     duration = decode_to_pcm(make_speech(text, tmp_path / "long.wav", "wav"), pcm)
     assert duration > 12
-    engine = PocketSphinxProcessor({"max_utterance_s": 5})
+    engine = PocketSphinxProcessor(PocketSphinxOptions(max_utterance_s=5))
     transcript = engine.process(ProcessingRequest(pcm, duration, "english (american)"))
     assert wer(text, transcript.text) < 0.25
     _assert_well_timed(transcript.words, duration)

@@ -13,7 +13,7 @@ import pytest
 from reach_vendor.engines import registry as processors
 from reach_vendor.engines.base import ProcessingCancelled, ProcessorError, UnsupportedTaskError
 from reach_vendor.engines.remote.driver import RemoteAuthError
-from reach_vendor.engines.remote.options import Options
+from reach_vendor.engines.remote.options import S3Options
 from reach_vendor.engines.remote.staging import S3Staging
 from tests.support.daemon import Clip
 from tests.support.fakes.alteryx import FakeAlteryx
@@ -100,9 +100,9 @@ def test_transcribe_finds_its_job_after_a_lost_checkpoint(
 
 def test_large_media_is_staged_in_parts(tmp_path: Path, moto_endpoint: str) -> None:
     bucket = new_bucket(moto_endpoint)
-    opts = Options("test", {**staging_options(tmp_path, moto_endpoint, bucket),
-                            "multipart_threshold_mb": 5, "multipart_chunksize_mb": 5})  # fmt: skip
-    staging = S3Staging(opts)
+    options = staging_options(tmp_path, moto_endpoint, bucket)
+    parts = {"multipart_threshold_mb": 5, "multipart_chunksize_mb": 5}
+    staging = S3Staging(S3Options.model_validate({**options, **parts}))
     big = tmp_path / "big.wav"
     big.write_bytes(b"\1" * (11 * 1024 * 1024))
     key = staging.upload(big, "big.wav")

@@ -72,6 +72,10 @@ def test_unknown_tasks_and_paths_are_404_with_a_json_body(api: tuple[str, str, l
     assert status == 200 and body == {"tasks": [], "count": 0}
     status, body = get_json(base + "/v1/tasks?kalturaTaskId=abc", token)
     assert status == 400 and body["error"]["message"].startswith("kalturaTaskId:")
+    # Past what any column holds (SQLite's 64 bits overflowed on it): no such task.
+    for huge in (2**63, 2**64 + 1, 10**39):
+        status, body = get_json(base + f"/v1/tasks?kalturaTaskId={huge}", token)
+        assert status == 200 and body == {"tasks": [], "count": 0}, huge
 
 
 def test_lookup_by_kaltura_task_id_and_entry_id(api: tuple[str, str, list[str]]) -> None:
@@ -195,6 +199,11 @@ def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     assert "Traceback" not in served.stderr()
 
 
+def _documented(method: str, path: str, status: int) -> bool:
+    """The spec tells clients of every answer a limit can give."""
+    return str(status) in SPEC["paths"][path][method]["responses"]
+
+
 def _connect(port: int, timeout: float = 3.0) -> socket.socket:
     return socket.create_connection(("127.0.0.1", port), timeout=timeout)
 
@@ -280,6 +289,7 @@ def test_connections_beyond_the_bound_cost_no_fds_and_idle_ones_are_closed(
     for data, at in refused:
         status, headers, body = _response(data)
         assert (status, body["error"]["code"]) == (503, "busy")
+        assert _documented("get", "/v1/summary", status)
         assert headers["Connection"] == "close" and "Retry-After" in headers
         assert at - started < REQUEST_TIMEOUT_S
     assert all(REQUEST_TIMEOUT_S - 0.1 < at - started < REQUEST_TIMEOUT_S + 1 for at in held)
@@ -339,6 +349,7 @@ def test_content_length_is_judged_before_any_body_is_read(
         answer = _until_closed(sock)
     got, headers, body = _response(answer)
     assert (got, body["error"]["code"]) == (status, code)
+    assert _documented("post", "/v1/notify", got)
     assert headers["Connection"] == "close"
     assert "Traceback" not in limited.stderr()
 
@@ -354,6 +365,7 @@ def test_a_request_head_has_a_size_limit_too(limited: Served) -> None:
         "request_header_fields_too_large",
         "close",
     )
+    assert _documented("get", "/v1/summary", status)
 
 
 def test_a_small_body_with_the_token_keeps_the_connection(limited: Served) -> None:

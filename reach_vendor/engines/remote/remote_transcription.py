@@ -15,11 +15,6 @@ paths and the details method are options with the likeliest defaults (`upload_pa
 service documents no cancel call and no lookup by name: an aborted job is left to finish
 (its staged copy is not ours to delete), and a crash between submit and the checkpoint
 could submit twice.
-
-Options: `base_url`, `key_file`, `secret_file`, `profile_id`, `profile_name`, `form_id`,
-`transcript_suffix` (default ".txt": which output file is the plain-text transcript),
-`accuracy` (reported for the aligned text, default 0.9), `request_timeout_s` (default 90:
-the service says a call may take 30 s), plus the paths above.
 """
 
 from __future__ import annotations
@@ -36,11 +31,11 @@ from reach_vendor.engines.remote.driver import (
     as_dict,
 )
 from reach_vendor.engines.remote.http import HttpService, RemoteNotFound
-from reach_vendor.engines.remote.options import Options
+from reach_vendor.engines.remote.options import RemoteTranscriptionOptions
 from reach_vendor.engines.remote.staging import write_wav
 
 
-def map_details(answer: Any) -> RemoteStatus:
+def map_details(answer: object) -> RemoteStatus:
     """A details answer -> our state, ignoring the unreliable `job_info.status`."""
     if not isinstance(answer, dict):
         return RemoteStatus(RemoteState.RUNNING, "unreadable answer")
@@ -65,22 +60,20 @@ class RemoteTranscriptionBackend:
     name = "remote_transcription"
     min_poll_interval_s = 0.0  # no per-job limit documented; PollPolicy sets the pace
 
-    def __init__(self, opts: Options) -> None:
+    def __init__(self, opts: RemoteTranscriptionOptions) -> None:
         self.http = HttpService(
-            "remote transcription service",
-            opts.text("base_url"),
-            opts.number("request_timeout_s", 90.0),
+            "remote transcription service", opts.base_url, opts.request_timeout_s
         )
-        self.key = opts.secret_file("key_file")
-        self.secret = opts.secret_file("secret_file")
-        self.profile_id = opts.text("profile_id")
-        self.profile_name = opts.text("profile_name", "General Transcription")
-        self.form_id = opts.optional_text("form_id")
-        self.upload_path = opts.text("upload_path", "/upload/audio")
-        self.submit_path = opts.text("submit_path", "/jobs/submit")
-        self.details_method = opts.text("details_method", "POST").upper()
-        self.transcript_suffix = opts.text("transcript_suffix", ".txt").lower()
-        self.accuracy = min(1.0, opts.number("accuracy", 0.9))
+        self.key = opts.key_file.value
+        self.secret = opts.secret_file.value
+        self.profile_id = opts.profile_id
+        self.profile_name = opts.profile_name
+        self.form_id = opts.form_id
+        self.upload_path = opts.upload_path
+        self.submit_path = opts.submit_path
+        self.details_method = opts.details_method
+        self.transcript_suffix = opts.transcript_suffix.lower()
+        self.accuracy = opts.accuracy
 
     def _auth(self) -> dict[str, str]:
         return {"key": self.key, "secret": self.secret}

@@ -14,10 +14,6 @@ still running (bounded by the driver's max_wait_s). Review states ("InReview", "
 are a human step at the service: the job is running, not stuck. `restartCount` is logged
 so ops see re-processing. No cancel call is documented: on abort we delete the staged
 media, which stops the service from reading it.
-
-Options: `base_url`, `token_url` (default `<base_url>/connect/token`), `client_id`,
-`client_secret_file`, `scope` (default "WebAPI"), `workspace_id`, `request_timeout_s`,
-`staging` (S3: bucket, region, endpoint_url, prefix, url_expiry_s, key files...).
 """
 
 from __future__ import annotations
@@ -28,7 +24,7 @@ from reach_vendor.engines.base import ProcessingRequest, ProcessorError, Transcr
 from reach_vendor.engines.remote import transcripts
 from reach_vendor.engines.remote.driver import Job, RemoteState, RemoteStatus
 from reach_vendor.engines.remote.http import BearerToken, HttpService, RemoteNotFound
-from reach_vendor.engines.remote.options import Options
+from reach_vendor.engines.remote.options import SmartDocumentorOptions
 from reach_vendor.engines.remote.staging import (
     S3Staging,
     removed_on_failure,
@@ -90,23 +86,21 @@ class SmartDocumentorBackend:
     name = "smartdocumentor"
     min_poll_interval_s = 0.0  # no per-job limit documented; PollPolicy sets the pace
 
-    def __init__(self, opts: Options) -> None:
-        base_url = opts.text("base_url", "https://cloud.smartdocumentor.net")
-        self.http = HttpService("SmartDocumentor", base_url, opts.number("request_timeout_s", 60))
+    def __init__(self, opts: SmartDocumentorOptions) -> None:
+        base_url = opts.base_url.rstrip("/")
+        self.http = HttpService("SmartDocumentor", base_url, opts.request_timeout_s)
         self.token = BearerToken(
             self.http,
-            opts.text("token_url", f"{base_url.rstrip('/')}/connect/token"),
+            opts.token_url or f"{base_url}/connect/token",
             {
                 "grant_type": "client_credentials",
-                "scope": opts.text("scope", "WebAPI"),
-                "client_id": opts.text("client_id"),
-                "client_secret": opts.secret_file("client_secret_file"),
+                "scope": opts.scope,
+                "client_id": opts.client_id,
+                "client_secret": opts.client_secret_file.value,
             },
         )
-        self.workspace_id = opts.optional_text("workspace_id")
-        staging = Options(f"{opts.type_name}.staging", opts.mapping("staging"))
-        self.staging = S3Staging(staging)
-        staging.finish()
+        self.workspace_id = opts.workspace_id
+        self.staging = S3Staging(opts.staging)
 
     def submit(self, request: ProcessingRequest) -> Job:
         key, url = stage_for_url(self.staging, request)
@@ -116,7 +110,7 @@ class SmartDocumentorBackend:
             "context": {"url": url, "transcriptLanguage": request.language},
         }
         if self.workspace_id:
-            body["workspaceId"] = int(self.workspace_id)
+            body["workspaceId"] = self.workspace_id
         with removed_on_failure(self.staging, key):
             answer = self.token.json("POST", f"{API}/process", json=body)
         task_id = answer.get("taskId") if isinstance(answer, dict) else None

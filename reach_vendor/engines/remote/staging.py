@@ -1,11 +1,9 @@
 """Media for remote services: a WAV of the decoded audio, staged in S3.
 
-Remote services fetch media themselves (Transcribe from an s3:// URI, SmartDocumentor,
-Alteryx and Vault workflows from a URL), so the audio is put where they can read it. The
-already-decoded 16 kHz mono PCM is sent as WAV rather than the Kaltura flavor: it is
-small (about 115 MB an hour), every service accepts it, and the flavor URL would hand the
-customer's access key to a third party. Large files go up in parts (boto3 TransferConfig)
-so that hours of audio neither sit in memory nor fail as one huge PUT.
+Services fetch media themselves (an s3:// URI or a pre-signed URL). The decoded 16 kHz mono
+PCM is sent as WAV rather than the Kaltura flavor: every service accepts it, it is small,
+and the flavor URL would hand the customer's access key to a third party. Large files go
+up in parts, so hours of audio neither sit in memory nor fail as one huge PUT.
 """
 
 from __future__ import annotations
@@ -21,7 +19,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
 from reach_vendor.engines.base import SAMPLE_RATE, ProcessingRequest
-from reach_vendor.engines.remote.options import Options
+from reach_vendor.engines.remote.options import S3Options
 
 _MIB = 1024 * 1024
 
@@ -38,19 +36,18 @@ def write_wav(request: ProcessingRequest) -> Path:
     return out
 
 
-def s3_client(opts: Options, service: str = "s3") -> Any:
-    """A boto3 client from the engine's options: region, endpoint_url (for S3-compatible
-    stores and tests) and optional key files; without key files boto3's usual credential
-    chain (environment, instance role) applies."""
-    region = opts.text("region", "us-east-1")
-    endpoint = opts.optional_text("endpoint_url")
-    kwargs: dict[str, Any] = {"region_name": region, "endpoint_url": endpoint}
-    if opts.has("access_key_id_file") or opts.has("secret_access_key_file"):
-        kwargs["aws_access_key_id"] = opts.secret_file("access_key_id_file")
-        kwargs["aws_secret_access_key"] = opts.secret_file("secret_access_key_file")
+def s3_client(opts: S3Options, service: str = "s3") -> Any:
+    """A boto3 client for `service` (S3 or Transcribe) from the staging options."""
+    kwargs: dict[str, str | None] = {
+        "region_name": opts.region,
+        "endpoint_url": opts.endpoint_url,
+    }
+    if opts.access_key_id_file and opts.secret_access_key_file:
+        kwargs["aws_access_key_id"] = opts.access_key_id_file.value
+        kwargs["aws_secret_access_key"] = opts.secret_access_key_file.value
     config = Config(
         retries={"max_attempts": 3, "mode": "standard"},
-        s3={"addressing_style": "path"} if endpoint else {},
+        s3={"addressing_style": "path"} if opts.endpoint_url else {},
     )
     return boto3.client(service, config=config, **kwargs)
 
@@ -59,16 +56,14 @@ class S3Staging:
     """Uploads media under `prefix` in `bucket`, hands out s3:// URIs or pre-signed URLs,
     and removes what it put there (unless `delete_staged_media: false`, for debugging)."""
 
-    def __init__(self, opts: Options) -> None:
-        self.bucket = opts.text("bucket")
-        self.prefix = opts.text("prefix", "reach-vendor/").lstrip("/")
-        self.delete_staged_media = opts.flag("delete_staged_media", True)
-        self.url_expiry_s = int(opts.number("url_expiry_s", 7 * 24 * 3600))
-        threshold = int(opts.number("multipart_threshold_mb", 64) * _MIB)
-        chunk = int(opts.number("multipart_chunksize_mb", 16) * _MIB)
+    def __init__(self, opts: S3Options) -> None:
+        self.bucket = opts.bucket
+        self.prefix = opts.prefix.lstrip("/")
+        self.delete_staged_media = opts.delete_staged_media
+        self.url_expiry_s = int(opts.url_expiry_s)
         self.transfer = TransferConfig(
-            multipart_threshold=max(5 * _MIB, threshold),
-            multipart_chunksize=max(5 * _MIB, chunk),
+            multipart_threshold=max(5 * _MIB, int(opts.multipart_threshold_mb * _MIB)),
+            multipart_chunksize=max(5 * _MIB, int(opts.multipart_chunksize_mb * _MIB)),
             max_concurrency=4,
         )
         self.client = s3_client(opts)
@@ -89,8 +84,7 @@ class S3Staging:
         return key
 
     def presigned_url(self, key: str) -> str:
-        # SmartDocumentor requires the file to stay readable for the task's lifetime, so
-        # the link lives as long as the service may take (default 7 days, SigV4's maximum).
+        # SmartDocumentor re-reads the file while the task lives: the link must outlive it.
         url: str = self.client.generate_presigned_url(
             "get_object",
             Params={"Bucket": self.bucket, "Key": key},

@@ -20,8 +20,9 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Iterable
-from typing import Any
+from typing import get_args
 
+from reach_vendor.domain.states import ServiceFeature
 from reach_vendor.engines.base import (
     ProcessingRequest,
     ProcessorError,
@@ -29,19 +30,13 @@ from reach_vendor.engines.base import (
     UnsupportedTaskError,
     Word,
 )
+from reach_vendor.engines.remote.options import OutputFormat
 
-FORMATS = ("transcribe_json", "words_json", "smartdocumentor_json", "text")
-ALIGNMENT = 3
-
-
-def check_format(value: str, type_name: str) -> str:
-    if value not in FORMATS:
-        raise ValueError(f"{type_name} option 'output_format' must be one of {', '.join(FORMATS)}")
-    return value
+FORMATS: tuple[OutputFormat, ...] = get_args(OutputFormat)
 
 
 def parse(
-    fmt: str,
+    fmt: OutputFormat,
     content: bytes,
     request: ProcessingRequest,
     engine: str,
@@ -70,7 +65,7 @@ def parse(
     return _transcript(words, request, engine)
 
 
-def check_alignable(fmt: str, request: ProcessingRequest, engine: str) -> None:
+def check_alignable(fmt: OutputFormat, request: ProcessingRequest, engine: str) -> None:
     """Refuse, before anything is submitted and paid for, a task whose text could not be
     aligned afterwards: the local aligner has an English model only."""
     if fmt == "text" and not request.language.strip().lower().startswith("english"):
@@ -90,7 +85,9 @@ def align_text(
         raise ProcessorError(f"the {engine} transcript is empty (no speech found)")
     aligned = request.run_engine(
         PocketSphinxProcessor(),
-        dataclasses.replace(request, service_feature=ALIGNMENT, transcript_text=text),
+        dataclasses.replace(
+            request, service_feature=ServiceFeature.ALIGNMENT, transcript_text=text
+        ),
     )
     return Transcript(
         words=aligned.words, language=request.language, engine=engine, accuracy=accuracy
@@ -120,14 +117,16 @@ def _decode(content: bytes, engine: str) -> str:
         raise ProcessorError(f"the {engine} transcript is not UTF-8 text") from None
 
 
-def _load_json(content: bytes, engine: str) -> Any:
+def _load_json(content: bytes, engine: str) -> object:
     try:
         return json.loads(_decode(content, engine))
     except json.JSONDecodeError:
         raise ProcessorError(f"the {engine} transcript is not valid JSON") from None
 
 
-def _number(value: Any) -> float | None:
+def _number(value: object) -> float | None:
+    if not isinstance(value, int | float | str):
+        return None
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -135,7 +134,7 @@ def _number(value: Any) -> float | None:
     return number if number >= 0 else None
 
 
-def _transcribe_words(data: Any) -> Iterable[Word]:
+def _transcribe_words(data: object) -> Iterable[Word]:
     results = data.get("results") if isinstance(data, dict) else None
     items = results.get("items") if isinstance(results, dict) else None
     if not isinstance(items, list):
@@ -162,7 +161,7 @@ def _transcribe_words(data: Any) -> Iterable[Word]:
     return words
 
 
-def _plain_words(items: Any, start: str = "start", end: str = "end") -> Iterable[Word]:
+def _plain_words(items: object, start: str = "start", end: str = "end") -> Iterable[Word]:
     if not isinstance(items, list):
         raise ProcessorError("the transcript has no list of words")
     for item in items:

@@ -13,11 +13,6 @@ API_LIMIT_EXCEEDED is "poll later", other errors fail the call. Job Status may b
 every 10 s per job (more is API_LIMIT_EXCEEDED), hence `min_poll_interval_s` 10, which the
 driver never undercuts. Vault documents no cancel for jobs (admins cancel in the UI): an
 aborted job runs on; its staged media is deleted.
-
-Options: `base_url` (https://<vault>.veevavault.com), `api_version` (default "v26.1"),
-`username`, `password_file`, `submit_path` (may contain `{version}`), `output_link_rel`,
-`output_format`, `min_poll_interval_s` (default 10; lower only for a test double),
-`request_timeout_s`, `staging` (S3 options).
 """
 
 from __future__ import annotations
@@ -37,7 +32,7 @@ from reach_vendor.engines.remote.driver import (
     as_list,
 )
 from reach_vendor.engines.remote.http import HttpService
-from reach_vendor.engines.remote.options import Options
+from reach_vendor.engines.remote.options import VeevaVaultOptions
 from reach_vendor.engines.remote.staging import S3Staging, removed_on_failure, stage_for_url
 
 POLL_LIMIT_S = 10.0
@@ -77,7 +72,7 @@ class _SessionExpired(Exception):
     pass
 
 
-def _check(answer: Any, what: str, retry_after_s: float = POLL_LIMIT_S) -> dict[str, Any]:
+def _check(answer: object, what: str, retry_after_s: float = POLL_LIMIT_S) -> dict[str, Any]:
     """Vault's envelope -> the answer, or the driver's error kinds."""
     if not isinstance(answer, dict):
         raise RemoteUnavailable(f"Vault {what}: unreadable answer")
@@ -98,22 +93,16 @@ def _check(answer: Any, what: str, retry_after_s: float = POLL_LIMIT_S) -> dict[
 class VeevaVaultBackend:
     name = "veeva_vault"
 
-    def __init__(self, opts: Options) -> None:
-        self.http = HttpService(
-            "Veeva Vault", opts.text("base_url"), opts.number("request_timeout_s", 60)
-        )
-        self.version = opts.text("api_version", "v26.1")
-        self.username = opts.text("username")
-        self.password = opts.secret_file("password_file")
-        self.submit_path = opts.text("submit_path").replace("{version}", self.version)
-        self.output_link_rel = opts.text("output_link_rel", "artifacts")
-        self.output_format = transcripts.check_format(
-            opts.text("output_format", "words_json"), opts.type_name
-        )
-        self.min_poll_interval_s = opts.number("min_poll_interval_s", POLL_LIMIT_S)
-        staging = Options(f"{opts.type_name}.staging", opts.mapping("staging"))
-        self.staging = S3Staging(staging)
-        staging.finish()
+    def __init__(self, opts: VeevaVaultOptions) -> None:
+        self.http = HttpService("Veeva Vault", opts.base_url, opts.request_timeout_s)
+        self.version = opts.api_version
+        self.username = opts.username
+        self.password = opts.password_file.value
+        self.submit_path = opts.submit_path.replace("{version}", self.version)
+        self.output_link_rel = opts.output_link_rel
+        self.output_format = opts.output_format
+        self.min_poll_interval_s = opts.min_poll_interval_s
+        self.staging = S3Staging(opts.staging)
         self._session_id: str | None = None
 
     def _login(self) -> str:

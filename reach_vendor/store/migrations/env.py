@@ -1,8 +1,8 @@
 """Alembic environment for the task store.
 
-The store runs migrations itself at start-up (`reach_vendor.store.migrate.upgrade`) and hands
-its connection over in `config.attributes["connection"]`; running `alembic` by hand with
-`-x url=...` also works, for ops who want to inspect or stamp a database.
+`reach-vendor migrate` and `run` (`reach_vendor.store.migrate.upgrade`) hand their
+connection over in `config.attributes["connection"]`; `alembic -x url=...` by hand also
+works, to inspect or stamp a database.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from alembic import context
 from sqlalchemy import create_engine
 from sqlmodel import SQLModel
 
-import reach_vendor.store.tasks  # noqa: F401  (registers the tables on the metadata)
+import reach_vendor.store.models  # noqa: F401  (registers the tables on the metadata)
 
 config = context.config
 target_metadata = SQLModel.metadata

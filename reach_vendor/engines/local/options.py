@@ -1,0 +1,74 @@
+"""Options of the local engines; kept apart from the engines so that validating them does
+not import pocketsphinx or faster-whisper."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BeforeValidator, Field
+
+from reach_vendor.engines.options import EngineOptions, NonNegative, Positive
+
+
+class PocketSphinxOptions(EngineOptions):
+    beam: Positive | None = None
+    wbeam: Positive | None = None
+    pbeam: Positive | None = None
+    lw: Positive | None = None
+    maxhmmpf: int | None = None
+    max_utterance_s: Annotated[float, Field(ge=5, le=120)] = 30.0
+    vad_mode: Annotated[int, Field(ge=0, le=3)] = 0
+    """How eagerly the endpointer calls a frame speech (0..3)."""
+
+    def decoder_options(self) -> dict[str, float | int]:
+        """The keys passed straight to the pocketsphinx `Decoder`."""
+        return self.model_dump(exclude={"max_utterance_s", "vad_mode"}, exclude_none=True)
+
+
+def _model_dir_given(value: object) -> object:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise ValueError("a local model directory is required")
+    return value
+
+
+def _model_dir_usable(path: Path) -> Path:
+    # Checked here so that a model name ("tiny.en") never reaches faster-whisper, which
+    # would look it up on a model hub.
+    path = path.expanduser()
+    if not path.is_dir():
+        raise ValueError(f"{path} is not a directory")
+    if not (path / "model.bin").is_file():
+        raise ValueError(
+            f"{path} has no model.bin (a CTranslate2 Whisper model directory is needed)"
+        )
+    return path
+
+
+class WhisperOptions(EngineOptions):
+    model_dir: Annotated[
+        Path,
+        BeforeValidator(_model_dir_given),
+        AfterValidator(_model_dir_usable),
+        Field(strict=False),
+    ]
+    compute_type: Literal["int8", "int8_float32", "float32", "default"] = "int8"
+    cpu_threads: Annotated[int, Field(ge=0, le=64)] = 0
+    """0 lets CTranslate2 decide."""
+    beam_size: Annotated[int, Field(ge=1, le=10)] = 5
+    vad_filter: bool = True
+    chunk_s: Annotated[int, Field(ge=30, le=3600)] = 600
+    """Audio is read in chunks of this many seconds, so long media never sits in memory."""
+
+
+def _has_words(text: str) -> str:
+    if not text.split():
+        raise ValueError("must contain a word")
+    return text
+
+
+class ScriptedOptions(EngineOptions):
+    text: Annotated[str, AfterValidator(_has_words)] = "scripted transcript"
+    delay_s: NonNegative = 0.0
+    """Stands for the engine's working time; cancellation is honoured meanwhile."""
+    accuracy: Annotated[float, Field(ge=0, le=1)] = 0.9
