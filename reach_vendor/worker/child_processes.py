@@ -1,22 +1,10 @@
 """CPU-heavy work on a task (media decoding, speech engines that hold the GIL) in
 long-lived child processes, one job at a time per child.
 
-Such work does not run on the worker threads, for three reasons:
-
-* Isolation. The media is the customer's file and libav is C: a file that crashes or
-  exhausts the decoder must cost that task a retry (and, if it keeps happening, an ERROR
-  with a reason), not take the daemon and every other task down with it.
-* Cores. pocketsphinx never releases the GIL, so on threads a daemon with 4 workers
-  recognised one task at a time, on one core, whatever the machine had.
-* GIL hand-offs. PyAV releases the GIL around every packet and every frame (hundreds of
-  times per minute of audio); with several worker threads each release hands the
-  interpreter to another thread and the decoder then waits to get it back. On a 5 s clip,
-  2 threads decoding side by side cost 18.5 ms of CPU per decode against 5.9 ms for one.
-
-Children are started on first use, from a fork server that has PyAV and the speech
-engines' modules loaded (a start takes milliseconds, not an import), and are kept for the
-next job; at most `size` work at once. A child exits when its pipe closes, so a daemon
-killed outright leaves none behind.
+Children isolate the daemon from C code crashing on a customer's file, use more than one
+core (pocketsphinx never releases the GIL), and spare decoders the GIL hand-offs between
+worker threads. They are forked from a fork server with PyAV and the engines preloaded,
+kept for the next job, and exit when their pipe closes, so a killed daemon leaves none.
 """
 
 from __future__ import annotations
@@ -125,11 +113,8 @@ def _exit_reason(code: int | None) -> str:
 
 
 class ChildPool:
-    """Runs picklable functions in child processes; at most `size` at once.
-
-    A child is replaced after `max_jobs` jobs: a pocketsphinx child grows by about 20 kB a
-    task (measured), which over months of tasks would add up.
-    """
+    """Runs picklable functions in child processes; at most `size` at once. A child is
+    replaced after `max_jobs` jobs: engines leak a little per task, which adds up."""
 
     def __init__(self, size: int, *, max_jobs: int = 500) -> None:
         self.max_jobs = max_jobs
@@ -142,12 +127,9 @@ class ChildPool:
     def run(
         self, what: str, fn: Callable[..., T], args: tuple[Any, ...], stop: threading.Event
     ) -> T:
-        """`fn(*args)` in a child: its result, or the exception it raised.
-
-        `what` names the work for errors. Raises `ChildDied` if the child died meanwhile,
-        and `ProcessingCancelled` as soon as `stop` is set (the child is killed: an hour of
-        audio is not worth finishing for a task that is aborted or a daemon that stops).
-        """
+        """`fn(*args)` in a child: its result, or the exception it raised (`what` names
+        the work in errors). `ChildDied` if the child died; `ProcessingCancelled` as soon
+        as `stop` is set, and the child is killed rather than left to finish."""
         # Waiting for a free child (more workers than cores) gives way to `stop` too.
         while not self._slots.acquire(timeout=_POLL_S):
             if stop.is_set():

@@ -78,12 +78,8 @@ class Daemon:
     # -- polling --------------------------------------------------------------------
 
     def poll(self) -> int:
-        """One getJobs sweep; returns how many new tasks were recorded.
-
-        With replicas sharing a PostgreSQL store only one of them polls at a time, and
-        not sooner than `polling.interval_s` after another did (the store's poll lock);
-        the others skip this round and just work on what is stored.
-        """
+        """One getJobs sweep; returns how many new tasks were recorded. Replicas sharing
+        a store take turns through its poll lock; the others skip the round."""
         while True:
             pushed = self._poll_requested.is_set()
             self._poll_requested.clear()
@@ -94,10 +90,8 @@ class Daemon:
                 return new
 
     def _poll_once(self, pushed: bool) -> int:
-        # A little under the interval, so scheduling jitter does not skip a whole round;
-        # a pushed poll (POST /v1/notify) is about a task that the last round cannot have
-        # seen, so it does not wait for the interval (the lock still keeps it to one
-        # replica at a time).
+        # A little under the interval, so scheduling jitter does not skip a round; a pushed
+        # poll (POST /v1/notify) is about a task the last round cannot have seen.
         min_interval_s = 0.0 if pushed else self.settings.polling.interval_s * 0.8
         with self.store.poll_lock(min_interval_s) as ours:
             if not ours:
@@ -131,9 +125,8 @@ class Daemon:
             self._wake.notify_all()
 
     def poll_now(self) -> None:
-        """Poll at once instead of at the next interval (Kaltura event notifications reach
-        us through the status API's POST /v1/notify). A sweep already running is not
-        doubled: the scheduler's max_instances=1 skips the extra run."""
+        """Poll now rather than at the next interval (POST /v1/notify); a sweep already
+        running goes round once more instead of being doubled."""
         self._poll_requested.set()
         scheduler = self._scheduler
         if scheduler is not None and scheduler.running:
@@ -181,14 +174,9 @@ class Daemon:
                 self._idle_wait(seen)
 
     def _idle_wait(self, seen: int, timeout_s: float = 1.0) -> bool:
-        """Sleep until new work may be there or `timeout_s` passes (tasks whose retry time
-        comes, leases that run out); True if woken by new work.
-
-        `seen` is the work generation read before the claim that found nothing: a poll
-        that recorded tasks while that claim ran has bumped it already, and its wake-up
-        would be lost if the worker went to sleep regardless (that task would then wait a
-        whole timeout for its pick-up).
-        """
+        """Sleep until new work may be there or `timeout_s` passes; True if woken by new
+        work. `seen` is the work generation read before the empty claim, so a poll that
+        recorded tasks during that claim is not slept through."""
         with self._wake:
             return (
                 self._wake.wait_for(
@@ -199,11 +187,8 @@ class Daemon:
             )
 
     def _heartbeat_loop(self) -> None:
-        """Keep every lease of this process alive, whatever stage its tasks are in.
-
-        Leases are what other replicas look at: while this runs they stay away; if the
-        process dies, the leases run out within `workers.lease_s` and are taken over.
-        """
+        """Keep every lease of this process alive; if the process dies they run out
+        within `workers.lease_s` and other replicas take the tasks over."""
         interval = max(0.2, self.settings.workers.lease_s / 3)
         due = self.clock.monotonic() + interval
         while not self.clock.wait(self.shutdown, max(0.0, due - self.clock.monotonic())):

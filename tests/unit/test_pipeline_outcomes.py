@@ -1,0 +1,372 @@
+"""Every way a task's run ends, against a scripted Kaltura (tests/support/fake_gateway.py),
+media tools that need no media, the scripted engine, a real TaskStore on in-memory SQLite
+and a fake clock: no network, no sleeping, whole file in seconds."""
+
+from __future__ import annotations
+
+import errno
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reach_vendor.domain.states import KalturaStatus, Stage, TaskState
+from reach_vendor.engines.base import (
+    ProcessingCancelled,
+    ProcessingRequest,
+    Processor,
+    ProcessorError,
+    ProcessorUnavailable,
+    Transcript,
+)
+from reach_vendor.engines.routing import ProcessorPool
+from reach_vendor.kaltura.gateway import KalturaApiError, KalturaTransientError
+from reach_vendor.store.tasks import TaskRecord, TaskStore
+from reach_vendor.worker.config import parse_settings
+from reach_vendor.worker.outcomes import Ending, LeaseLost, Outcome, TaskAborted, classify
+from reach_vendor.worker.pipeline import Pipeline
+from tests.support.fake_clock import FakeClock
+from tests.support.fake_gateway import FakeGateway, FakeMedia
+
+OWNER = "host:1:abc/w0"
+LEASE_S = 30.0
+KEEPER_INTERVAL_S = LEASE_S / 3
+PAUSE_S = 60.0
+
+
+class Watched:
+    """The scripted engine, telling the test when it has started working."""
+
+    def __init__(self, engine: Processor) -> None:
+        self.engine = engine
+        self.name = engine.name
+        self.started = threading.Event()
+
+    def process(self, request: ProcessingRequest) -> Transcript:
+        self.started.set()
+        return self.engine.process(request)
+
+
+class World:
+    def __init__(self, tmp_path: Path, engine_delay_s: float) -> None:
+        self.settings = parse_settings(
+            {
+                "kaltura": {
+                    "service_url": "https://fake.invalid",
+                    "partner_id": 9001,
+                    "app_token": {"id": "1_test", "token": "not-a-real-token"},
+                },
+                "workers": {"lease_s": LEASE_S, "retry_base_s": 10, "max_attempts": 3},
+                "storage": {"work_dir": str(tmp_path / "work"), "local_fault_pause_s": PAUSE_S},
+                "processors": {
+                    "default": "scripted",
+                    "options": {"scripted": {"delay_s": engine_delay_s}},
+                },
+            }
+        )
+        self.clock = FakeClock()
+        self.gateway = FakeGateway(now=self.clock.now())
+        self.media = FakeMedia()
+        self.store = TaskStore("sqlite://", migrate=True)
+        self.engine = Watched(self.settings.processors.pool().get("scripted"))
+        self.pipeline = Pipeline(
+            self.settings,
+            self.store,
+            self.gateway,
+            ProcessorPool.fixed(self.engine),
+            "host:1:abc",
+            clock=self.clock,
+            media_tools=self.media,
+        )
+        self.local_faults: list[tuple[str, float]] = []
+        self.pipeline.on_local_fault = lambda fault, s: self.local_faults.append((fault, s))
+        self.shutdown = threading.Event()
+
+    def offer(self, task_id: int, **kw: Any) -> int:
+        self.store.record_offered([self.gateway.offer(task_id, **kw)])
+        return task_id
+
+    def run(self) -> TaskRecord:
+        """Claim the next task and run it to whatever end it comes."""
+        rec = self.pipeline.claim(OWNER)
+        assert rec is not None, "nothing to claim"
+        self.pipeline.run(rec, self.shutdown, OWNER)
+        return self.record(rec.kaltura_task_id)
+
+    def run_in_background(self) -> threading.Thread:
+        thread = threading.Thread(target=self.run, name="pipeline-under-test")
+        thread.start()
+        assert self.engine.started.wait(10), "the engine never started"
+        return thread
+
+    def record(self, task_id: int) -> TaskRecord:
+        rec = self.store.by_kaltura_id(task_id)
+        assert rec is not None
+        return rec
+
+    def events(self, task_id: int) -> list[str]:
+        return [e.message for e in self.store.events(self.record(task_id).id or 0)]
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    w = World(tmp_path, engine_delay_s=0.0)
+    yield w
+    w.store.close()
+
+
+@pytest.fixture
+def slow_world(tmp_path: Path) -> Iterator[World]:
+    """The engine works for 20 s unless stopped: the keeper has to stop it."""
+    w = World(tmp_path, engine_delay_s=20.0)
+    yield w
+    w.store.close()
+
+
+_RUN_STAGES = (
+    Stage.CLAIM,
+    Stage.DOWNLOAD,
+    Stage.DECODE,
+    Stage.TRANSCRIBE,
+    Stage.UPLOAD,
+    Stage.FINISH,
+)
+
+
+def _join(thread: threading.Thread) -> None:
+    thread.join(timeout=10)
+    assert not thread.is_alive(), "the run did not stop"
+
+
+# -- ends -------------------------------------------------------------------------------
+
+
+def test_a_task_is_delivered_and_set_ready(world: World) -> None:
+    task_id = world.offer(1)
+    rec = world.run()
+    task = world.gateway.tasks[task_id]
+    assert task.status == KalturaStatus.READY and task.ready is not None
+    assert sorted(task.assets) == ["caption", "json", "text"]
+    assert b"scripted transcript" in task.content["text"]
+    caption_id, accuracy, units = task.ready
+    assert caption_id == task.assets["caption"] and accuracy == 90 and units is None
+    assert rec.state == TaskState.DELIVERED and rec.lease_owner is None
+    assert rec.caption_asset_id == caption_id and rec.transcript_asset_id == task.assets["text"]
+    stages = [e.stage for e in world.store.events(rec.id or 0) if e.stage]
+    assert list(dict.fromkeys(stages)) == [s.value for s in _RUN_STAGES]
+
+
+def test_a_processor_error_is_an_error_with_its_text_for_the_customer(world: World) -> None:
+    task_id = world.offer(2, source_language="French")
+    rec = world.run()
+    task = world.gateway.tasks[task_id]
+    assert task.status == KalturaStatus.ERROR
+    assert task.error is not None and "French" in task.error
+    assert rec.state == TaskState.FAILED and rec.attempts == 0 and rec.error == task.error
+    assert task.assets == {} and task.ready is None
+
+
+def test_kaltura_unreachable_is_retried_later_not_failed(world: World) -> None:
+    task_id = world.offer(3)
+    world.gateway.fail("start_task", KalturaTransientError("Kaltura unreachable after retries"))
+    rec = world.run()
+    assert rec.state == TaskState.QUEUED and rec.attempts == 1 and rec.lease_owner is None
+    # retry_base_s with +-25 % jitter, counted on the injected clock
+    assert world.clock.now() + 7.5 <= rec.next_attempt_at <= world.clock.now() + 12.5
+    assert world.gateway.tasks[task_id].error is None
+
+    world.store.update(rec.id or 0, next_attempt_at=0.0)
+    assert world.run().state == TaskState.DELIVERED
+    assert world.gateway.tasks[task_id].status == KalturaStatus.READY
+
+
+def test_a_transient_failure_of_the_upload_is_retried_within_the_run_without_sleeping(
+    world: World,
+) -> None:
+    task_id = world.offer(4)
+    world.gateway.fail("upload_deliverables", KalturaTransientError("connection reset"))
+    rec = world.run()
+    assert rec.state == TaskState.DELIVERED and rec.attempts == 0
+    assert world.gateway.count("upload_deliverables") == 2
+    assert world.clock.slept, "the backoff between rounds goes through the clock"
+    assert world.gateway.tasks[task_id].status == KalturaStatus.READY
+
+
+def test_giving_up_after_max_attempts_is_an_error_saying_why(world: World) -> None:
+    task_id = world.offer(5)
+    world.store.update(world.record(task_id).id or 0, attempts=2)
+    world.gateway.fail("start_task", KalturaTransientError("Kaltura unreachable"))
+    rec = world.run()
+    assert rec.state == TaskState.FAILED
+    error = world.gateway.tasks[task_id].error or ""
+    assert "gave up after 3 attempts" in error and "Kaltura unreachable" in error
+
+
+def test_an_error_kaltura_cannot_take_yet_is_reported_by_the_next_run(world: World) -> None:
+    task_id = world.offer(6, source_language="French")
+    world.gateway.fail("set_error", KalturaTransientError("Kaltura unreachable"))
+    rec = world.run()
+    assert rec.state == TaskState.RUNNING and rec.stage == Stage.REPORT_ERROR
+    assert world.gateway.tasks[task_id].status == KalturaStatus.PROCESSING
+
+    world.store.update(rec.id or 0, next_attempt_at=0.0)
+    rec = world.run()
+    assert rec.state == TaskState.FAILED
+    assert "French" in (world.gateway.tasks[task_id].error or "")
+    assert world.gateway.count("start_task") == 1  # only the report was left
+
+
+def test_a_task_aborted_before_it_starts_is_aborted_and_nothing_delivered(world: World) -> None:
+    task_id = world.offer(7)
+    world.gateway.abort(task_id)
+    rec = world.run()
+    assert rec.state == TaskState.ABORTED
+    assert any("ENTRY_VENDOR_TASK_NOT_FOUND" in e for e in world.events(task_id))
+    assert world.media.downloads == [] and world.gateway.count("set_ready") == 0
+
+
+def test_kaltura_taking_the_task_back_mid_processing_stops_it(slow_world: World) -> None:
+    world = slow_world
+    task_id = world.offer(8)
+    thread = world.run_in_background()
+    world.gateway.reset(task_id)
+    world.clock.advance(KEEPER_INTERVAL_S)  # the keeper's next look at Kaltura
+    _join(thread)
+    rec = world.record(task_id)
+    assert rec.state == TaskState.ABORTED
+    assert any(e.startswith("aborted: Kaltura reports PENDING") for e in world.events(task_id))
+    assert world.gateway.tasks[task_id].assets == {}
+    assert world.gateway.count("upload_deliverables") == 0
+
+
+def test_a_re_submission_seen_by_the_keeper_stops_the_run(slow_world: World) -> None:
+    world = slow_world
+    task_id = world.offer(9)
+    thread = world.run_in_background()
+    world.gateway.tasks[task_id].version = 2
+    world.clock.advance(KEEPER_INTERVAL_S)
+    _join(thread)
+    assert world.record(task_id).state == TaskState.ABORTED
+    assert any("re-submitted by the customer" in e for e in world.events(task_id))
+
+
+def test_a_dead_access_key_is_replaced_and_the_task_delivered(world: World) -> None:
+    task_id = world.offer(10)
+    world.gateway.kill_key(task_id)
+    rec = world.run()
+    task = world.gateway.tasks[task_id]
+    assert rec.state == TaskState.DELIVERED and task.status == KalturaStatus.READY
+    assert rec.access_key == task.key != f"key-{task_id}-0"
+    assert "access key replaced" in world.events(task_id)
+
+
+def test_a_key_near_the_end_of_its_known_life_is_extended_before_work(world: World) -> None:
+    task_id = world.offer(11, key_expires_at=world.clock.now() + 60)
+    rec = world.run()
+    assert rec.state == TaskState.DELIVERED
+    assert world.gateway.count("renew_access_key") == 1
+    assert rec.access_key_expires_at is not None
+    assert rec.access_key_expires_at > world.clock.now() + 86400
+    assert world.gateway.tasks[task_id].ready is not None
+
+
+def test_a_key_that_cannot_be_renewed_is_an_error_through_the_vendor_session(
+    world: World,
+) -> None:
+    task_id = world.offer(12)
+    world.gateway.kill_key(task_id)
+    world.gateway.fail(
+        "renew_access_key", KalturaApiError("FAILED_EXTEND_ACCESS_KEY", "failed", "extend")
+    )
+    rec = world.run()
+    task = world.gateway.tasks[task_id]
+    assert rec.state == TaskState.FAILED and task.status == KalturaStatus.ERROR
+    assert "FAILED_EXTEND_ACCESS_KEY" in (task.error or "")
+    assert f"key-{task_id}" not in (task.error or "")
+
+
+def test_a_full_disk_releases_the_task_and_pauses_intake(world: World) -> None:
+    task_id = world.offer(13)
+    world.media.fail_download = OSError(errno.ENOSPC, "No space left on device")
+    rec = world.run()
+    assert rec.state == TaskState.RUNNING and rec.attempts == 0 and rec.lease_owner is None
+    assert rec.next_attempt_at == pytest.approx(world.clock.now() + PAUSE_S)
+    assert world.local_faults == [("disk full", PAUSE_S)]
+    task = world.gateway.tasks[task_id]
+    assert task.status == KalturaStatus.PROCESSING and task.error is None
+
+
+def test_a_lost_lease_stops_the_run_without_touching_the_task(slow_world: World) -> None:
+    world = slow_world
+    task_id = world.offer(14)
+    thread = world.run_in_background()
+    world.store.update(world.record(task_id).id or 0, lease_owner="another-replica/w0")
+    world.clock.advance(KEEPER_INTERVAL_S)  # the keeper's next lease renewal
+    _join(thread)
+    rec = world.record(task_id)
+    assert rec.state == TaskState.RUNNING and rec.lease_owner == "another-replica/w0"
+    task = world.gateway.tasks[task_id]
+    assert task.status == KalturaStatus.PROCESSING and task.error is None
+    assert world.gateway.count("upload_deliverables") == 0
+
+
+def test_shutdown_releases_the_task_for_the_next_run(slow_world: World) -> None:
+    world = slow_world
+    task_id = world.offer(15)
+    thread = world.run_in_background()
+    world.shutdown.set()
+    _join(thread)
+    rec = world.record(task_id)
+    assert rec.state == TaskState.RUNNING and rec.lease_owner is None
+    assert "released at shutdown" in world.events(task_id)
+    assert world.gateway.tasks[task_id].status == KalturaStatus.PROCESSING
+
+
+# -- the classifier ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("exc", "ending"),
+    [
+        (LeaseLost(), Ending.LEASE_LOST),
+        (TaskAborted("Kaltura reports READY"), Ending.ABORTED),
+        (ProcessorError("no speech"), Ending.FAILED),
+        (ProcessorUnavailable("engine service down"), Ending.RETRY_LATER),
+        (KalturaTransientError("unreachable"), Ending.RETRY_LATER),
+        (KalturaApiError("ENTRY_VENDOR_TASK_NOT_FOUND", "gone", "get"), Ending.ABORTED),
+        (KalturaApiError("CANNOT_EXTEND_ACCESS_KEY", "no", "extend"), Ending.ABORTED),
+        (KalturaApiError("SERVICE_FORBIDDEN", "no", "updateJob"), Ending.RETRY_LATER),
+        (KalturaApiError("INVALID_KS", "dead", "get"), Ending.FAILED),
+        (KalturaApiError("NO_FLAVOR", "none", "flavorAsset.list"), Ending.FAILED),
+        (OSError(errno.EMFILE, "Too many open files"), Ending.LOCAL_FAULT),
+        (ValueError("a bug"), Ending.RETRY_LATER),
+    ],
+)
+def test_each_exception_has_one_outcome(exc: Exception, ending: Ending) -> None:
+    assert classify(exc).ending is ending
+
+
+def test_a_cancelled_step_ends_as_whoever_cancelled_it() -> None:
+    verdict = Outcome(Ending.ABORTED, "aborted: Kaltura reports PENDING while processing")
+    cancelled = ProcessingCancelled()
+    assert classify(cancelled, watch=verdict) is verdict
+    assert classify(cancelled, shutting_down=True).ending is Ending.SHUTDOWN
+    assert classify(cancelled).reason == "aborted by the customer while processing"
+
+
+def test_a_local_fault_is_found_behind_the_exception_that_reports_it() -> None:
+    try:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError as inner:
+            raise RuntimeError("could not write the media") from inner
+    except RuntimeError as outer:
+        outcome = classify(outer)
+    assert outcome == Outcome(Ending.LOCAL_FAULT, "disk full")
+
+
+def test_a_bug_is_retried_with_an_alarm_for_ops() -> None:
+    outcome = classify(KeyError("x"))
+    assert outcome.alarm and outcome.reason.startswith("internal error: KeyError")
