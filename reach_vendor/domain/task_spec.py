@@ -27,7 +27,6 @@ DEFAULT_MAX_CHARS_PER_LINE = 42
 # Names to values, for configs and error messages.
 SERVICE_FEATURES = {f.name: int(f) for f in ServiceFeature}
 SERVICE_TYPES = {t.name: int(t) for t in ServiceType}
-FEATURE_ALIGNMENT = ServiceFeature.ALIGNMENT
 SUPPORTED_FEATURES = frozenset({ServiceFeature.CAPTIONS, ServiceFeature.ALIGNMENT})
 
 

@@ -14,8 +14,6 @@ from reach_vendor.domain.offer import OfferedTask
 from reach_vendor.domain.task_spec import TaskSpec
 from reach_vendor.kaltura.calls import (
     FINAL_STATUS_CODES,
-    TASK_GONE_CODES,
-    VENDOR_SETUP_CODES,
     Caller,
     KalturaApiError,
     KalturaTransientError,
@@ -34,8 +32,6 @@ from reach_vendor.kaltura.tasks import StartedTask, TaskCalls
 __all__ = [
     "FINAL_STATUS_CODES",
     "REACH_VENDOR_PROFILE",
-    "TASK_GONE_CODES",
-    "VENDOR_SETUP_CODES",
     "Deliverable",
     "FlavorInfo",
     "KalturaApiError",

@@ -10,9 +10,8 @@ from enum import Enum
 
 from reach_vendor.common.redact import redact
 from reach_vendor.engines.base import ProcessingCancelled, ProcessorError, ProcessorUnavailable
+from reach_vendor.kaltura.calls import KEY_NOT_EXTENDED
 from reach_vendor.kaltura.gateway import (
-    TASK_GONE_CODES,
-    VENDOR_SETUP_CODES,
     KalturaApiError,
     KalturaTransientError,
 )
@@ -95,14 +94,14 @@ def classify(
 
 
 def _kaltura_refusal(exc: KalturaApiError, key_expired_at: float | None) -> Outcome:
-    if exc.code == "CANNOT_EXTEND_ACCESS_KEY":
+    if exc.code == KEY_NOT_EXTENDED:
         return Outcome(Ending.ABORTED, f"aborted: Kaltura no longer has the task PROCESSING: {exc}")
-    if exc.code in TASK_GONE_CODES:  # aborted, final, or no longer PROCESSING
+    if exc.task_gone:  # aborted, final, or no longer PROCESSING
         return Outcome(Ending.ABORTED, f"Kaltura no longer offers the task: {exc}")
-    if exc.code in VENDOR_SETUP_CODES:
+    if exc.vendor_setup:
         reason = f"Kaltura refused the vendor's request: {exc}"
         return Outcome(Ending.RETRY_LATER, reason, alarm="Kaltura refused the vendor")
-    if exc.code == "INVALID_KS":
+    if exc.dead_key:
         # The key could not be replaced; ERROR goes through the vendor session, which
         # does not need it.
         if key_expired_at is not None:

@@ -27,9 +27,15 @@ from reach_vendor.common.redact import redact
 from reach_vendor.common.safe_paths import inside, media_extension, name_part
 from reach_vendor.domain import caption_rules, captions
 from reach_vendor.domain.delivery import DeliveryRecord
-from reach_vendor.domain.states import KalturaStatus, Stage, TaskState, retry_delay_s, status_name
+from reach_vendor.domain.states import (
+    KalturaStatus,
+    ServiceFeature,
+    Stage,
+    TaskState,
+    retry_delay_s,
+    status_name,
+)
 from reach_vendor.domain.task_spec import (
-    FEATURE_ALIGNMENT,
     SUPPORTED_FEATURES,
     TaskSpec,
     feature_name,
@@ -45,7 +51,6 @@ from reach_vendor.engines.base import (
 )
 from reach_vendor.engines.routing import ProcessorPool, TaskTraits
 from reach_vendor.kaltura.gateway import (
-    TASK_GONE_CODES,
     Deliverable,
     KalturaApiError,
     KalturaTransientError,
@@ -315,7 +320,7 @@ class Pipeline:
             )
         run.processor = processor
         run.task_dir.mkdir(parents=True, exist_ok=True)
-        if spec.service_feature == FEATURE_ALIGNMENT:
+        if spec.service_feature == ServiceFeature.ALIGNMENT:
             run.alignment_text = self._alignment_text(run, spec)
 
     def _download(self, run: _Run) -> None:
@@ -424,7 +429,7 @@ class Pipeline:
             if record.complete:
                 break  # recorded with the next stage; a crash before that looks it up
             self._save_delivery(run)
-            fatal = [e for e in refused if not e.code.startswith("UPLOAD_TOKEN")]
+            fatal = [e for e in refused if not e.token_unusable]
             if fatal:
                 raise fatal[0]
         if not record.complete:
@@ -515,7 +520,7 @@ class Pipeline:
             limits = dataclasses.replace(self._media_limits, max_bytes=MAX_TRANSCRIPT_BYTES)
             size = self.media_tools.download(url, path, limits, run.cancel)
         except KalturaApiError as exc:
-            if exc.code in TASK_GONE_CODES:
+            if exc.task_gone:
                 raise
             raise ProcessorError(f"cannot read the transcript to align: {exc}") from None
         except media.MediaError as exc:
