@@ -2,11 +2,12 @@
 
 Makes a ~2 GB MP4 with ffmpeg (a short clip of incompressible 720p video at a high
 bitrate plus an AAC audio track, stream-copied in a loop: encoding is done once), serves
-it from the emulator, and runs the real daemon process (no-op processor, 1 worker) until
-the task is READY. The daemon's peak RSS is read from /proc/<pid>/status (VmHWM) before
-it is stopped; an idle daemon is measured the same way for comparison.
+it from the emulator, and runs the real daemon process (no-op processor, or `--engine`, 1
+worker) until the task is READY. With a real engine the audio track is flite speech looped,
+so that the engine has words to find. The daemon's peak RSS is read from /proc/<pid>/status
+(VmHWM) before it is stopped; an idle daemon is measured the same way for comparison.
 
-    .venv/bin/python -m bench.memory [--size-gb 2] [--keep-media DIR]
+    .venv/bin/python -m bench.memory [--size-gb 2] [--engine faster-whisper]
 """
 
 from __future__ import annotations
@@ -33,8 +34,14 @@ from reach_devkit.harness import (
 )
 
 
-def make_media(out: Path, size_bytes: int) -> Path:
+def make_media(out: Path, size_bytes: int, speech: bool = False) -> Path:
     clip = out / "clip.mp4"
+    audio = ["-f", "lavfi", "-i", "sine=frequency=300:sample_rate=48000"]
+    if speech:
+        wav = out / "speech.wav"
+        text = "Please send me the report before the meeting on Monday."
+        subprocess.run(["flite", "-voice", "slt", "-t", text, "-o", str(wav)], check=True)
+        audio = ["-stream_loop", "-1", "-i", str(wav)]
     subprocess.run(
         [
             "ffmpeg",
@@ -45,10 +52,7 @@ def make_media(out: Path, size_bytes: int) -> Path:
             "lavfi",
             "-i",
             "testsrc2=size=1280x720:rate=25",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=300:sample_rate=48000",
+            *audio,
             "-t",
             "10",
             "-vf",
@@ -106,7 +110,7 @@ def tree_peak_kb(pid: int) -> int:
     return total
 
 
-def daemon_peak(tmp: Path, media: Path | None) -> tuple[int, int, float]:
+def daemon_peak(tmp: Path, media: Path | None, engine: str) -> tuple[int, int, float]:
     """Peak RSS (KB) of a daemon that processes `media` (or idles), of it with its child
     processes, and seconds taken."""
     with KalturaEmulator() as emu:
@@ -115,7 +119,12 @@ def daemon_peak(tmp: Path, media: Path | None) -> tuple[int, int, float]:
         work = tmp / ("run-media" if media else "run-idle")
         work.mkdir()
         cfg = write_config(
-            work, emu, vendor, workers={"concurrency": 1}, kaltura={"request_timeout_s": 120}
+            work,
+            emu,
+            vendor,
+            workers={"concurrency": 1},
+            kaltura={"request_timeout_s": 120},
+            processors={"default": engine},
         )
         t0 = time.monotonic()
         proc = start_daemon(cfg, work / "daemon.log")
@@ -141,6 +150,7 @@ def daemon_peak(tmp: Path, media: Path | None) -> tuple[int, int, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-gb", type=float, default=2.0)
+    parser.add_argument("--engine", default="noop", help="e.g. faster-whisper, the default")
     args = parser.parse_args()
     if shutil.which("ffmpeg") is None:
         print("ffmpeg is needed (apt-get install ffmpeg)", file=sys.stderr)
@@ -158,7 +168,7 @@ def main() -> int:
             )
             wanted = scaled
         t0 = time.monotonic()
-        media = make_media(tmp, wanted)
+        media = make_media(tmp, wanted, speech=args.engine != "noop")
         size = media.stat().st_size
         probe = subprocess.run(
             [
@@ -180,17 +190,18 @@ def main() -> int:
             f"media: {size / 2**30:.2f} GiB, {duration:.0f} s of 720p video + AAC "
             f"(made in {time.monotonic() - t0:.0f} s)"
         )
-        idle_kb, _, _ = daemon_peak(tmp, None)
+        idle_kb, _, _ = daemon_peak(tmp, None, args.engine)
         print(f"idle daemon peak RSS: {idle_kb / 1024:.0f} MiB")
-        peak_kb, total_kb, seconds = daemon_peak(tmp, media)
+        peak_kb, total_kb, seconds = daemon_peak(tmp, media, args.engine)
         print(
             f"daemon peak RSS processing it: {peak_kb / 1024:.0f} MiB, "
             f"{total_kb / 1024:.0f} MiB with its child processes (decoder, fork server) "
-            f"(download + decode + no-op processor + upload, {seconds:.0f} s)"
+            f"(download + decode + {args.engine} engine + upload, {seconds:.0f} s)"
         )
     write_result(
-        "memory",
+        "memory" if args.engine == "noop" else f"memory_{args.engine.replace('-', '_')}",
         {
+            "engine": args.engine,
             "media_bytes": size,
             "media_duration_s": duration,
             "idle_peak_rss_mib": idle_kb / 1024,

@@ -17,10 +17,16 @@ Two more shapes of the same run:
     `throughput_pg<N>.json`;
   * `--push`: the status API is on and the bench calls `POST /v1/notify` right after
     creating each trickle task, with a long polling interval (30 s unless `--poll-s`),
-    so pick-up latency measures the push path rather than polling.
+    so pick-up latency measures the push path rather than polling;
+  * `--naive W`: after the daemon's rows, the same burst and trickle through
+    `bench.naive_vendor` (the published sample's loop: list every 30 s, a new connection
+    per call, ~10 requests a task) on W threads, so one run gives the ratios.
+
+Every row counts the HTTP requests the emulator served during the burst, per task.
 
     .venv/bin/python -m bench.throughput [--workers 1,4,16] [--tasks 100] [--rate 4]
         [--trickle-s 10] [--poll-s 1] [--replicas 2] [--postgres] [--pg-dsn DSN] [--push]
+        [--latency-ms 50] [--naive 4]
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import os
 import secrets
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -40,9 +47,11 @@ from pathlib import Path
 from typing import Any
 
 from reach_devkit.emulator import KalturaEmulator
+from reach_devkit.emulator.vendor_setup import Vendor
 from reach_devkit.harness import (
     PROCESSING,
     READY,
+    REPO,
     add_task,
     add_vendor,
     machine_load,
@@ -111,6 +120,35 @@ def _cpu_s(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def _start_naive(
+    tmp: Path, emu: KalturaEmulator, vendor: Vendor, workers: int
+) -> subprocess.Popen[bytes]:
+    """`bench.naive_vendor` on `workers` threads, logging to daemon0.log."""
+    token_file = tmp / "app_token"
+    token_file.write_text(vendor.app_token)
+    with (tmp / "daemon0.log").open("ab") as log_file:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bench.naive_vendor",
+                "--service-url",
+                emu.url,
+                "--partner-id",
+                str(vendor.partner_id),
+                "--token-id",
+                vendor.app_token_id,
+                "--token-file",
+                str(token_file),
+                "--workers",
+                str(workers),
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
+
+
 def _first(task: dict[str, Any], status: int) -> float | None:
     return next((t for s, t in task["_statusLog"] if s == status), None)
 
@@ -126,6 +164,7 @@ def run(
     db_url: str | None = None,
     push: bool = False,
     latency_ms: float = 0.0,
+    naive: bool = False,
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp, KalturaEmulator() as emu:
         emu.latency_s = latency_ms / 1000  # network delay per request, downloads included
@@ -148,13 +187,17 @@ def run(
             }
         cfg = write_config(Path(tmp), emu, vendor, **sections)
         load_before = machine_load()["loadavg"][0]
-        procs = [start_daemon(cfg, Path(tmp) / f"daemon{n}.log") for n in range(replicas)]
+        if naive:
+            procs = [_start_naive(Path(tmp), emu, vendor, workers)]
+        else:
+            procs = [start_daemon(cfg, Path(tmp) / f"daemon{n}.log") for n in range(replicas)]
         try:
             # Daemons up (start-up CPU is not the task's) before the burst is created.
             wait_for(lambda: GET_JOBS in emu.calls, timeout=60, what="first getJobs")
             time.sleep(2.0 if replicas > 1 else 0.5)
             burst = [add_task(emu, vendor) for _ in range(tasks)]
             cpu0 = [_cpu_s(p.pid) for p in procs], time.process_time()
+            requests0 = len(emu.http_requests)
             if push:
                 _notify(port, token)
             wait_for(
@@ -164,6 +207,7 @@ def run(
                 step=0.2,
             )
             cpu1 = [_cpu_s(p.pid) for p in procs], time.process_time()
+            burst_requests = len(emu.http_requests) - requests0
             snaps = [emu.task(t) for t in burst]
             started = [t for s in snaps if (t := _first(s, PROCESSING)) is not None]
             ready = [t for s in snaps if (t := _first(s, READY)) is not None]
@@ -197,6 +241,9 @@ def run(
             (Path(tmp) / f"daemon{n}.log").read_text()[-2000:] for n in range(replicas)
         )
     return {
+        "vendor": "naive" if naive else "daemon",
+        "latency_ms": latency_ms,
+        "requests_per_task": burst_requests / tasks,
         "replicas": replicas,
         "database": "postgresql" if db_url else "sqlite",
         "push_notify": push,
@@ -214,7 +261,7 @@ def run(
         "pickup_p99_s": percentile(latencies, 99),
         "pickup_max_s": max(latencies),
         "loadavg1_before": load_before,
-        "daemon_log_tail": log_tail if "ERROR" in log_tail else "",
+        "daemon_log_tail": log_tail if "ERROR" in log_tail or "failed" in log_tail else "",
     }
 
 
@@ -234,12 +281,16 @@ def main() -> int:
     parser.add_argument(
         "--latency-ms", type=float, default=0.0, help="network delay the emulator adds per request"
     )
+    parser.add_argument(
+        "--naive", type=int, default=0, help="also run the naive vendor loop on this many threads"
+    )
     args = parser.parse_args()
     poll_s = args.poll_s if args.poll_s is not None else (30.0 if args.push else 1.0)
     postgres = args.postgres or args.replicas > 1
     name = "throughput" + (f"_pg{args.replicas}" if postgres else "")
     name += "_push" if args.push else ""
     name += f"_{args.latency_ms:g}ms" if args.latency_ms else ""
+    name += "_naive" if args.naive else ""
     rows = []
     print(
         f"{args.replicas} replica(s) on {'PostgreSQL' if postgres else 'SQLite'}; "
@@ -248,9 +299,11 @@ def main() -> int:
     )
     print(
         f"{'workers':>7} {'tasks/s':>8} {'pickup p50':>11} {'p99':>6} {'max':>6} {'load':>5} "
-        f"{'daemon ms CPU/task':>18} {'emulator':>8}"
+        f"{'daemon ms CPU/task':>18} {'emulator':>8} {'req/task':>8}"
     )
-    for w in (int(x) for x in args.workers.split(",")):
+    shapes = [(int(x), False) for x in args.workers.split(",")]
+    shapes += [(args.naive, True)] if args.naive else []
+    for w, naive in shapes:
         if postgres:
             with pg_database(args.pg_dsn) as url:
                 row = run(
@@ -271,15 +324,16 @@ def main() -> int:
                 args.rate,
                 args.trickle_s,
                 poll_s,
-                push=args.push,
+                push=args.push and not naive,
                 latency_ms=args.latency_ms,
+                naive=naive,
             )
         rows.append(row)
         print(
-            f"{w:7d} {row['tasks_per_s']:8.1f} {row['pickup_p50_s']:10.2f}s "
+            f"{w:7d}{'n' if naive else ' '}{row['tasks_per_s']:8.1f} {row['pickup_p50_s']:10.2f}s "
             f"{row['pickup_p99_s']:5.2f}s {row['pickup_max_s']:5.2f}s "
             f"{row['loadavg1_before']:5.2f} {row['daemon_cpu_ms_per_task']:18.1f} "
-            f"{row['emulator_cpu_ms_per_task']:8.1f}",
+            f"{row['emulator_cpu_ms_per_task']:8.1f} {row['requests_per_task']:8.2f}",
             flush=True,
         )
     write_result(

@@ -3,7 +3,8 @@
 
 Starts the bundled Kaltura emulator with REACH caption tasks for the sample speech that
 ships with the package, runs the real daemon (app-token session, getJobs, SQLite store,
-pocketsphinx) until every task is READY, and writes out what Kaltura received.
+and the default engine, faster-whisper with its packaged tiny.en model) until every task is
+READY, and writes out what Kaltura received.
 """
 
 from __future__ import annotations
@@ -104,6 +105,8 @@ def run_demo(out_dir: Path, verbose: bool = False, timeout_s: float = 600) -> in
                 "logging": {"format": "text", "level": "INFO" if verbose else "WARNING"},
             }
         )
+        # No `processors` section above: this is the engine a vendor gets by default.
+        print(f"Engine: {settings.processors.default} (the default)")
         daemon = Daemon(settings)
         started = time.monotonic()
         daemon.run_once()

@@ -17,6 +17,10 @@ command -v promtool >/dev/null || need_apt+=(prometheus)
 command -v pg_ctlcluster >/dev/null || need_apt+=(postgresql)
 # The unit's sandbox test expands its syscall groups with systemd-analyze.
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
+# Recorded speech with transcripts for bench/asr_wer.py (real-speech WER per engine).
+for pkg in pocketsphinx-testdata asterisk-core-sounds-en asterisk-core-sounds-en-g722; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need_apt+=("$pkg")
+done
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
 if [ ${#need_apt[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
@@ -55,4 +59,6 @@ fi
 .venv/bin/ruff check reach_vendor reach_devkit tests bench
 .venv/bin/mypy reach_vendor reach_devkit
 # pytest exits 5 when it collects no tests: with `set -e` that fails the run, as it should.
-.venv/bin/python -m pytest -q "$@"
+# Two workers, one per core of the CI machine; a module's tests stay on one worker so its
+# fixtures (speech, servers) are built once.
+.venv/bin/python -m pytest -q -n 2 --dist loadscope "$@"

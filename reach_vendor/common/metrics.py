@@ -19,6 +19,8 @@ from prometheus_client import (
     Gauge,
     Histogram,
     Info,
+    PlatformCollector,
+    ProcessCollector,
     disable_created_metrics,
 )
 
@@ -29,6 +31,17 @@ from reach_vendor.domain.states import ServiceFeature, TaskState
 disable_created_metrics()  # type: ignore[no-untyped-call]
 REGISTRY = CollectorRegistry()
 
+# CPU, memory, open fds and start time of the daemon (process_*), and the Python version.
+ProcessCollector(registry=REGISTRY)
+PlatformCollector(registry=REGISTRY)
+
+KALTURA_SECONDS = Histogram(
+    "reach_vendor_kaltura_request_duration_seconds",
+    "Time one Kaltura API request took (each retry counts), by service.action.",
+    ["action"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    registry=REGISTRY,
+)
 KALTURA_REQUESTS = Counter(
     "reach_vendor_kaltura_requests",
     "Kaltura API requests sent (each retry counts), by service.action.",
@@ -50,10 +63,27 @@ STAGE_SECONDS = Histogram(
 )
 TASKS_FINISHED = Counter(
     "reach_vendor_tasks_finished",
-    "Tasks that reached a final state in this process.",
-    ["state", "feature", "partner"],
+    "Tasks that reached a final state in this process, by the engine that ran them.",
+    ["state", "feature", "partner", "engine"],
     registry=REGISTRY,
 )
+TASK_FAILURES = Counter(
+    "reach_vendor_task_failures",
+    "Tasks that ended in ERROR at Kaltura, by kind of reason (a fixed set; the full reason "
+    "is in the task's history).",
+    ["reason"],
+    registry=REGISTRY,
+)
+# First match wins; the messages come from worker.media, the engines and worker.outcomes.
+_FAILURE_KINDS = (
+    ("media_download", ("media download failed",)),
+    ("media_decode", ("decode", "audio stream", "no audio", "media")),
+    ("access_key", ("access key", "invalid_ks")),
+    ("kaltura_rejected", ("kaltura rejected", "kaltura refused")),
+    ("unsupported", ("unsupported", "not supported", "does not support", "language")),
+    ("engine", ("transcript", "job", "engine", "vault", "alteryx", "amazon", "smartdocumentor")),
+)
+FAILURE_REASONS = (*(kind for kind, _ in _FAILURE_KINDS), "other")
 DELIVERY_SLACK_SECONDS = Histogram(
     "reach_vendor_delivery_deadline_slack_seconds",
     "expectedFinishTime minus delivery time for delivered tasks (negative: late).",
@@ -105,6 +135,10 @@ def kaltura_request(action: str) -> None:
     KALTURA_REQUESTS.labels(action=action).inc()
 
 
+def kaltura_request_seconds(action: str, seconds: float) -> None:
+    KALTURA_SECONDS.labels(action=action).observe(seconds)
+
+
 def kaltura_error(action: str, kind: str) -> None:
     KALTURA_ERRORS.labels(action=action, kind=kind).inc()
 
@@ -152,6 +186,10 @@ class FinishedTask(Protocol):
     def expected_finish_time(self) -> float | None: ...
     @property
     def finished_at(self) -> float | None: ...
+    @property
+    def processor(self) -> str | None: ...
+    @property
+    def error(self) -> str | None: ...
 
 
 def task_finished(rec: FinishedTask) -> None:
@@ -162,10 +200,24 @@ def task_finished(rec: FinishedTask) -> None:
     if previous is not None:
         STAGE_SECONDS.labels(stage=previous[0]).observe(time.monotonic() - previous[1])
     TASKS_FINISHED.labels(
-        state=rec.state, feature=feature_name(rec.service_feature), partner=str(rec.partner_id)
+        state=rec.state,
+        feature=feature_name(rec.service_feature),
+        partner=str(rec.partner_id),
+        engine=rec.processor or "none",  # a configured engine name: a bounded set
     ).inc()
+    if rec.state == TaskState.FAILED:
+        TASK_FAILURES.labels(reason=failure_reason(rec.error)).inc()
     if rec.state == TaskState.DELIVERED and rec.expected_finish_time and rec.finished_at:
         DELIVERY_SLACK_SECONDS.observe(rec.expected_finish_time - rec.finished_at)
+
+
+def failure_reason(error: str | None) -> str:
+    """The kind of a failure's reason, one of `FAILURE_REASONS` whatever the text."""
+    text = (error or "").lower()
+    for kind, words in _FAILURE_KINDS:
+        if any(w in text for w in words):
+            return kind
+    return "other"
 
 
 def feature_name(value: int | None) -> str:

@@ -2,8 +2,10 @@
 
 Speech engines return a flat list of timed words; viewers need short, readable captions. The
 rules here are the ones caption buyers check by eye: lines never longer than the profile's
-`maxCharactersPerCaptionLine`, at most two lines on screen, a new caption for a new sentence
-or after a pause, no caption lingering or flashing, and no two captions on screen at once.
+`maxCharactersPerCaptionLine`, at most two lines on screen, a new caption (or line) for a new
+sentence, a new caption after a pause, no caption lingering or flashing, and no two captions on
+screen at once. The numbers are Netflix's timed-text style guide's (see README);
+`caption_violations` counts where speech timing made them impossible.
 
 Everything is pure computation on plain values so it can be tested exhaustively without a
 server; the pipeline does the I/O. Cue times are kept on a whole-millisecond grid internally,
@@ -29,8 +31,16 @@ from reach_vendor.domain.task_spec import (
 )
 from reach_vendor.domain.transcript import Word
 
+# Netflix Timed Text Style Guide (General Requirements, English (USA), Subtitle Timing).
+MIN_DURATION_S = 5 / 6
+MAX_DURATION_S = 7.0
+MAX_LINES = 2
 MAX_CHARS_PER_SECOND = 20.0
-"""Reading speed most caption guidelines allow for adults (Netflix: 17-20, BBC: ~15-18)."""
+"""Adult programmes; the guide's line length (42) is the default of the reach profile's."""
+MIN_GAP_S = 2 / 24
+"""Two frames at 24 fps between cues, so the viewer sees that the text changed."""
+CHAIN_GAP_S = 0.5
+"""Gaps up to twelve frames at 24 fps are closed to the two-frame gap ("chaining")."""
 
 MIN_CHARS_PER_LINE = 10
 """Smaller limits (Kaltura profiles send 0 when the field was never set) mean "use ours"."""
@@ -316,28 +326,162 @@ def _line_limit(max_chars_per_line: int | None) -> int:
     return int(max_chars_per_line)
 
 
+def _reading_chars(lines: Sequence[str]) -> int:
+    """Characters a viewer reads, spaces included and a line break counted as one space."""
+    return sum(len(line) for line in lines) + max(0, len(lines) - 1)
+
+
+@dataclass(frozen=True)
+class _Style:
+    """The style rules in milliseconds, the grid every cue time lives on."""
+
+    min_ms: int
+    max_ms: int
+    gap_ms: int
+    chain_ms: int
+    max_chars_per_s: float | None
+    media_end_ms: int | None
+
+    def wanted_ms(self, lines: Sequence[str]) -> int:
+        """How long a cue should stay up: the minimum duration or its reading time."""
+        want = self.min_ms
+        if self.max_chars_per_s:
+            chars = _reading_chars(lines)
+            want = max(want, min(self.max_ms, math.ceil(chars * 1000 / self.max_chars_per_s)))
+        return want
+
+    def faults(self, start: int, end: int, lines: Sequence[str]) -> int:
+        """Timing rules a cue breaks (too short, read too fast); used to judge a merge."""
+        shown = end - start
+        fast = bool(self.max_chars_per_s) and _reading_chars(lines) * 1000 > (
+            (self.max_chars_per_s or 0.0) * shown
+        )
+        return int(shown < self.min_ms) + int(fast)
+
+
+@dataclass(frozen=True)
+class _Block:
+    toks: list[_Tok]
+    lines: tuple[str, ...]
+
+    @property
+    def first_ms(self) -> int:
+        return _ms(self.toks[0].start)
+
+    @property
+    def last_word_end(self) -> float:
+        return max(t.end for t in self.toks)
+
+
+def _timed(block: _Block, prev_end: int, nxt: int | None, style: _Style) -> tuple[int, int]:
+    """Start and end of a cue: on its first word, held for its reading time where the
+    silence after it allows, never past the next cue minus the frame gap or the media end."""
+    start = max(block.first_ms, prev_end)
+    room = nxt - style.gap_ms if nxt is not None else None
+    if style.media_end_ms is not None:
+        room = style.media_end_ms if room is None else min(room, style.media_end_ms)
+    end = min(_ms(block.last_word_end), start + style.max_ms)
+    if room is not None:
+        end = min(end, room)
+    # Engines give some words no duration; the next cue is pushed instead when needed.
+    end = max(end, start + 1)
+    target = start + style.wanted_ms(block.lines)
+    if end < target:
+        end = max(end, target if room is None else min(target, room))
+    if nxt is not None and room is not None and room - end <= style.chain_ms:
+        # A short gap reads as flicker: the guide closes it up to the frame gap ("chaining").
+        end = max(end, min(room, start + style.max_ms))
+    return start, end
+
+
+def _can_merge(
+    a: _Block, b: _Block, max_lines: int, max_duration_s: float, max_gap_s: float
+) -> bool:
+    """Two cues may share the screen when each keeps its own lines (a sentence end stays a
+    line end), no speaker changes, no long pause separates them and both fit the cue time."""
+    head = b.toks[0]
+    return (
+        len(a.lines) + len(b.lines) <= max_lines
+        and not head.new_speaker
+        and head.start - a.last_word_end <= max_gap_s
+        and b.last_word_end - a.toks[0].start <= max_duration_s
+    )
+
+
+def _merge(a: _Block, b: _Block) -> _Block:
+    return _Block([*a.toks, *b.toks], a.lines + b.lines)
+
+
+def _place(
+    blocks: list[_Block], style: _Style, max_lines: int, max_duration_s: float, max_gap_s: float
+) -> list[tuple[_Block, int, int]]:
+    """Time the cues left to right; a cue that stays too short or too fast to read even with
+    all the silence after it is merged with a neighbour when that leaves fewer broken rules."""
+    out: list[tuple[_Block, int, int]] = []
+
+    def next_start(i: int) -> int | None:
+        return blocks[i].first_ms if i < len(blocks) else None
+
+    i = 0
+    while i < len(blocks):
+        block = blocks[i]
+        prev_end = out[-1][2] if out else 0
+        start, end = _timed(block, prev_end, next_start(i + 1), style)
+        faults = style.faults(start, end, block.lines)
+        if faults and i + 1 < len(blocks):
+            nb = blocks[i + 1]
+            if _can_merge(block, nb, max_lines, max_duration_s, max_gap_s):
+                merged = _merge(block, nb)
+                m_start, m_end = _timed(merged, prev_end, next_start(i + 2), style)
+                b_start, b_end = _timed(nb, end, next_start(i + 2), style)
+                before = faults + style.faults(b_start, b_end, nb.lines)
+                if style.faults(m_start, m_end, merged.lines) < before:
+                    blocks[i + 1] = merged
+                    i += 1
+                    continue
+        if faults and out:
+            prev, p_start, p_end = out[-1]
+            if _can_merge(prev, block, max_lines, max_duration_s, max_gap_s):
+                merged = _merge(prev, block)
+                m_start, m_end = _timed(
+                    merged, out[-2][2] if len(out) > 1 else 0, next_start(i + 1), style
+                )
+                before = faults + style.faults(p_start, p_end, prev.lines)
+                if style.faults(m_start, m_end, merged.lines) < before:
+                    out[-1] = (merged, m_start, m_end)
+                    i += 1
+                    continue
+        out.append((block, start, end))
+        i += 1
+    return out
+
+
 def build_cues(
     words: Sequence[Word],
     *,
     max_chars_per_line: int | None = DEFAULT_MAX_CHARS_PER_LINE,
-    max_lines: int = 2,
-    max_duration_s: float = 6.0,
-    min_duration_s: float = 1.0,
+    max_lines: int = MAX_LINES,
+    max_duration_s: float = MAX_DURATION_S,
+    min_duration_s: float = MIN_DURATION_S,
     max_gap_s: float = 1.5,
-    min_gap_s: float = 0.04,
+    min_gap_s: float = MIN_GAP_S,
     max_chars_per_s: float | None = MAX_CHARS_PER_SECOND,
+    chain_gap_s: float = CHAIN_GAP_S,
+    media_end_s: float | None = None,
 ) -> list[Cue]:
-    """Cut word timings into caption cues following common captioning guidelines.
+    """Cut word timings into caption cues following the Netflix timed-text style guide.
 
     A cue ends at a sentence end, always at a pause longer than `max_gap_s` (text must not
     sit on screen over silence), and before it would hold more than `max_lines` lines or last
     longer than `max_duration_s` (a single word the engine stretched beyond that is shown for
-    `max_duration_s` only: it is almost always silence mis-timed as speech). Cues shorter
-    than `min_duration_s` are held longer so they can be read, but only up to `min_gap_s`
-    before the next cue, because players show two overlapping cues stacked, which viewers
-    read as a glitch. For the same reason a cue with more text than `max_chars_per_s` allows
-    in its time (fast speech) is held longer where the silence after it allows, never past
-    the next cue or `max_duration_s`: speech timing wins over reading speed.
+    `max_duration_s` only: it is almost always silence mis-timed as speech).
+
+    Timing: a cue starts on its first word and never earlier. It stays up for at least
+    `min_duration_s` and long enough to be read at `max_chars_per_s`, using the silence
+    after it but never closer than `min_gap_s` to the next cue, nor past `media_end_s`;
+    gaps up to `chain_gap_s` are closed to `min_gap_s`. A cue that is still too short or
+    too fast is merged with the next or previous cue when each keeps its own lines and
+    fewer rules end up broken. Speech timing wins over reading speed: a cue never moves.
     A speaker change (from engines that label speakers) always starts a new cue.
     """
     if max_lines < 1:
@@ -349,31 +493,84 @@ def build_cues(
     groups = _segment(toks, limit, max_lines, max_duration_s, max_gap_s)
 
     max_ms = max(1, _ms(max_duration_s))
-    min_ms = min(_ms(min_duration_s), max_ms)
-    gap_ms = _ms(min_gap_s)
-    starts = [_ms(g[0].start) for g in groups]
-    cues: list[Cue] = []
-    prev_end = 0
-    for idx, group in enumerate(groups):
-        start = max(starts[idx], prev_end)
-        end = min(_ms(max(t.end for t in group)), start + max_ms)
-        nxt = starts[idx + 1] if idx + 1 < len(starts) else None
-        if nxt is not None:
-            end = min(end, nxt)
-        # Engines give some words no duration; the next cue is pushed instead when needed.
-        end = max(end, start + 1)
-        want = min_ms
-        if max_chars_per_s:
-            chars = _width(group)
-            want = max(want, min(max_ms, math.ceil(chars * 1000 / max_chars_per_s)))
-        if end - start < want:
-            target = start + want
-            if nxt is not None:
-                target = min(target, nxt - gap_ms)
-            end = max(end, target)
-        cues.append(Cue(start / 1000, end / 1000, _layout(group, limit)))
+    media_end = None
+    if media_end_s is not None and math.isfinite(media_end_s) and media_end_s >= 0:
+        media_end = _ms(media_end_s)
+    style = _Style(
+        min_ms=min(_ms(min_duration_s), max_ms),
+        max_ms=max_ms,
+        gap_ms=_ms(min_gap_s),
+        chain_ms=_ms(chain_gap_s),
+        max_chars_per_s=max_chars_per_s,
+        media_end_ms=media_end,
+    )
+    blocks = [_Block(g, _layout(g, limit)) for g in groups]
+    placed = _place(blocks, style, max_lines, max_duration_s, max_gap_s)
+    return [Cue(start / 1000, end / 1000, block.lines) for block, start, end in placed]
+
+
+# --------------------------------------------------------------------------- style check
+
+
+@dataclass(frozen=True)
+class CaptionViolations:
+    """How many cues break each style rule; a cue breaking two rules counts in both."""
+
+    cues: int
+    reading_speed: int
+    """Cues with more characters (spaces included) than `max_chars_per_s` allows."""
+    too_short: int
+    too_long: int
+    line_length: int
+    """Cues with a line longer than the profile's line length."""
+    lines: int
+    """Cues with more than `max_lines` lines."""
+    gap: int
+    """Cues starting less than the frame gap after the previous cue ends (or overlapping it)."""
+
+    @property
+    def total(self) -> int:
+        rules = (self.reading_speed, self.too_short, self.too_long, self.line_length, self.lines)
+        return sum(rules) + self.gap
+
+    @property
+    def per_100_cues(self) -> float:
+        return 100.0 * self.total / self.cues if self.cues else 0.0
+
+
+def caption_violations(
+    cues: Sequence[Cue],
+    *,
+    max_chars_per_line: int | None = DEFAULT_MAX_CHARS_PER_LINE,
+    max_lines: int = MAX_LINES,
+    min_duration_s: float = MIN_DURATION_S,
+    max_duration_s: float = MAX_DURATION_S,
+    max_chars_per_s: float = MAX_CHARS_PER_SECOND,
+    min_gap_s: float = MIN_GAP_S,
+) -> CaptionViolations:
+    """Count the style rules broken by `cues`, measured on the millisecond times that the
+    caption formats write, whatever built the cues (so engines can be compared)."""
+    limit = _line_limit(max_chars_per_line)
+    min_ms, max_ms, gap_ms = _ms(min_duration_s), _ms(max_duration_s), _ms(min_gap_s)
+    rules = ("reading_speed", "too_short", "too_long", "line_length", "lines", "gap")
+    counts = dict.fromkeys(rules, 0)
+    shown_cues = 0
+    prev_end: int | None = None
+    for cue in cues:
+        lines = _lines(cue)
+        if not lines:
+            continue
+        shown_cues += 1
+        start, end = _span(cue)
+        shown = end - start
+        counts["reading_speed"] += _reading_chars(lines) * 1000 > max_chars_per_s * shown
+        counts["too_short"] += shown < min_ms
+        counts["too_long"] += shown > max_ms
+        counts["line_length"] += any(len(line) > limit for line in lines)
+        counts["lines"] += len(lines) > max_lines
+        counts["gap"] += prev_end is not None and start - prev_end < gap_ms
         prev_end = end
-    return cues
+    return CaptionViolations(cues=shown_cues, **counts)
 
 
 # --------------------------------------------------------------------------- formats

@@ -52,6 +52,10 @@ class ProcessorUnavailable(Exception):
     refused): nobody's fault in the task, so the daemon retries the task later instead of
     failing it. Its message must not contain secrets either."""
 
+    alarm: str | None = None
+    """Set where the cause is the vendor's own setup (credentials, configuration), which
+    waiting alone will not fix: the daemon then alerts ops as well."""
+
 
 class ProcessingCancelled(Exception):
     """Raised when `ProcessingRequest.cancel` was set while the processor ran."""

@@ -87,10 +87,9 @@ def _pocketsphinx(options: PocketSphinxOptions) -> Processor:
 def _faster_whisper(options: WhisperOptions) -> Processor:
     try:
         from reach_vendor.engines.local.whisper import WhisperProcessor
-    except ImportError as exc:  # the optional extra is not installed
+    except ImportError as exc:  # a broken install: faster-whisper is a dependency
         raise ValueError(
-            f"faster-whisper is not installed ({exc.name}); "
-            "install the extra: pip install 'reach-vendor[whisper]'"
+            f"faster-whisper cannot be imported ({exc.name}); reinstall reach-vendor"
         ) from None
     return WhisperProcessor(options)
 

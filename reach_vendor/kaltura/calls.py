@@ -178,8 +178,12 @@ class Caller:
         for attempt in range(1, attempts + 1):
             client = self._client(ks, pid, task_id)
             metrics.kaltura_request(action)
+            started = time.monotonic()
             try:
-                return fn(client)
+                try:
+                    return fn(client)
+                finally:  # the request alone, not the backoff after it
+                    metrics.kaltura_request_seconds(action, time.monotonic() - started)
             except KalturaException as exc:
                 if str(exc.code) not in TRANSIENT_CODES:
                     metrics.kaltura_error(action, "api")

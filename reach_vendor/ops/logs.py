@@ -19,7 +19,10 @@ from typing import Any, TextIO
 
 from reach_vendor.common.redact import RedactingFormatter, redact, redacted_record
 
-CONTEXT_FIELDS = ("task_id", "partner_id", "entry_id", "stage", "duration_ms", "state")
+CONTEXT_FIELDS = (
+    "task_id", "partner_id", "entry_id", "stage", "duration_ms", "state",
+    "outcome", "engine", "media_s", "attempts",
+)
 
 
 class JsonFormatter(logging.Formatter):

@@ -31,7 +31,8 @@ class StoreCollector(Collector):
             "reach_vendor_store_up", "1 if the task store answered the scrape's queries."
         )
         try:
-            snap = ops_queries.snapshot(self.store)
+            window = ops_queries.FINISHED_WINDOW_S
+            snap = ops_queries.snapshot(self.store, finished_window_s=window)
         except Exception:  # a scrape must not fail because the database is down
             up.add_metric([], 0)
             yield up
@@ -40,7 +41,8 @@ class StoreCollector(Collector):
         yield up
         tasks = GaugeMetricFamily(
             "reach_vendor_tasks",
-            "Tasks in the store by local state, service feature and customer partner.",
+            "Open tasks by local state, service feature and customer partner; delivered, "
+            "failed and aborted ones only if they finished in the last 24 hours.",
             labels=["state", "feature", "partner"],
         )
         for row in snap.by_labels:

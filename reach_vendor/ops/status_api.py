@@ -34,18 +34,21 @@ from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 from reach_vendor import __version__
 from reach_vendor.common.redact import redact, register_secret
 from reach_vendor.domain.states import KalturaStatus, TaskState
+from reach_vendor.ops import task_admin
 from reach_vendor.store import queries as ops_queries
 from reach_vendor.store.tasks import TaskEvent, TaskRecord, TaskStore
 from reach_vendor.worker.config import StatusApiConfig
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
+
+    from reach_vendor.kaltura.gateway import KalturaGateway
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +61,17 @@ STATE_STATUS: dict[str, KalturaStatus] = {
     TaskState.ABORTED.value: KalturaStatus.ABORTED,
 }
 MAX_LIMIT = 500
+MAX_OFFSET = 100_000
+"""Deep pages cost a walk over every row before them: narrow the filter instead."""
 MIN_TOKEN_LENGTH = 16
 _TASK_PATH = re.compile(r"^/v1/tasks/([^/]+)(/messages)?$")
+_ACTION_PATH = re.compile(r"^/v1/tasks/([^/]+)/(retry|cancel)$")
+PAGE_REFRESH_CALLS = (
+    "/v1/summary",
+    "/v1/tasks?open=true&limit=100",
+    "/v1/tasks?open=false&sort=-finished&limit=50",
+)
+"""What one refresh of the ops page asks (bench/ops_at_scale.py times it)."""
 
 
 @dataclass(frozen=True)
@@ -150,6 +162,11 @@ def task_json(
         "error": redact(rec.error) if rec.error else None,
         "accuracy": rec.accuracy,
         "outputs": outputs,
+        "late": bool(
+            rec.expected_finish_time
+            and (rec.finished_at if rec.finished_at is not None else now)
+            > rec.expected_finish_time
+        ),
         "links": [
             {"rel": "self", "href": href, "method": "GET"},
             {"rel": "messages", "href": f"{href}/messages", "method": "GET"},
@@ -161,9 +178,10 @@ def task_json(
 
 
 def summary_json(store: TaskStore) -> dict[str, Any]:
-    snap = ops_queries.snapshot(store)
+    snap = ops_queries.snapshot(store, finished_window_s=ops_queries.FINISHED_WINDOW_S)
     return {
         "at": _iso(snap.taken_at),
+        "finishedSince": _iso(snap.finished_since),
         "version": __version__,
         "byState": snap.by_state,
         "queueDepth": snap.queue_depth,
@@ -190,46 +208,88 @@ class StatusApi:
     """Routes and handlers, independent of the HTTP server plumbing."""
 
     def __init__(
-        self, store: TaskStore, token: str, poll_now: Callable[[], None] | None = None
+        self,
+        store: TaskStore,
+        token: str,
+        poll_now: Callable[[], None] | None = None,
+        *,
+        admin_token: str | None = None,
+        gateway: KalturaGateway | None = None,
     ) -> None:
-        if len(token) < MIN_TOKEN_LENGTH:
-            raise ValueError(f"the bearer token must be at least {MIN_TOKEN_LENGTH} characters")
-        register_secret(token)
+        for name, value in (("bearer", token), ("admin bearer", admin_token)):
+            if value is not None and len(value) < MIN_TOKEN_LENGTH:
+                raise ValueError(
+                    f"the {name} token must be at least {MIN_TOKEN_LENGTH} characters"
+                )
+            if value is not None:
+                register_secret(value)
         self.store = store
         self._token = token.encode()
+        self._admin_token = admin_token.encode() if admin_token else None
         self._poll_now = poll_now
+        self._gateway = gateway
+
+    def access(self, header: str | None) -> str | None:
+        """"admin" (may also retry and cancel), "read", or None for a wrong token."""
+        if not header or not header.startswith("Bearer "):
+            return None
+        given = header[len("Bearer ") :].strip().encode()
+        # Both compared, in constant time, whichever matches.
+        admin = self._admin_token is not None and hmac.compare_digest(given, self._admin_token)
+        read = hmac.compare_digest(given, self._token)
+        return "admin" if admin else "read" if read else None
 
     def authorized(self, header: str | None) -> bool:
-        if not header or not header.startswith("Bearer "):
-            return False
-        return hmac.compare_digest(header[len("Bearer ") :].strip().encode(), self._token)
+        return self.access(header) is not None
 
-    def get(self, path: str, query: dict[str, list[str]]) -> dict[str, Any]:
+    def get(self, path: str, query: dict[str, list[str]], access: str = "read") -> dict[str, Any]:
         now = time.time()
         if path == "/v1/summary":
             _only(query)
-            return summary_json(self.store)
+            return {**summary_json(self.store), "actionsAllowed": access == "admin"}
         if path == "/v1/tasks":
-            _only(query, "kalturaTaskId", "entryId", "state", "limit", "includeMessages")
+            _only(
+                query,
+                "kalturaTaskId", "entryId", "state", "partnerId", "q", "open", "sort",
+                "offset", "limit", "includeMessages",
+            )  # fmt: skip
             state = _one(query, "state")
             if state is not None and state not in STATE_STATUS:
                 raise _bad("state", f"must be one of {', '.join(STATE_STATUS)}")
             entry_id = _one(query, "entryId")
             if entry_id is not None and not entry_id:
                 raise _bad("entryId", "must not be empty")
+            search = (_one(query, "q") or "").strip()
+            if len(search) > 200:
+                raise _bad("q", "at most 200 characters")
+            sort = _one(query, "sort") or "urgent"
+            if sort not in ops_queries.SORTS:
+                raise _bad("sort", f"must be one of {', '.join(ops_queries.SORTS)}")
             limit = _int(query, "limit", 100, 1, MAX_LIMIT) or 100
+            offset = _int(query, "offset", 0, 0, MAX_OFFSET) or 0
             include = _bool(query, "includeMessages")
             recs = ops_queries.find_tasks(
                 self.store,
                 kaltura_task_id=_int(query, "kalturaTaskId", None, 1, None),
                 entry_id=entry_id,
                 state=state,
-                limit=limit,
+                partner_id=_int(query, "partnerId", None, 1, None),
+                search=search or None,
+                open_only=_bool(query, "open") if "open" in query else None,
+                sort=sort,
+                offset=offset,
+                limit=limit + 1,  # one more tells whether another page follows
             )
             tasks = [
-                task_json(r, now, self.store.events(r.id or 0) if include else None) for r in recs
+                task_json(r, now, self.store.events(r.id or 0) if include else None)
+                for r in recs[:limit]
             ]
-            return {"tasks": tasks, "count": len(tasks)}
+            return {
+                "tasks": tasks,
+                "count": len(tasks),
+                "offset": offset,
+                "hasMore": len(recs) > limit,
+            }
         match = _TASK_PATH.match(path)
         if match:
             task_id = _path_id(match.group(1))
@@ -243,6 +303,42 @@ class StatusApi:
             include = _bool(query, "includeMessages")
             return task_json(rec, now, self.store.events(task_id) if include else None)
         raise ApiError(HTTPStatus.NOT_FOUND, "not_found", "no such resource")
+
+    def act(self, path: str, access: str | None) -> dict[str, Any]:
+        """Retry or cancel one task, as `reach-vendor tasks retry/cancel` do (`task_admin`);
+        only with the admin token. Cancel stops local work and leaves Kaltura's status."""
+        match = _ACTION_PATH.match(path)
+        if match is None:
+            raise ApiError(HTTPStatus.NOT_FOUND, "not_found", "no such resource")
+        if access != "admin":
+            reason = (
+                "this token may only read"
+                if self._admin_token is not None
+                else "actions are off: set status_api.admin_bearer to allow them"
+            )
+            raise ApiError(HTTPStatus.FORBIDDEN, "forbidden", reason)
+        task_id = _path_id(match.group(1))
+        rec = self.store.get(task_id)
+        if rec is None:
+            raise ApiError(HTTPStatus.NOT_FOUND, "task_not_found", f"no task with id {task_id}")
+        try:
+            if match.group(2) == "cancel":
+                message = task_admin.cancel(self.store, None, rec.kaltura_task_id)
+            elif self._gateway is None and rec.state not in ops_queries.OPEN_STATES:
+                raise ApiError(
+                    HTTPStatus.CONFLICT,
+                    "action_refused",
+                    "retrying a finished task asks Kaltura first; use reach-vendor tasks retry",
+                )
+            else:
+                # An open task never reaches the gateway: it is only made runnable now.
+                gateway = cast("KalturaGateway", self._gateway)
+                message = task_admin.retry(self.store, gateway, rec.kaltura_task_id)
+        except task_admin.AdminError as exc:
+            raise ApiError(HTTPStatus.CONFLICT, "action_refused", str(exc)) from None
+        after = self.store.get(task_id)
+        assert after is not None
+        return {"message": message, "task": task_json(after, time.time())}
 
     def notify(self) -> dict[str, Any]:
         if self._poll_now is not None:
@@ -389,7 +485,8 @@ class _Handler(BaseHTTPRequestHandler):
         api = self.server.api
         url = urlsplit(self.path)
         path = url.path.rstrip("/") or "/"
-        allowed = ("POST",) if path == "/v1/notify" else ("GET", "HEAD")
+        posts = path == "/v1/notify" or _ACTION_PATH.match(path) is not None
+        allowed = ("POST",) if posts else ("GET", "HEAD")
         self._body_pending = True  # until the length is known to be good
         try:
             length = self._body_length()
@@ -410,7 +507,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             if not path.startswith("/v1/"):
                 raise ApiError(HTTPStatus.NOT_FOUND, "not_found", "no such resource")
-            if not api.authorized(self.headers.get("Authorization")):
+            access = api.access(self.headers.get("Authorization"))
+            if access is None:
                 raise ApiError(
                     HTTPStatus.UNAUTHORIZED, "unauthorized", "a valid bearer token is required"
                 )
@@ -419,8 +517,11 @@ class _Handler(BaseHTTPRequestHandler):
             if path == "/v1/notify":
                 self._json(HTTPStatus.ACCEPTED, api.notify())
                 return
+            if posts:
+                self._json(HTTPStatus.OK, api.act(path, access))
+                return
             query = parse_qs(url.query, keep_blank_values=True)
-            self._json(HTTPStatus.OK, api.get(path, query), head=method == "HEAD")
+            self._json(HTTPStatus.OK, api.get(path, query, access), head=method == "HEAD")
         except ApiError as exc:
             body = {"error": {"code": exc.code, "message": redact(exc.message)}}
             self._allow = ", ".join(allowed)
@@ -569,14 +670,23 @@ def serve(
     poll_now: Callable[[], None] | None = None,
     *,
     limits: Limits | None = None,
+    gateway: KalturaGateway | None = None,
 ) -> Iterator[int | None]:
     """Serve the status API while the block runs; yields the bound port (None if disabled).
-    `limits` overrides the configured ones."""
+    `limits` overrides the configured ones. Without `gateway`, retrying a finished task
+    (which asks Kaltura first) is left to the CLI."""
     if not cfg.enabled:
         yield None
         return
     assert cfg.bearer is not None
-    api = StatusApi(store, cfg.bearer.resolve("status_api.bearer"), poll_now)
+    admin = cfg.admin_bearer.resolve("status_api.admin_bearer") if cfg.admin_bearer else None
+    api = StatusApi(
+        store,
+        cfg.bearer.resolve("status_api.bearer"),
+        poll_now,
+        admin_token=admin,
+        gateway=gateway,
+    )
     server = _Server((cfg.host, cfg.port), limits or Limits.of(cfg))
     server.api = api
     thread = threading.Thread(target=server.serve_forever, name="status-api", daemon=True)

@@ -24,6 +24,10 @@ class TaskRecord(SQLModel, table=True):
         Index("ix_tasks_runnable", "state", "next_attempt_at"),
         Index("ix_tasks_partner_claimed", "partner_id", "claimed_at"),
         Index("ix_tasks_lease_owner", "lease_owner"),
+        # Ops views (migration 0004): recently finished, newest first, by entry id.
+        Index("ix_tasks_finished_at", "finished_at"),
+        Index("ix_tasks_created_at", "created_at"),
+        Index("ix_tasks_entry_id", "entry_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlmodel import Session, col, func, or_, select
 
@@ -17,8 +18,10 @@ from reach_vendor.store.models import OPEN_STATES, TaskRecord, fits_int64
 from reach_vendor.store.tasks import TaskStore
 
 __all__ = [
+    "FINISHED_WINDOW_S",
     "OPEN_STATES",
     "PIPELINE_STAGES",
+    "SORTS",
     "LabelCount",
     "QueueSnapshot",
     "find_tasks",
@@ -59,6 +62,8 @@ class QueueSnapshot:
     oldest_open_age_s: float | None = None
     min_deadline_slack_s: float | None = None
     """Smallest (expectedFinishTime - now) over open tasks; negative means overdue."""
+    finished_since: float | None = None
+    """Finished tasks are counted from this time on; None: all of them."""
 
     @property
     def by_state(self) -> dict[str, int]:
@@ -68,20 +73,34 @@ class QueueSnapshot:
         return counts
 
 
-def snapshot(store: TaskStore, now: float | None = None) -> QueueSnapshot:
+FINISHED_WINDOW_S = 86400.0
+"""How far back the ops views count finished tasks (the scrape, the status API summary)."""
+SORTS = ("urgent", "created", "-created", "finished", "-finished")
+"""Orders `find_tasks` offers; each is served by an index, whatever the table's size."""
+
+
+def snapshot(
+    store: TaskStore, now: float | None = None, finished_window_s: float | None = None
+) -> QueueSnapshot:
+    """Open tasks exactly; finished ones (delivered, failed, aborted) only those finished
+    within `finished_window_s`, if given: counting every task ever served costs a scan of
+    the whole table, and only `reach-vendor tasks stats` wants that."""
     now = time.time() if now is None else now
     snap = QueueSnapshot(taken_at=now)
+    if finished_window_s is not None:
+        snap.finished_since = now - finished_window_s
     is_open = col(TaskRecord.state).in_(OPEN_STATES)
     leased = (col(TaskRecord.lease_owner).is_not(None)) & (col(TaskRecord.lease_expires_at) >= now)
     unleased = or_(col(TaskRecord.lease_owner).is_(None), col(TaskRecord.lease_expires_at) < now)
+    labels = (col(TaskRecord.state), col(TaskRecord.service_feature), col(TaskRecord.partner_id))
     with Session(store.engine) as s:
-        rows = s.exec(
-            select(
-                TaskRecord.state, TaskRecord.service_feature, TaskRecord.partner_id, func.count()
-            ).group_by(
-                col(TaskRecord.state), col(TaskRecord.service_feature), col(TaskRecord.partner_id)
-            )
-        ).all()
+        finished = select(*labels, func.count()).where(~is_open)
+        if snap.finished_since is not None:
+            finished = finished.where(col(TaskRecord.finished_at) >= snap.finished_since)
+        rows = [
+            *s.exec(select(*labels, func.count()).where(is_open).group_by(*labels)).all(),
+            *s.exec(finished.group_by(*labels)).all(),
+        ]
         snap.by_labels = [LabelCount(st, feat, partner, int(n)) for st, feat, partner, n in rows]
 
         def count(*conditions: object) -> int:
@@ -111,9 +130,17 @@ def find_tasks(
     kaltura_task_id: int | None = None,
     entry_id: str | None = None,
     state: str | None = None,
+    partner_id: int | None = None,
+    search: str | None = None,
+    open_only: bool | None = None,
+    sort: str = "urgent",
+    offset: int = 0,
     limit: int = 100,
 ) -> list[TaskRecord]:
-    """Tasks matching every filter given, most urgent open ones first, then newest.
+    """Tasks matching every filter given, one page of them. `search` is an entry id, or a
+    Kaltura task or partner id. `open_only`: True for open tasks only, False for finished
+    ones only. Sorts (`SORTS`): "urgent" puts open tasks first, earliest deadline first,
+    then the others newest first; "finished" lists finished tasks only.
     Access keys stay as stored: these views never show them."""
     query = select(TaskRecord)
     if kaltura_task_id is not None:
@@ -124,14 +151,48 @@ def find_tasks(
         query = query.where(TaskRecord.entry_id == entry_id)
     if state is not None:
         query = query.where(TaskRecord.state == state)
-    query = query.order_by(
-        col(TaskRecord.state).in_(OPEN_STATES).desc(),
-        col(TaskRecord.expected_finish_time).is_(None),
-        col(TaskRecord.expected_finish_time),
-        col(TaskRecord.id).desc(),
-    ).limit(limit)
+    if partner_id is not None:
+        if not fits_int64(partner_id):
+            return []
+        query = query.where(TaskRecord.partner_id == partner_id)
+    if search:
+        matches: list[Any] = [col(TaskRecord.entry_id) == search]
+        if search.isdigit() and fits_int64(int(search)):
+            matches += [
+                col(TaskRecord.kaltura_task_id) == int(search),
+                col(TaskRecord.partner_id) == int(search),
+            ]
+        query = query.where(or_(*matches))
+    is_open = col(TaskRecord.state).in_(OPEN_STATES)
+    if open_only is True:
+        query = query.where(is_open)
+    elif open_only is False:
+        query = query.where(~is_open)
+    by_id = col(TaskRecord.id).desc()
     with Session(store.engine) as s:
-        return list(s.exec(query).all())
+        if sort != "urgent":
+            key = col(TaskRecord.finished_at if "finished" in sort else TaskRecord.created_at)
+            if "finished" in sort:
+                query = query.where(key.is_not(None))
+            order = (key.desc(), by_id) if sort.startswith("-") else (key, col(TaskRecord.id))
+            return list(s.exec(query.order_by(*order).offset(offset).limit(limit)).all())
+        # Two index-served queries rather than one sort of the whole table: the open tasks
+        # are few, the finished ones come newest first by primary key.
+        found: list[TaskRecord] = []
+        if open_only is not False:
+            open_query = query.where(is_open).order_by(
+                col(TaskRecord.expected_finish_time).is_(None),
+                col(TaskRecord.expected_finish_time),
+                by_id,
+            )
+            found = list(s.exec(open_query.offset(offset).limit(limit)).all())
+            if len(found) == limit or open_only:
+                return found
+            if offset:
+                count = select(func.count()).select_from(open_query.subquery())
+                offset = max(0, offset - int(s.exec(count).one()))
+        rest = query.where(~is_open).order_by(by_id).offset(offset).limit(limit - len(found))
+        return found + list(s.exec(rest).all())
 
 
 def is_in_flight(rec: TaskRecord, now: float | None = None) -> bool:

@@ -8,7 +8,9 @@ Secrets may be given inline for the demo, but production configs point at files
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -20,10 +22,12 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from reach_vendor.common.config_base import ConfigError, SecretConfig
 from reach_vendor.common.config_base import Section as _Section
 from reach_vendor.common.secretbox import SecretBox
+from reach_vendor.domain.states import ServiceFeature
 from reach_vendor.domain.task_spec import SERVICE_FEATURES, SERVICE_TYPES
 from reach_vendor.kaltura.config import KalturaConfig
 
@@ -131,11 +135,15 @@ class ProcessorsConfig(_Section):
     `type:` key naming one, to run one engine type with two option sets); `routes` picks
     one per task, first match wins, else `default`."""
 
-    default: str = "pocketsphinx"
+    default: str = "faster-whisper"
+    """Whisper tiny.en, installed with the package: far fewer wrong words on real speech than
+    pocketsphinx (README, bench/asr_wer.py); pocketsphinx stays for alignment."""
     engines: dict[str, dict[str, Any]] = Field(default_factory=dict)
     options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     """Older spelling of `engines`, still read."""
     routes: list[RouteConfig] = Field(default_factory=list)
+    alignment: str = "pocketsphinx"
+    """ALIGNMENT tasks no route picks go here rather than to `default` (Whisper cannot align)."""
 
     @model_validator(mode="after")
     def _known_processors(self) -> ProcessorsConfig:
@@ -149,7 +157,7 @@ class ProcessorsConfig(_Section):
                 raise ValueError(
                     f"engines.{name}: unknown processor {kind!r}; available: {', '.join(known)}"
                 )
-        named = [("default", self.default)]
+        named = [("default", self.default), ("alignment", self.alignment)]
         named += [(f"routes.{i}.processor", r.processor) for i, r in enumerate(self.routes)]
         for key, name in named:
             if name not in engines and name not in known:
@@ -181,6 +189,7 @@ class ProcessorsConfig(_Section):
             )
             for r in self.routes
         ]
+        routes.append(Route(self.alignment, frozenset({ServiceFeature.ALIGNMENT})))
         return ProcessorPool(self.default, engines, routes)
 
 
@@ -263,6 +272,9 @@ class StatusApiConfig(_Section):
     port: int = Field(default=8470, ge=1, le=65535)
     bearer: SecretConfig | None = None
     """The token clients send as `Authorization: Bearer ...`; required when enabled."""
+    admin_bearer: SecretConfig | None = None
+    """A second token that also allows retry and cancel (the ops page's buttons); without
+    it the API stays read-only."""
     # What one client may cost the daemon: unbounded idle connections once took every file
     # descriptor, and customer tasks failed for want of one.
     max_connections: int = Field(default=32, ge=1, le=4096)
@@ -294,19 +306,35 @@ class Settings(_Section):
     status_api: StatusApiConfig = Field(default_factory=StatusApiConfig)
 
     def resolve_secrets(self) -> None:
-        """Read every secret now, so a missing file is a config error at start-up."""
-        self.kaltura.app_token.resolve_token()
+        """Read every secret now, so a missing file is a config error at start-up; all
+        unreadable secrets are named at once."""
+        problems: list[str] = []
+
+        def check(read: Callable[[], object]) -> None:
+            try:
+                read()
+            except ConfigError as exc:
+                problems.append(str(exc))
+
+        check(self.kaltura.app_token.resolve_token)
         if self.database.key_file is not None:
-            SecretBox.from_key_file(self.database.key_file)
+            check(lambda: SecretBox.from_key_file(self.database.key_file))
         if self.status_api.enabled and self.status_api.bearer is not None:
-            token = self.status_api.bearer.resolve("status_api.bearer")
-            if len(token) < 16:
-                raise ConfigError("status_api.bearer: the token must be at least 16 characters")
+            check(self._check_bearer)
+        if problems:
+            raise ConfigError("\n".join(problems))
+
+    def _check_bearer(self) -> None:
+        assert self.status_api.bearer is not None
+        token = self.status_api.bearer.resolve("status_api.bearer")
+        if len(token) < 16:
+            raise ConfigError("status_api.bearer: the token must be at least 16 characters")
 
 
-def _first_error_line(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+def _error_line(err: ErrorDetails, prefix: tuple[str, ...] = ()) -> str:
+    # A key as typed may hold anything YAML allows (newlines too): quoted, it stays one line.
+    loc = (*prefix, *(_shown_key(p) for p in err["loc"]))
+    key = ".".join(loc) or "(top level)"
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
         msg = "unknown key"
@@ -316,11 +344,19 @@ def _first_error_line(exc: ValidationError) -> str:
         msg = msg[len("Value error, ") :]
         # A section-wide check names the key below the section it found wrong ("routes.0...").
         sub = re.match(r"^([A-Za-z_][\w.-]*): ", msg)
-        if sub and err["type"] == "value_error" and len(err["loc"]) == 1:
+        if sub and err["type"] == "value_error" and len(loc) == 1:
             key, msg = f"{key}.{sub.group(1)}", msg[sub.end() :]
-    more = len(exc.errors()) - 1
-    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-    return f"{key}: {msg}{suffix}"
+    return f"{key}: {' '.join(msg.splitlines())}"
+
+
+def _shown_key(part: object) -> str:
+    text = str(part)
+    return text if re.fullmatch(r"[\w-]+", text) else json.dumps(text)
+
+
+def _error_lines(exc: ValidationError, prefix: tuple[str, ...] = ()) -> str:
+    """Every problem at once, one line each: ops fix a hand-edited file in one go."""
+    return "\n".join(dict.fromkeys(_error_line(e, prefix) for e in exc.errors()))
 
 
 def parse_settings(data: Any) -> Settings:
@@ -329,10 +365,26 @@ def parse_settings(data: Any) -> Settings:
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_first_error_line(exc)) from None
+        raise ConfigError(_error_lines(exc)) from None
+
+
+def load_database_settings(path: Path) -> DatabaseConfig:
+    """Only the `database` section: what read-only commands (`tasks list`, `health`) need,
+    so they run without the Kaltura token or the other sections' secrets."""
+    data = _read_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError("(top level): expected a mapping of sections")
+    try:
+        return DatabaseConfig.model_validate(data.get("database") or {})
+    except ValidationError as exc:
+        raise ConfigError(_error_lines(exc, ("database",))) from None
 
 
 def load_settings(path: Path) -> Settings:
+    return parse_settings(_read_yaml(path))
+
+
+def _read_yaml(path: Path) -> Any:
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -350,4 +402,4 @@ def load_settings(path: Path) -> Settings:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}{where}: not valid YAML") from None
-    return parse_settings(data)
+    return data

@@ -114,7 +114,9 @@ class Daemon:
                 "getJobs entry skipped (task %s): %s", skipped.kaltura_task_id, skipped.reason
             )
         if offered:
-            log.info("getJobs offered %d tasks, %d new", len(offered), new)
+            # Kaltura offers every unfinished task again each round: only news is INFO.
+            level = logging.INFO if new else logging.DEBUG
+            log.log(level, "getJobs offered %d tasks, %d new", len(offered), new)
         self._work_arrived()
         return new
 

@@ -55,6 +55,9 @@ class Outcome:
     reason: str
     alarm: str | None = None
     """What ops must look at (a refused vendor session, a bug): logged as an error."""
+    vendor_side: bool = False
+    """The vendor's own setup is at fault (a remote engine's credentials or configuration):
+    retried without a limit, never the customer's ERROR, until ops fix it."""
 
 
 LEASE_LOST = Outcome(Ending.LEASE_LOST, "lease lost to another worker; leaving the task to it")
@@ -84,7 +87,11 @@ def classify(
         return Outcome(Ending.FAILED, str(exc))
     if isinstance(exc, KalturaApiError):
         return _kaltura_refusal(exc, key_expired_at)
-    if isinstance(exc, KalturaTransientError | ProcessorUnavailable):
+    if isinstance(exc, ProcessorUnavailable):
+        return Outcome(
+            Ending.RETRY_LATER, str(exc), alarm=exc.alarm, vendor_side=exc.alarm is not None
+        )
+    if isinstance(exc, KalturaTransientError):
         return Outcome(Ending.RETRY_LATER, str(exc))
     fault = local_fault(exc)
     if fault is not None:

@@ -74,6 +74,12 @@ from reach_vendor.worker.ports import MediaTools, TaskGateway
 log = logging.getLogger(__name__)
 
 _DELIVERY_ROUNDS = 3
+# The summary line names a final state as Kaltura shows it to the customer.
+_SUMMARY_OUTCOMES = {
+    TaskState.DELIVERED: "READY",
+    TaskState.FAILED: "ERROR",
+    TaskState.ABORTED: "aborted",
+}
 
 MAX_TRANSCRIPT_BYTES = 20 << 20
 """A transcript far larger than any media's speech is a wrong file, not text to align."""
@@ -101,6 +107,8 @@ class _Run:
     pcm_path: Path | None = None
     duration_s: float = 0.0
     transcript: Transcript | None = None
+    ending: Ending | None = None
+    """How the run stopped, if not by finishing its steps (for the summary line)."""
 
     @property
     def id(self) -> int:
@@ -218,13 +226,40 @@ class Pipeline:
                 shutting_down=shutdown.is_set(),
                 key_expired_at=expires,
             )
+            run.ending = outcome.ending
             self._conclude(run, outcome, exc)
         finally:
             run.keeper.stop()
             if not self.settings.storage.keep_media:
                 shutil.rmtree(run.task_dir, ignore_errors=True)
-            duration_ms = int((self.clock.monotonic() - started) * 1000)
-            log.debug("task run ended", extra={**run.log_extra, "duration_ms": duration_ms})
+            self._log_summary(run, int((self.clock.monotonic() - started) * 1000))
+
+    def _log_summary(self, run: _Run, duration_ms: int) -> None:
+        """One line per run for ops (and journal fields): how it ended and what it cost."""
+        try:
+            rec = self.store.get(run.id) or run.rec
+        except Exception:  # the database may be on the full disk that ended the run
+            rec = run.rec
+        outcome = _SUMMARY_OUTCOMES.get(TaskState(rec.state)) or (
+            run.ending.value if run.ending is not None else rec.state
+        )
+        engine = run.processor.name if run.processor is not None else rec.processor
+        fields = {
+            "outcome": outcome,
+            "engine": engine or "-",
+            "media_s": round(run.duration_s, 1),
+            "attempts": rec.attempts,
+            "duration_ms": duration_ms,
+        }
+        log.info(
+            "task run summary: %s after %.1fs, %.1fs of media, engine %s, attempts %d",
+            outcome,
+            duration_ms / 1000,
+            run.duration_s,
+            fields["engine"],
+            rec.attempts,
+            extra={**run.log_extra, **fields},
+        )
 
     def _steps(self, run: _Run) -> Sequence[Callable[[_Run], None]]:
         """What is left of the task, in order."""
@@ -393,7 +428,7 @@ class Pipeline:
         after each send: a lost answer is looked up, never sent blindly again."""
         spec, transcript = run.need_spec(), run.transcript
         assert transcript is not None
-        files, accuracy = self._deliverables(spec, transcript)
+        files, accuracy = self._deliverables(spec, transcript, run.duration_s)
         record = run.delivery
         record.accuracy = accuracy
         record.units_used = round(run.duration_s * 1000) if spec.pay_per_use else None
@@ -492,6 +527,26 @@ class Pipeline:
     def _save_delivery(self, run: _Run, message: str | None = None) -> None:
         run.rec = self.store.update(run.id, message=message, delivery=run.delivery.to_json())
 
+    def _abandon_remote_job(self, run: _Run) -> None:
+        """A task that ends (aborted, failed) with a remote job still in its checkpoint,
+        e.g. ended while the daemon was down: cancel the job and remove what it staged."""
+        if not run.rec.processor_state or '"backend"' not in run.rec.processor_state:
+            return
+        try:
+            state = json.loads(run.rec.processor_state)
+            # The task's own engine first: two engines of one type differ in their buckets.
+            engines = [run.processor] if run.processor is not None else []
+            engines += [self.processors.get(name) for name in self.processors.referenced()]
+            for engine in engines:
+                abandon = getattr(engine, "abandon", None)
+                if abandon is not None and engine.name == state.get("backend"):
+                    abandon(state)
+                    break
+            self._save_checkpoint(run, {})
+        except Exception as exc:  # the ending stands; leftovers cost storage, not the task
+            log.warning("could not abandon the remote job: %s", redact(str(exc)),
+                        extra=run.log_extra)  # fmt: skip
+
     def _save_checkpoint(self, run: _Run, state: dict[str, Any]) -> None:
         run.rec = self.store.update(run.id, processor_state=json.dumps(state, sort_keys=True))
 
@@ -536,10 +591,15 @@ class Pipeline:
         return text
 
     @staticmethod
-    def _deliverables(spec: TaskSpec, transcript: Transcript) -> tuple[dict[str, Deliverable], int]:
-        """The caption file and the transcript attachments by kind, and the accuracy."""
+    def _deliverables(
+        spec: TaskSpec, transcript: Transcript, media_s: float
+    ) -> tuple[dict[str, Deliverable], int]:
+        """The caption file and the transcript attachments by kind, and the accuracy.
+        `media_s` is 0 when not known (a delivery resumed after a restart): no end cap then."""
         words = _shown(spec, transcript)
-        cues = captions.build_cues(words, max_chars_per_line=spec.max_chars_per_line)
+        cues = captions.build_cues(
+            words, max_chars_per_line=spec.max_chars_per_line, media_end_s=media_s or None
+        )
         text, ext = captions.render(cues, spec.output_format, spec.language_code)
         name = f"{name_part(spec.entry_id)}_{spec.task_id}"
         # The text is what people read and search; the JSON word timings let the
@@ -570,6 +630,7 @@ class Pipeline:
         if ending is Ending.LEASE_LOST:
             log.warning(outcome.reason, extra=run.log_extra)
         elif ending is Ending.ABORTED:
+            self._abandon_remote_job(run)
             self._finish(run, TaskState.ABORTED, outcome.reason)
         elif ending is Ending.SHUTDOWN:
             self.store.release(run.id, run.owner, reason=outcome.reason)
@@ -579,7 +640,7 @@ class Pipeline:
         elif ending is Ending.LOCAL_FAULT:
             self._release_for_local_fault(run, outcome.reason)
         else:
-            self._retry_later(run, outcome.reason)
+            self._retry_later(run, outcome.reason, outcome.vendor_side)
 
     def _finish(self, run: _Run, state: TaskState, message: str, **fields: Any) -> None:
         run.rec = self.store.update(
@@ -594,6 +655,7 @@ class Pipeline:
         reached the task stays ours at the REPORT_ERROR stage and the report is retried:
         a task failed only locally would sit in PROCESSING forever."""
         reason = redact(reason)
+        self._abandon_remote_job(run)
         try:
             self.gateway.set_error(run.rec.kaltura_task_id, reason)
         except KalturaTransientError as exc:
@@ -649,10 +711,10 @@ class Pipeline:
         base = retry_delay_s(attempts, self.settings.workers.retry_base_s, cap_s)
         return base * (0.75 + random.random() / 2)
 
-    def _retry_later(self, run: _Run, reason: str) -> None:
+    def _retry_later(self, run: _Run, reason: str, vendor_side: bool = False) -> None:
         rec = self.store.get(run.id)
         attempts = (rec.attempts if rec else 0) + 1
-        if attempts >= self.settings.workers.max_attempts:
+        if attempts >= self.settings.workers.max_attempts and not vendor_side:
             self.store.update(run.id, attempts=attempts)
             self._fail(run, f"gave up after {attempts} attempts: {reason}")
             return

@@ -100,7 +100,7 @@ def test_an_entry_id_never_names_a_path() -> None:
         expected_finish_time=None,
     )
     transcript = Transcript((Word("hello", 0.0, 0.5),), "English", "test", 0.9)
-    files, _ = Pipeline._deliverables(spec, transcript)
+    files, _ = Pipeline._deliverables(spec, transcript, 0.0)
     for deliverable in files.values():
         assert "/" not in deliverable.filename and ".." not in deliverable.filename
         assert inside(Path("/srv/out"), deliverable.filename).parent == Path("/srv/out")

@@ -214,3 +214,26 @@ def test_tasks_never_migrate_and_migrate_brings_the_database_to_head(
         )
     finally:
         engine.dispose()
+
+
+def test_health_starts_an_app_token_session(
+    tmp_path: Path,
+    emulator: KalturaEmulator,
+    vendor: Vendor,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    cfg = write_config(tmp_path, emulator, vendor)
+    assert main(["migrate", "--config", str(cfg)]) == 0
+    capsys.readouterr()
+    assert main(["health", "--config", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("OK: ") and "kaltura app-token session started" in out
+
+    data = yaml.safe_load(cfg.read_text())
+    data["kaltura"]["service_url"] = f"http://127.0.0.1:{free_port()}"
+    cfg.write_text(yaml.safe_dump(data))
+    # Kaltura unreachable: the daemon retries by itself, so a warning, in one line.
+    assert main(["health", "--config", str(cfg)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.startswith("WARNING: ") and "kaltura no app-token session" in captured.out
+    assert captured.out.count("\n") == 1 and captured.err == ""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import array
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,11 +155,9 @@ def test_a_text_too_long_for_its_audio_is_refused_before_aligning(truth: Truth) 
     """A 2 MB text of unique words took 7.3 GB and never finished: the words a speaker can
     say in the audio's length bound the text (and with it dictionary and search)."""
     words = " ".join(f"word{i}" for i in range(200_000))
-    started = time.monotonic()
     with pytest.raises(ProcessorError, match="more than could be spoken"):
         PocketSphinxProcessor().process(
             ProcessingRequest(
                 truth.pcm, truth.duration, "English", service_feature=3, transcript_text=words
             )
         )
-    assert time.monotonic() - started < 5

@@ -10,6 +10,7 @@ import requests
 
 from reach_devkit.emulator import KalturaEmulator
 from reach_devkit.emulator.vendor_setup import Vendor
+from reach_vendor.common.metrics import REGISTRY
 from reach_vendor.domain.delivery import DeliveryRecord
 from reach_vendor.domain.task_spec import TaskSpec
 from reach_vendor.kaltura.gateway import (
@@ -29,6 +30,22 @@ def test_get_jobs_reads_every_page(emulator: KalturaEmulator, vendor: Vendor) ->
     assert sorted(o.kaltura_task_id for o in offered) == sorted(ids)
     assert sum(1 for c in emulator.calls if c == ("reach_entryvendortask", "getJobs")) == 3
     assert all(o.access_key and o.access_key_expires_at for o in offered)
+
+
+def test_each_request_is_timed_by_action(emulator: KalturaEmulator, vendor: Vendor) -> None:
+    """reach_vendor_kaltura_request_duration_seconds{action} counts every request."""
+
+    def timed() -> float:
+        value = REGISTRY.get_sample_value(
+            "reach_vendor_kaltura_request_duration_seconds_count",
+            {"action": "reach_entryvendortask.getJobs"},
+        )
+        return value or 0.0
+
+    add_tasks(emulator, vendor, 3)
+    before = timed()
+    make_gateway(emulator, vendor).fetch_jobs()
+    assert timed() == before + 1
 
 
 def test_expired_app_token_session_is_renewed(emulator: KalturaEmulator) -> None:

@@ -78,6 +78,21 @@ def test_entries_carry_priority_task_fields_and_whole_tracebacks(
     assert debug["PRIORITY"] == "7"
 
 
+def test_a_task_summary_carries_its_figures_as_journal_fields(
+    journal: tuple[str, socket.socket],
+) -> None:
+    """`journalctl OUTCOME=ERROR ENGINE=...` finds the summary line of each finished task."""
+    path, sock = journal
+    setup_logging("journal", "info", journal_socket=path)
+    summary = {"task_id": 7, "outcome": "ERROR", "engine": "whisper", "media_s": 12.5,
+               "attempts": 2, "duration_ms": 900}  # fmt: skip
+    logging.getLogger("reach_vendor.worker.pipeline").info("task run summary", extra=summary)
+
+    entry = _decode(sock.recv(1 << 16))
+    got = {k: entry.get(k.upper()) for k in summary}
+    assert got == {k: str(v) for k, v in summary.items()}
+
+
 def test_auto_picks_the_journal_only_when_stderr_is_connected_to_it(tmp_path: Path) -> None:
     """systemd names the stream it connected in JOURNAL_STREAM (device:inode); a daemon
     whose stderr was redirected elsewhere keeps writing JSON lines there."""

@@ -69,13 +69,13 @@ def test_unknown_tasks_and_paths_are_404_with_a_json_body(api: tuple[str, str, l
     status, body = get_json(base + "/v1/nothing-here", token)
     assert status == 404 and body["error"]["code"] == "not_found"
     status, body = get_json(base + "/v1/tasks?kalturaTaskId=999999", token)
-    assert status == 200 and body == {"tasks": [], "count": 0}
+    assert status == 200 and body == {"tasks": [], "count": 0, "offset": 0, "hasMore": False}
     status, body = get_json(base + "/v1/tasks?kalturaTaskId=abc", token)
     assert status == 400 and body["error"]["message"].startswith("kalturaTaskId:")
     # Past what any column holds (SQLite's 64 bits overflowed on it): no such task.
     for huge in (2**63, 2**64 + 1, 10**39):
         status, body = get_json(base + f"/v1/tasks?kalturaTaskId={huge}", token)
-        assert status == 200 and body == {"tasks": [], "count": 0}, huge
+        assert status == 200 and body["tasks"] == [] and not body["hasMore"], huge
 
 
 def test_lookup_by_kaltura_task_id_and_entry_id(api: tuple[str, str, list[str]]) -> None:
@@ -399,3 +399,37 @@ def test_aborted_connections_leave_one_line_and_no_traceback(limited: Served) ->
     err = limited.stderr()
     assert "Traceback" not in err
     assert err.count("\n") - before <= aborts
+
+
+def test_task_list_pages_sorts_searches_and_summary_counts_the_last_day(tmp_path: Path) -> None:
+    store, _keys = seeded_store(tmp_path)
+    old = store.by_kaltura_id(1003)  # failed: now finished two days ago
+    assert old is not None and old.id is not None
+    store.update(old.id, finished_at=time.time() - 2 * 86400)
+    with serving_status_api(store) as (base, token):
+
+        def ids(query: str) -> tuple[list[int], bool]:
+            status, body = get_json(f"{base}/v1/tasks?{query}", token)
+            assert status == 200, body
+            return [t["kalturaTaskId"] for t in body["tasks"]], body["hasMore"]
+
+        # Urgent order, paged across the open/finished boundary: open by deadline, then newest.
+        pages = [ids(f"limit=2&offset={o}") for o in (0, 2, 4)]
+        assert pages == [([1000, 1001], True), ([1004, 1003], True), ([1002], False)]
+        assert ids("open=true") == ([1000, 1001, 1004], False)
+        assert ids("sort=-finished") == ([1002, 1003], False)
+        assert ids("sort=created&limit=1&offset=1") == ([1001], True)
+        assert ids("q=0_entry004") == ([1004], False)
+        assert ids("q=1002") == ([1002], False)
+        assert ids("q=4124832&open=false") == ([1003, 1002], False)
+        assert ids("partnerId=1&open=true") == ([], False)
+        status, body = get_json(f"{base}/v1/tasks?sort=sideways", token)
+        assert status == 400 and "sort" in body["error"]["message"]
+        status, body = get_json(f"{base}/v1/tasks?offset=100001", token)
+        assert status == 400
+        _status, summary = get_json(f"{base}/v1/summary", token)
+    store.close()
+    # The failure of two days ago is outside the summary's window; the open ones all count.
+    assert summary["byState"]["failed"] == 0 and summary["byState"]["delivered"] == 1
+    assert summary["byState"]["queued"] + summary["byState"]["running"] == 3
+    assert summary["finishedSince"] and summary["actionsAllowed"] is False

@@ -102,6 +102,22 @@ def test_chunked_audio_keeps_the_media_timeline(
     assert transcript.words[0].start > 31 + speech.spans[0][0] - 0.5
 
 
+def test_hyphenated_word_stays_one_word(
+    tmp_path: Path, engine: processors.Processor
+) -> None:
+    # tiny.en writes "ill-disposed" as the pieces " ill" and "-disposed".
+    if not shutil.which("flite") or not shutil.which("ffmpeg"):
+        pytest.skip("flite and ffmpeg are needed (scripts/test.sh installs them)")
+    from tests.support.speech import make_speech
+
+    mp3 = make_speech("He was an ill-disposed old man.", tmp_path / "ill.mp3")
+    pcm = tmp_path / "ill.pcm"
+    transcript = engine.process(ProcessingRequest(pcm, decode_to_pcm(mp3, pcm), "English"))
+    texts = [w.text for w in transcript.words]
+    assert "ill-disposed" in texts, texts
+    assert not any(t.startswith("-") for t in texts)
+
+
 def test_silence_gives_no_words(tmp_path: Path, engine: processors.Processor) -> None:
     pcm = tmp_path / "silence.pcm"
     pcm.write_bytes(bytes(5 * SAMPLE_RATE * 2))
@@ -148,7 +164,6 @@ def test_cancel_stops_processing(speech: Speech, engine: processors.Processor) -
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({}, "'model_dir' is required"),
         ({"model_dir": "/nonexistent/whisper"}, "/nonexistent/whisper is not a directory"),
         ({"model_dir": "/tmp"}, "has no model.bin"),
         ({"model_dir": MODEL_DIR, "beam": 5}, "unknown faster-whisper option 'beam'"),
@@ -159,6 +174,17 @@ def test_cancel_stops_processing(speech: Speech, engine: processors.Processor) -
 def test_options_are_checked(options: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         processors.create("faster-whisper", options)
+
+
+def test_packaged_model_unless_a_model_dir_is_configured(tmp_path: Path) -> None:
+    from reach_vendor.engines.local.options import WhisperOptions
+
+    assert WhisperOptions().model_dir == Path(MODEL_DIR)
+    assert WhisperOptions(model_dir="  ").model_dir == Path(MODEL_DIR)
+    own = tmp_path / "own-model"
+    own.mkdir()
+    (own / "model.bin").write_bytes(b"")
+    assert WhisperOptions(model_dir=str(own)).model_dir == own
 
 
 def test_never_reaches_for_a_model_hub() -> None:
@@ -180,3 +206,26 @@ def test_never_reaches_for_a_model_hub() -> None:
     assert out.returncode == 0, out.stderr
     assert "refused faster-whisper option 'model_dir': tiny.en is not a directory" in out.stdout
     assert "offline 1" in out.stdout
+
+
+def test_transcriptions_run_at_once(speech: Speech) -> None:
+    # The first task waits, mid-file, until the second has made progress: with one
+    # transcription at a time per model, the second would never start.
+    engine = processors.create("faster-whisper", {"parallel": 2, "cpu_threads": 1})
+    second_progressed = threading.Event()
+    first_waited: list[bool] = []
+
+    def first_progress(_: float) -> None:
+        if not first_waited:
+            first_waited.append(second_progressed.wait(timeout=120))
+
+    def second_progress(_: float) -> None:
+        second_progressed.set()
+
+    first = ProcessingRequest(speech.pcm, speech.duration, "English", progress=first_progress)
+    second = ProcessingRequest(speech.pcm, speech.duration, "English", progress=second_progress)
+    thread = threading.Thread(target=engine.process, args=(first,))
+    thread.start()
+    engine.process(second)
+    thread.join()
+    assert first_waited == [True]

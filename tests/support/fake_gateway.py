@@ -67,8 +67,21 @@ class FakeGateway:
         self, task_id: int, *, key_expires_at: float | None = None, **kw: object
     ) -> OfferedTask:
         """A new PENDING task, as getJobs would offer it."""
-        task = FakeTask(task_id, key=f"key-{task_id}-0", **kw)  # type: ignore[arg-type]
-        self.tasks[task_id] = task
+        self.tasks[task_id] = FakeTask(task_id, key=f"key-{task_id}-0", **kw)  # type: ignore[arg-type]
+        return self.offered(task_id, key_expires_at)
+
+    def fetch_jobs(self) -> list[OfferedTask]:
+        """getJobs: every task still PENDING or PROCESSING, as Kaltura offers it again."""
+        self.calls.append("fetch_jobs")
+        live = (KalturaStatus.PENDING, KalturaStatus.PROCESSING)
+        return [
+            self.offered(task_id)
+            for task_id, task in self.tasks.items()
+            if task.status in live
+        ]
+
+    def offered(self, task_id: int, key_expires_at: float | None = None) -> OfferedTask:
+        task = self.tasks[task_id]
         return OfferedTask(
             kaltura_task_id=task_id,
             partner_id=task.partner_id,

@@ -37,6 +37,48 @@ def test_log_level_may_be_written_in_lower_case() -> None:
     assert (s.logging.level, s.logging.format) == ("DEBUG", "journal")
 
 
+def test_every_problem_is_named_at_once_one_line_each() -> None:
+    data = {
+        "kaltura": {**GOOD["kaltura"], "partner_id": "abc"},
+        "database": {"url": "postgres://x"},
+        "workers": {"concurrency": 0},
+        "pollling": {},
+    }
+    with pytest.raises(ConfigError) as err:
+        parse_settings(data)
+    keys = [line.split(": ")[0] for line in str(err.value).splitlines()]
+    assert keys == ["kaltura.partner_id", "database.url", "workers.concurrency", "pollling"]
+
+
+def test_secrets_that_cannot_be_read_are_named_together(tmp_path: Path) -> None:
+    data = {
+        "kaltura": {**GOOD["kaltura"], "app_token": {"id": "x", "token_file": "/nonexistent"}},
+        "database": {"key_file": str(tmp_path / "no-key")},
+        "status_api": {"enabled": True, "bearer": {"token": "short"}},
+    }
+    with pytest.raises(ConfigError) as err:
+        parse_settings(data).resolve_secrets()
+    keys = [line.split(": ")[0] for line in str(err.value).splitlines()]
+    assert keys == ["kaltura.app_token.token_file", "database.key_file", "status_api.bearer"]
+
+
+def test_database_section_alone_is_read_without_the_other_sections(tmp_path: Path) -> None:
+    from reach_vendor.worker.config import load_database_settings
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "kaltura: {app_token: {token_credential: app_token}}\ndatabase: {url: 'sqlite:///x'}\n"
+    )
+    assert load_database_settings(cfg).url == "sqlite:///x"
+    cfg.write_text("kaltura: {}\ndatabase: {url: 'postgres://x', keyfile: y}\n")
+    with pytest.raises(ConfigError) as err:
+        load_database_settings(cfg)
+    assert [line.split(": ")[0] for line in str(err.value).splitlines()] == [
+        "database.url",
+        "database.keyfile",
+    ]
+
+
 @pytest.mark.parametrize(
     ("mutate", "expected"),
     [

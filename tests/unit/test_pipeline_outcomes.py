@@ -5,6 +5,7 @@ and a fake clock: no network, no sleeping, whole file in seconds."""
 from __future__ import annotations
 
 import errno
+import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,7 @@ from reach_vendor.engines.routing import ProcessorPool
 from reach_vendor.kaltura.gateway import KalturaApiError, KalturaTransientError
 from reach_vendor.store.tasks import TaskRecord, TaskStore
 from reach_vendor.worker.config import parse_settings
+from reach_vendor.worker.daemon import Daemon
 from reach_vendor.worker.outcomes import Ending, LeaseLost, Outcome, TaskAborted, classify
 from reach_vendor.worker.pipeline import Pipeline
 from tests.support.fake_clock import FakeClock
@@ -370,3 +372,53 @@ def test_a_local_fault_is_found_behind_the_exception_that_reports_it() -> None:
 def test_a_bug_is_retried_with_an_alarm_for_ops() -> None:
     outcome = classify(KeyError("x"))
     assert outcome.alarm and outcome.reason.startswith("internal error: KeyError")
+
+
+# -- what ops read in the journal ---------------------------------------------------------
+
+
+def _summaries(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.getMessage().startswith("task run summary")]
+
+
+def test_a_delivered_task_logs_one_summary_line_with_its_figures(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="reach_vendor")
+    task_id = world.offer(40)
+    world.run()
+    (line,) = _summaries(caplog)
+    assert line.levelno == logging.INFO
+    assert line.__dict__["task_id"] == task_id and line.__dict__["outcome"] == "READY"
+    assert line.__dict__["engine"] == "scripted" and line.__dict__["attempts"] == 0
+    assert line.__dict__["media_s"] == pytest.approx(3.0)
+    assert isinstance(line.__dict__["duration_ms"], int)
+    assert "READY" in line.getMessage() and "scripted" in line.getMessage()
+
+
+def test_a_retried_and_a_failed_task_say_so_in_their_summary(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="reach_vendor")
+    world.offer(41)
+    world.gateway.fail("start_task", KalturaTransientError("Kaltura unreachable"))
+    world.run()
+    world.offer(42, source_language="French")
+    world.run()
+    retried, failed = _summaries(caplog)
+    assert retried.__dict__["outcome"] == "retry later" and retried.__dict__["attempts"] == 1
+    assert failed.__dict__["outcome"] == "ERROR" and failed.__dict__["task_id"] == 42
+
+
+def test_a_poll_that_brings_nothing_new_is_debug_and_one_with_news_is_info(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    daemon = Daemon(
+        world.settings, store=world.store, gateway=world.gateway, processor=world.engine.engine
+    )
+    caplog.set_level(logging.DEBUG, logger="reach_vendor")
+    world.gateway.offer(43)
+    assert daemon._poll_once(pushed=True) == 1
+    assert daemon._poll_once(pushed=True) == 0  # the same task offered again
+    first, second = [r for r in caplog.records if r.getMessage().startswith("getJobs offered")]
+    assert first.levelno == logging.INFO and second.levelno == logging.DEBUG

@@ -80,14 +80,15 @@ def test_engine_options_are_checked_at_creation(tmp_path: Path) -> None:
         ("pocketsphinx", {"vad_mode": 4}, "pocketsphinx option 'vad_mode' must be 0..3"),
         ("pocketsphinx", {"maxhmmpf": 2.5},
          "pocketsphinx option 'maxhmmpf' must be a whole number"),
-        ("faster-whisper", {}, "faster-whisper option 'model_dir' is required"),
+        ("faster-whisper", {"model_dir": "/nonexistent/w"},
+         "faster-whisper option 'model_dir': /nonexistent/w is not a directory"),
         ("scripted", {"text": " "}, "scripted option 'text' must contain a word"),
         ("scripted", {"accuracy": 2}, "scripted option 'accuracy' must be 0..1"),
         ("amazon_transcribe", {"bucket": "b", "poll_factor": "fast"},
          "amazon_transcribe option 'poll_factor' must be a number"),
         ("amazon_transcribe", {"bucket": "b", "language_codes": {"Hebrew": 1}},
          "amazon_transcribe option 'language_codes.Hebrew' must be a string"),
-        ("alteryx", {"base_url": "u", "client_id": "c", "client_secret_file": "<secret>",
+        ("alteryx", {"base_url": "http://u", "client_id": "c", "client_secret_file": "<secret>",
                      "workflow_id": "w", "staging": {"bucket": "b", "bukcet": "c"}},
          "unknown alteryx option 'staging.bukcet' (known: access_key_id_file, bucket, "
          "delete_staged_media, endpoint_url, multipart_chunksize_mb, multipart_threshold_mb, "
@@ -96,6 +97,29 @@ def test_engine_options_are_checked_at_creation(tmp_path: Path) -> None:
                              "workspace_id": "twelve"},
          "smartdocumentor option 'workspace_id' must be a whole number"),
         ("veeva_vault", {"base_url": ""}, "veeva_vault option 'base_url' must not be empty"),
+        # A mis-set address or path is found at start-up, not as every task's HTTP 4xx.
+        ("smartdocumentor", {"base_url": "cloud.smartdocumentor.net", "client_id": "c",
+                             "client_secret_file": "<secret>"},
+         "smartdocumentor option 'base_url' must be an http(s) URL with a host, such as "
+         "https://host/path"),
+        ("smartdocumentor", {"token_url": "https://id.example/token?client_secret=x",
+                             "client_id": "c", "client_secret_file": "<secret>"},
+         "smartdocumentor option 'token_url' must be a plain URL: no query, fragment or "
+         "credentials in it"),
+        ("remote_transcription", {"base_url": "https://claudio.example/api", "profile_id": "p",
+                                  "key_file": "<secret>", "secret_file": "<secret>",
+                                  "submit_path": "jobs/submit"},
+         "remote_transcription option 'submit_path' must be a path on the service starting "
+         "with / (no host or query)"),
+        ("veeva_vault", {"base_url": "https://v.example", "username": "u",
+                         "password_file": "<secret>", "api_version": "26.1",
+                         "submit_path": "/api/{version}/x", "staging": {"bucket": "b"}},
+         "veeva_vault option 'api_version' must be a Vault API version such as v24.1"),
+        ("alteryx", {"base_url": "https://ayx.example/webapi", "client_id": "c",
+                     "client_secret_file": "<secret>", "workflow_id": "w",
+                     "staging": {"bucket": "b", "endpoint_url": "s3.example"}},
+         "alteryx option 'staging.endpoint_url' must be an http(s) URL with a host, such as "
+         "https://host/path"),
     ],
 )  # fmt: skip
 def test_option_errors_are_one_line_naming_engine_and_key(

@@ -56,6 +56,22 @@ def test_first_matching_route_wins_else_default() -> None:
     assert pool.referenced() == ["pocketsphinx", "whisper"]
 
 
+def test_default_engine_captions_and_pocketsphinx_aligns() -> None:
+    # Whisper cannot align: with no route for ALIGNMENT, those tasks go to `alignment`.
+    pool = settings().processors.pool()
+    align = TaskTraits(3, 2, "English", 7)
+    assert pool.name_for(CAPTIONS_EN) == "faster-whisper"
+    assert pool.name_for(align) == "pocketsphinx"
+    assert pool.referenced() == ["faster-whisper", "pocketsphinx"]
+    routed = settings(
+        engines={"ps": {"type": "pocketsphinx", "vad_mode": 2}},
+        routes=[{"match": {"service_feature": "ALIGNMENT"}, "processor": "ps"}],
+    ).processors.pool()
+    assert routed.name_for(align) == "ps"
+    assert settings(alignment="scripted").processors.pool().name_for(align) == "scripted"
+    assert "processors.alignment: unknown processor 'nope'" in config_error(alignment="nope")
+
+
 def test_route_keys_must_all_hold() -> None:
     route = Route("x", frozenset({1}), frozenset({2}), frozenset({"english"}), frozenset({7}))
     assert route.matches(CAPTIONS_EN)
@@ -73,7 +89,7 @@ def test_service_names_and_numbers_are_both_accepted() -> None:
             }
         ]  # fmt: skip
     )
-    (route,) = cfg.processors.pool().routes
+    route = cfg.processors.pool().routes[0]  # then the implicit ALIGNMENT route
     assert route.service_features == {1, 3} and route.service_types == {2}
 
 

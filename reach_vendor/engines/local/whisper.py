@@ -4,7 +4,8 @@ The model is only ever loaded from the local `model_dir` (`HF_HUB_OFFLINE`, `loc
 a wrong path fails at start-up instead of reaching for a model hub mid-task. Audio is read
 in `chunk_s` chunks so long media never sits in memory as floats; the customer's dictionary
 biases spelling through the initial prompt and hotwords. One model is shared by every task
-routed here and serves one transcription at a time, hence the lock.
+routed here; it runs `parallel` transcriptions at once (CTranslate2 workers sharing the
+weights), further ones wait in its queue.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import threading
 
 from reach_vendor.domain.states import ServiceFeature
 from reach_vendor.engines.base import (
@@ -39,12 +39,16 @@ class WhisperProcessor:
         os.environ["HF_HUB_OFFLINE"] = "1"
         from faster_whisper import WhisperModel
 
+        cores = len(os.sched_getaffinity(0))
+        self.parallel = self.options.parallel or cores
+        threads = self.options.cpu_threads or max(1, cores // self.parallel)
         try:
             self._model = WhisperModel(
                 str(self.options.model_dir),
                 device="cpu",
                 compute_type=self.options.compute_type,
-                cpu_threads=self.options.cpu_threads,
+                cpu_threads=threads,
+                num_workers=self.parallel,
                 local_files_only=True,
             )
         except (RuntimeError, ValueError, OSError) as exc:
@@ -53,7 +57,6 @@ class WhisperProcessor:
                 f"{self.options.model_dir}: {exc}"
             ) from None
         self.multilingual = bool(self._model.model.is_multilingual)
-        self._lock = threading.Lock()
 
     @property
     def detects_language(self) -> bool:
@@ -76,8 +79,7 @@ class WhisperProcessor:
             )
         request.check_cancelled()
         terms = [t.strip() for t in request.dictionary.splitlines() if t.strip()]
-        with self._lock:
-            words = self._transcribe(request, code, terms)
+        words = self._transcribe(request, code, terms)
         request.progress(1.0)
         probabilities = [w.confidence for w in words if w.confidence is not None]
         # Whisper's word probabilities are calibrated well enough that their mean tracks
@@ -97,8 +99,7 @@ class WhisperProcessor:
         with request.audio_path.open("rb") as f:
             head = f.read(30 * _BYTES_PER_SECOND)
         audio = np.frombuffer(head[: len(head) // 2 * 2], dtype="<i2").astype(np.float32) / 32768
-        with self._lock:
-            code, _probability, _all = self._model.detect_language(audio)
+        code, _probability, _all = self._model.detect_language(audio)
         name = _KALTURA_LANGUAGES.get(code)
         if name is None:
             raise UnsupportedTaskError(
@@ -132,19 +133,17 @@ class WhisperProcessor:
                         hotwords=" ".join(terms) if terms else None,
                     )
                     for segment in segments:
-                        for w in segment.words or []:
-                            text = w.word.strip()
-                            start, end = float(w.start), float(w.end)
-                            if not text or not math.isfinite(start):
-                                continue
-                            words.append(
-                                Word(
-                                    text,
-                                    round(offset_s + start, 3),
-                                    round(min(total_s, offset_s + max(end, start)), 3),
-                                    confidence=round(float(w.probability), 4),
-                                )
+                        pieces = [
+                            WordPiece(
+                                w.word,
+                                offset_s + float(w.start),
+                                min(total_s, offset_s + max(float(w.end), float(w.start))),
+                                float(w.probability),
                             )
+                            for w in segment.words or []
+                            if math.isfinite(w.start)
+                        ]
+                        words.extend(join_word_pieces(pieces))
                         request.progress(min(1.0, (offset_s + segment.end) / total_s))
                         request.check_cancelled()
                 except (RuntimeError, ValueError) as exc:
@@ -152,6 +151,41 @@ class WhisperProcessor:
                 offset_s += len(block) / _BYTES_PER_SECOND
                 request.check_cancelled()
         return words
+
+
+@dataclasses.dataclass(frozen=True)
+class WordPiece:
+    """One of Whisper's word timestamps: `text` keeps its leading space, if any."""
+
+    text: str
+    start: float
+    end: float
+    probability: float
+
+
+def join_word_pieces(pieces: list[WordPiece]) -> list[Word]:
+    """Words from Whisper's pieces: a piece without a leading space continues the word
+    before it ("ill" + "-disposed"), so it is joined on instead of becoming a word."""
+    words: list[Word] = []
+    for piece in pieces:
+        text = piece.text.strip()
+        if not text:
+            continue
+        if words and not piece.text[:1].isspace():
+            prev = words[-1]
+            words[-1] = Word(
+                prev.text + text,
+                prev.start,
+                round(max(prev.end, piece.end), 3),
+                # A joined word is as doubtful as its weakest piece.
+                confidence=min(prev.confidence or 0.0, round(piece.probability, 4)),
+            )
+            continue
+        start = round(piece.start, 3)
+        words.append(
+            Word(text, start, round(max(start, piece.end), 3), round(piece.probability, 4))
+        )
+    return words
 
 
 # Whisper's language codes -> KalturaLanguage names (the caption asset's language).

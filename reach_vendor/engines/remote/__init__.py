@@ -30,7 +30,18 @@ TYPES = tuple(OPTIONS)
 
 
 def create(options: RemoteOptions) -> Processor:
-    """The engine for validated `options`; its backend is imported only now."""
+    """The engine for validated `options`; its backend is imported only now. A backend
+    whose S3 staging needs boto3 without it installed is a config error (ValueError)."""
+    try:
+        return RemoteJobProcessor(_backend(options), PollPolicy.from_options(options))
+    except ImportError as exc:
+        if (exc.name or "").split(".")[0] not in ("boto3", "botocore"):
+            raise
+        kind = next(k for k, model in OPTIONS.items() if isinstance(options, model))
+        raise ValueError(f"{kind} needs boto3: pip install 'reach-vendor[amazon]'") from None
+
+
+def _backend(options: RemoteOptions) -> RemoteBackend:
     backend: RemoteBackend
     if isinstance(options, AmazonTranscribeOptions):
         from reach_vendor.engines.remote.amazon_transcribe import AmazonTranscribeBackend
@@ -52,4 +63,4 @@ def create(options: RemoteOptions) -> Processor:
         from reach_vendor.engines.remote.veeva import VeevaVaultBackend
 
         backend = VeevaVaultBackend(options)
-    return RemoteJobProcessor(backend, PollPolicy.from_options(options))
+    return backend

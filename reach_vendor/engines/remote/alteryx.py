@@ -140,3 +140,7 @@ class AlteryxBackend:
     def cleanup(self, job: Job) -> None:
         if job.get("media_key"):
             self.staging.delete(job["media_key"])
+
+    def probe(self) -> str:
+        self.token.renew()
+        return f"OAuth2 token issued; {self.staging.probe()}"

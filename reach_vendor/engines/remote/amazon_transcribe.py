@@ -4,14 +4,20 @@ The job is named after the task's reference, which makes submission idempotent: 
 crash between StartTranscriptionJob and the checkpoint the job is found by name (and a
 second start is a ConflictException) instead of being paid twice. Captions are cut from the
 JSON's word timings like every engine's, so they honour the reach profile's line limits;
-Amazon's own WebVTT is requested alongside for ops.
+Amazon's own WebVTT is requested alongside for ops. The result JSON lands in our bucket and
+is deleted with the staged media once the job has ended.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+try:
+    from botocore.exceptions import BotoCoreError, ClientError
+except ImportError:  # boto3 is an extra; a ValueError is a config error naming the engine
+    raise ValueError(
+        "amazon_transcribe needs boto3: pip install 'reach-vendor[amazon]'"
+    ) from None
 
 from reach_vendor.engines.base import (
     ProcessingRequest,
@@ -182,3 +188,15 @@ class AmazonTranscribeBackend:
     def cleanup(self, job: Job) -> None:
         if job.get("media_key"):
             self.staging.delete(job["media_key"])
+        if job.get("output_key") and self.staging.delete_staged_media:
+            # Transcribe writes the result (the customer's words) to our bucket: read once,
+            # then it is ours to remove.
+            self.staging.client.delete_object(Bucket=self.output_bucket, Key=job["output_key"])
+
+    def probe(self) -> str:
+        try:
+            staged = self.staging.probe()
+            self.transcribe.list_transcription_jobs(MaxResults=1)
+        except (ClientError, BotoCoreError) as exc:
+            raise _aws_error(exc, "check") from None
+        return f"{staged}; Transcribe jobs can be listed"

@@ -77,6 +77,23 @@ class RemoteAuthError(ProcessorUnavailable):
     retries it later (an operator can fix the credentials meanwhile) instead of failing it.
     """
 
+    alarm = "a remote service refused the vendor's credentials"
+
+
+class RemoteConfigError(ProcessorUnavailable):
+    """The service refused a request we built from our configuration (a wrong path, id or
+    host): the vendor's setup, not the customer's task, so retried later and alerted."""
+
+    alarm = "a remote service refused a request: check the engine's configuration"
+
+
+class RemoteRefused(ProcessorError):
+    """The service answered 4xx (not 401/403/429) to an HTTP request; `status` says which."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
 
 Job = dict[str, Any]
 """A backend's handle on a submitted job (at least "id"); JSON-serialisable, checkpointed."""
@@ -104,6 +121,11 @@ class RemoteBackend(Protocol):
 
     def cleanup(self, job: Job) -> None:
         """Remove what was staged for the job (media in S3...)."""
+        ...
+
+    def probe(self) -> str:
+        """Try the configured credentials and addresses with calls that change nothing
+        (for `check-config`); says what was checked, raises the driver's error kinds."""
         ...
 
 
@@ -174,12 +196,17 @@ class RemoteJobProcessor:
                 f"{self.name} engine (captions only)"
             )
         request.check_cancelled()
+        resumed = request.checkpoint.get("backend") == self.name
         job = self._job(request)
         try:
-            status = self._wait(request, job)
+            status = self._wait(request, job, resumed)
         except ProcessingCancelled:
             if not request.shutdown.is_set():
                 self._cancel(request, job)
+            raise
+        except ProcessorError:
+            # The job is gone or given up (404, max_wait_s): nothing will read the media.
+            self._cleanup(job)
             raise
         if status.state == RemoteState.SUCCEEDED:
             # An unavailable service propagates with the checkpoint intact (the retry
@@ -206,21 +233,29 @@ class RemoteJobProcessor:
             job: Job = saved["job"]
             log.info("resuming %s job %s", self.name, job.get("id"))
             return job
-        found = self.backend.find(request)
-        if found is not None:
-            log.info("found %s job %s submitted before a restart", self.name, found.get("id"))
-            job = found
-        else:
-            job = self.backend.submit(request)
-            log.info("submitted %s job %s", self.name, job.get("id"))
+        try:
+            found = self.backend.find(request)
+            if found is not None:
+                log.info("found %s job %s submitted before a restart", self.name, found.get("id"))
+                job = found
+            else:
+                job = self.backend.submit(request)
+                log.info("submitted %s job %s", self.name, job.get("id"))
+        except RemoteRefused as exc:
+            # Submissions are built from our configuration (paths, ids, profiles); what a
+            # customer's media does wrong shows up later as a failed job.
+            raise RemoteConfigError(str(exc)) from None
         request.save_checkpoint({"backend": self.name, "job": job, "submitted_at": time.time()})
         return job
 
-    def _wait(self, request: ProcessingRequest, job: Job) -> RemoteStatus:
+    def _wait(self, request: ProcessingRequest, job: Job, resumed: bool) -> RemoteStatus:
         started = time.monotonic()
         unavailable_since: float | None = None
         delay: float | None = None
         last_raw = ""
+        if resumed:
+            # The last status call before the restart may have been moments ago.
+            request.cancel.wait(self.backend.min_poll_interval_s)
         while True:
             request.check_cancelled()
             retry_after: float | None = None
@@ -257,6 +292,22 @@ class RemoteJobProcessor:
             log.warning("could not cancel %s job: %s", self.name, redact(str(exc)))
         self._cleanup(job)
         request.save_checkpoint({})
+
+    def probe(self) -> str:
+        return self.backend.probe()
+
+    def abandon(self, checkpoint: dict[str, Any]) -> None:
+        """Cancel and clean up the job a checkpoint names: the task ended (aborted) before
+        this processor ran again, and nothing else would ever stop or remove it."""
+        job = checkpoint.get("job")
+        if checkpoint.get("backend") != self.name or not isinstance(job, dict):
+            return
+        try:
+            self.backend.cancel(job)
+            log.info("cancelled %s job %s of an ended task", self.name, job.get("id"))
+        except Exception as exc:  # the task has ended whatever the service says
+            log.warning("could not cancel %s job: %s", self.name, redact(str(exc)))
+        self._cleanup(job)
 
     def _cleanup(self, job: Job) -> None:
         try:

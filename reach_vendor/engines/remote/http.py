@@ -13,16 +13,24 @@ from __future__ import annotations
 import threading
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
 from reach_vendor.common.redact import redact, register_secret
-from reach_vendor.engines.base import ProcessorError
-from reach_vendor.engines.remote.driver import RemoteAuthError, RemoteUnavailable
+from reach_vendor.engines.remote.driver import RemoteAuthError, RemoteRefused, RemoteUnavailable
 
 
-class RemoteNotFound(ProcessorError):
+class RemoteNotFound(RemoteRefused):
     """404: the job (or output) does not exist at the service."""
+
+    def __init__(self, message: str, status: int = 404) -> None:
+        super().__init__(message, status)
+
+
+def _path_only(path: str) -> str:
+    # Messages may reach the customer: name the service and path, never a host or query.
+    return urlsplit(path).path or "/"
 
 
 class HttpService:
@@ -40,7 +48,7 @@ class HttpService:
     def call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         """One request; returns only 2xx responses, raises the driver's error kinds."""
         kwargs.setdefault("timeout", self.timeout_s)
-        what = f"{self.service} {method} {path.split('?', 1)[0]}"
+        what = f"{self.service} {method} {_path_only(path)}"
         try:
             resp = self.session.request(method, self.url(path), **kwargs)
         except requests.RequestException as exc:
@@ -55,7 +63,7 @@ class HttpService:
             raise RemoteNotFound(message)
         if resp.status_code == 429 or resp.status_code >= 500:
             raise RemoteUnavailable(message, retry_after_s=_retry_after(resp))
-        raise ProcessorError(message)
+        raise RemoteRefused(message, resp.status_code)
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
         resp = self.call(method, path, **kwargs)
@@ -63,7 +71,7 @@ class HttpService:
             return resp.json()
         except ValueError:
             raise RemoteUnavailable(
-                f"{self.service} {method} {path.split('?', 1)[0]}: answer is not JSON"
+                f"{self.service} {method} {_path_only(path)}: answer is not JSON"
             ) from None
 
 
@@ -100,7 +108,12 @@ class BearerToken:
 
     def _header(self, clock: float) -> dict[str, str]:
         if self._token is None or clock >= self._expires:
-            data = self.http.json("POST", self.token_url, data=self.form)
+            try:
+                data = self.http.json("POST", self.token_url, data=self.form)
+            except RemoteRefused as exc:
+                # OAuth2 answers a bad or expired client secret with 400 invalid_client
+                # (RFC 6749 5.2); a wrong token URL gives 404: both are the vendor's setup.
+                raise RemoteAuthError(str(exc)) from None
             token = data.get("access_token") if isinstance(data, dict) else None
             if not isinstance(token, str) or not token:
                 raise RemoteAuthError(f"{self.http.service}: token answer has no access_token")
@@ -112,6 +125,11 @@ class BearerToken:
     def invalidate(self) -> None:
         with self._lock:
             self._token = None
+
+    def renew(self) -> None:
+        """Ask for a token now, whatever is cached: proves the client id and secret."""
+        self.invalidate()
+        self.header(time.monotonic())
 
     def call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         """A request with the token; a refused token is renewed once (it may have been

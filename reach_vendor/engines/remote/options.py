@@ -6,10 +6,12 @@ Kept free of boto3 and the backends, so that validating options loads neither.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BeforeValidator, Field, PlainValidator, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, PlainValidator, model_validator
 
 from reach_vendor.common.redact import register_secret
 from reach_vendor.engines.options import EngineOptions, NonNegative, Text
@@ -64,6 +66,33 @@ def _upper(value: object) -> object:
     return value.upper() if isinstance(value, str) else value
 
 
+# A mis-set address or path only shows at run time as a 4xx on every task; the shape of it
+# is checked here, at start-up and by `check-config`.
+def _service_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http(s) URL with a host, such as https://host/path")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError("must be a plain URL: no query, fragment or credentials in it")
+    return value
+
+
+def _api_path(value: str) -> str:
+    if not value.startswith("/") or value.startswith("//") or any(c in value for c in "?#"):
+        raise ValueError("must be a path on the service starting with / (no host or query)")
+    return value
+
+
+def _api_version(value: str) -> str:
+    if not re.fullmatch(r"v\d+(\.\d+)?", value):
+        raise ValueError("must be a Vault API version such as v24.1")
+    return value
+
+
+ServiceUrl = Annotated[Text, AfterValidator(_service_url)]
+ApiPath = Annotated[Text, AfterValidator(_api_path)]
+
+
 class PollOptions(EngineOptions):
     """The driver's poll policy, taken by every remote engine (see `driver.PollPolicy`)."""
 
@@ -80,7 +109,7 @@ class S3Options(EngineOptions):
     bucket: Text
     prefix: Text = "reach-vendor/"
     region: Text = "us-east-1"
-    endpoint_url: Text | None = None
+    endpoint_url: ServiceUrl | None = None
     """For S3-compatible stores and tests."""
     access_key_id_file: SecretFile | None = None
     secret_access_key_file: SecretFile | None = None
@@ -108,25 +137,28 @@ class AmazonTranscribeOptions(S3Options, PollOptions):
 
 
 class RemoteTranscriptionOptions(PollOptions):
-    base_url: Text
+    base_url: ServiceUrl
     key_file: SecretFile
     secret_file: SecretFile
     profile_id: Text
     profile_name: Text = "General Transcription"
     form_id: Text | None = None
-    upload_path: Text = "/upload/audio"
-    submit_path: Text = "/jobs/submit"
+    upload_path: ApiPath = "/upload/audio"
+    submit_path: ApiPath = "/jobs/submit"
     details_method: Annotated[Literal["GET", "POST"], BeforeValidator(_upper)] = "POST"
     transcript_suffix: Text = ".txt"
     """Which output file is the plain-text transcript."""
     accuracy: Annotated[float, Field(ge=0, le=1)] = 0.9
     """Reported for the aligned text: the service states no confidence of its own."""
+    max_upload_mb: Annotated[float, Field(gt=0)] = 250.0
+    """The service's upload cap (250 MB, documented): audio goes up as FLAC, or as Opus
+    where FLAC is over it, checked before uploading."""
     request_timeout_s: NonNegative = 90.0
 
 
 class SmartDocumentorOptions(PollOptions):
-    base_url: Text = "https://cloud.smartdocumentor.net"
-    token_url: Text | None = None
+    base_url: ServiceUrl = "https://cloud.smartdocumentor.net"
+    token_url: ServiceUrl | None = None
     """Default `<base_url>/connect/token`."""
     client_id: Text
     client_secret_file: SecretFile
@@ -137,7 +169,7 @@ class SmartDocumentorOptions(PollOptions):
 
 
 class AlteryxOptions(PollOptions):
-    base_url: Text
+    base_url: ServiceUrl
     """The Server's Web API address, e.g. http://host/webapi."""
     client_id: Text
     client_secret_file: SecretFile
@@ -153,11 +185,11 @@ class AlteryxOptions(PollOptions):
 
 
 class VeevaVaultOptions(PollOptions):
-    base_url: Text
-    api_version: Text = "v26.1"
+    base_url: ServiceUrl
+    api_version: Annotated[Text, AfterValidator(_api_version)] = "v26.1"
     username: Text
     password_file: SecretFile
-    submit_path: Text
+    submit_path: ApiPath
     """May contain `{version}`."""
     output_link_rel: Text = "artifacts"
     output_format: OutputFormat = "words_json"

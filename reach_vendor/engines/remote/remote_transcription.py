@@ -19,12 +19,14 @@ could submit twice.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from reach_vendor.engines.base import ProcessingRequest, ProcessorError, Transcript
 from reach_vendor.engines.remote import transcripts
 from reach_vendor.engines.remote.driver import (
     Job,
+    RemoteAuthError,
     RemoteState,
     RemoteStatus,
     RemoteUnavailable,
@@ -32,7 +34,7 @@ from reach_vendor.engines.remote.driver import (
 )
 from reach_vendor.engines.remote.http import HttpService, RemoteNotFound
 from reach_vendor.engines.remote.options import RemoteTranscriptionOptions
-from reach_vendor.engines.remote.staging import write_wav
+from reach_vendor.engines.remote.staging import COMPRESSED, write_compressed
 
 
 def map_details(answer: object) -> RemoteStatus:
@@ -74,23 +76,43 @@ class RemoteTranscriptionBackend:
         self.details_method = opts.details_method
         self.transcript_suffix = opts.transcript_suffix.lower()
         self.accuracy = opts.accuracy
+        self.max_upload_mb = opts.max_upload_mb
 
     def _auth(self) -> dict[str, str]:
         return {"key": self.key, "secret": self.secret}
 
+    def _compressed(self, request: ProcessingRequest) -> Path:
+        """The audio as the best codec under the service's upload cap, checked before
+        uploading: lossless FLAC if it fits, else Opus, else the task cannot be served."""
+        sizes: list[str] = []
+        for codec in COMPRESSED:
+            audio = write_compressed(request, codec)
+            size_mb = audio.stat().st_size / 1e6
+            if size_mb <= self.max_upload_mb:
+                return audio
+            audio.unlink(missing_ok=True)
+            sizes.append(f"{size_mb:.1f} MB as {codec.upper()}")
+        raise ProcessorError(
+            f"the audio is too long for the remote transcription service: "
+            f"{request.duration_s / 3600:.1f} h is {', '.join(sizes)}, over its "
+            f"{self.max_upload_mb:g} MB upload limit"
+        )
+
     def submit(self, request: ProcessingRequest) -> Job:
         transcripts.check_alignable("text", request, self.name)
-        wav = write_wav(request)
+        audio = self._compressed(request)
+        _, _, content_type = COMPRESSED[audio.suffix.lstrip(".")]
         try:
-            with wav.open("rb") as f:
+            with audio.open("rb") as f:
                 uploaded = self.http.json(
                     "POST",
                     self.upload_path,
                     data=self._auth(),
-                    files={"file": (f"{request.reference or 'media'}.wav", f, "audio/wav")},
-                )
+                    files={"file": (f"{request.reference or 'media'}{audio.suffix}", f,
+                                    content_type)},
+                )  # fmt: skip
         finally:
-            wav.unlink(missing_ok=True)
+            audio.unlink(missing_ok=True)
         audio_url = uploaded.get("audio_url") if isinstance(uploaded, dict) else None
         if not isinstance(audio_url, str) or not audio_url:
             raise ProcessorError("the remote transcription service did not accept the audio")
@@ -128,7 +150,9 @@ class RemoteTranscriptionBackend:
             return RemoteStatus(RemoteState.FAILED, "HTTP error", str(exc))
         return map_details(answer)
 
-    def fetch(self, job: Job, status: RemoteStatus, request: ProcessingRequest) -> Transcript:
+    def fetch(
+        self, job: Job, status: RemoteStatus, request: ProcessingRequest, renew: bool = True
+    ) -> Transcript:
         outputs = status.details.get("outputs") or {}
         candidates = [
             t
@@ -145,9 +169,13 @@ class RemoteTranscriptionBackend:
             raise ProcessorError("the remote transcription transcript has no download link")
         try:
             content = self.http.call("GET", url).content
-        except RemoteNotFound:
-            # Links expire; the next details call hands out fresh ones.
-            raise RemoteUnavailable("remote transcription download link expired") from None
+        except (RemoteNotFound, RemoteAuthError):
+            # A pre-signed link that expired answers 403 (S3) or 404: the details call hands
+            # out fresh ones, so fetch again now rather than retrying the whole task.
+            fresh = self.status(job) if renew else status
+            if fresh.state != RemoteState.SUCCEEDED or fresh.details == status.details:
+                raise RemoteUnavailable("remote transcription download link expired") from None
+            return self.fetch(job, fresh, request, renew=False)
         return transcripts.parse("text", content, request, self.name, self.accuracy)
 
     def cancel(self, job: Job) -> None:
@@ -155,3 +183,7 @@ class RemoteTranscriptionBackend:
 
     def cleanup(self, job: Job) -> None:
         pass  # the uploaded audio lives in the service's storage, under its retention policy
+
+    def probe(self) -> str:
+        # Every documented call uploads or submits, or needs a job of ours: nothing to try.
+        return "not checked: the service has no call that changes nothing"

@@ -151,3 +151,7 @@ class SmartDocumentorBackend:
     def cleanup(self, job: Job) -> None:
         if job.get("media_key"):
             self.staging.delete(job["media_key"])
+
+    def probe(self) -> str:
+        self.token.renew()
+        return f"OAuth2 token issued; {self.staging.probe()}"

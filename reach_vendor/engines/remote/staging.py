@@ -1,4 +1,5 @@
-"""Media for remote services: a WAV of the decoded audio, staged in S3.
+"""Media for remote services: a WAV of the decoded audio, staged in S3 (or FLAC/Opus for a
+service that takes uploads under a size cap).
 
 Services fetch media themselves (an s3:// URI or a pre-signed URL). The decoded 16 kHz mono
 PCM is sent as WAV rather than the Kaltura flavor: every service accepts it, it is small,
@@ -14,7 +15,9 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+import av
 import boto3
+from av.audio.stream import AudioStream
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
@@ -33,6 +36,38 @@ def write_wav(request: ProcessingRequest) -> Path:
         w.setframerate(SAMPLE_RATE)
         while block := pcm.read(_MIB):
             w.writeframesraw(block[: len(block) // 2 * 2])
+    return out
+
+
+COMPRESSED = {"flac": ("flac", "flac", "audio/flac"), "opus": ("opus", "ogg", "audio/ogg")}
+"""Upload codecs, smallest last: name -> (encoder, container, content type)."""
+
+
+def write_compressed(request: ProcessingRequest, codec: str = "flac") -> Path:
+    """The request's PCM encoded next to it (streamed, not loaded), for services with an
+    upload cap. FLAC is lossless but still large; Opus at 32 kbit/s is lossy yet clear for
+    speech and far smaller, for recordings too long even as FLAC."""
+    encoder, fmt, _ = COMPRESSED[codec]
+    out = request.audio_path.with_suffix(f".{codec}")
+    with av.open(str(out), "w", format=fmt) as container, request.audio_path.open("rb") as pcm:
+        stream = container.add_stream(encoder, rate=SAMPLE_RATE, layout="mono")
+        assert isinstance(stream, AudioStream)
+        if codec == "opus":
+            # Mid complexity and 60 ms frames: several times faster than libopus's
+            # defaults on hours of audio, and no larger.
+            stream.bit_rate = 32000
+            stream.codec_context.options = {"compression_level": "5", "frame_duration": "60"}
+        pts = 0
+        while block := pcm.read(_MIB):
+            samples = len(block) // 2
+            frame = av.AudioFrame(format="s16", layout="mono", samples=samples)
+            frame.planes[0].update(block[: samples * 2])
+            frame.sample_rate, frame.pts = SAMPLE_RATE, pts
+            pts += samples
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
     return out
 
 
@@ -67,6 +102,10 @@ class S3Staging:
             max_concurrency=4,
         )
         self.client = s3_client(opts)
+
+    def probe(self) -> str:
+        self.client.head_bucket(Bucket=self.bucket)
+        return f"S3 bucket {self.bucket} reachable"
 
     def key(self, name: str) -> str:
         return f"{self.prefix}{name}"

@@ -97,6 +97,13 @@ def align_text(
 def _transcript(words: list[Word], request: ProcessingRequest, engine: str) -> Transcript:
     if not words:
         raise ProcessorError(f"the {engine} transcript contains no timed words")
+    last_end = max(w.end for w in words)
+    if request.duration_s > 0 and last_end > request.duration_s + timing_slack_s(request):
+        # Typically milliseconds read as seconds: captions would run long past the media.
+        raise ProcessorError(
+            f"the {engine} transcript has words until {last_end:.0f} s but the media lasts "
+            f"{request.duration_s:.0f} s; its timings do not fit the media"
+        )
     confidences = [w.confidence for w in words if w.confidence is not None]
     accuracy = sum(confidences) / len(confidences) if confidences else 0.9
     return Transcript(
@@ -105,6 +112,11 @@ def _transcript(words: list[Word], request: ProcessingRequest, engine: str) -> T
         engine=engine,
         accuracy=min(1.0, max(0.0, accuracy)),
     )
+
+
+def timing_slack_s(request: ProcessingRequest) -> float:
+    """How far past the media's end a word may end (services round, pad the last word)."""
+    return max(2.0, 0.02 * request.duration_s)
 
 
 def _decode(content: bytes, engine: str) -> str:

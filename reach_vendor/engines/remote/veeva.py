@@ -177,12 +177,30 @@ class VeevaVaultBackend:
         ]
         if not hrefs:
             raise ProcessorError(f"the Vault job has no {self.output_link_rel!r} output link")
-        if self._session_id is None:
-            self._session_id = self._login()
-        content = self.http.call(
-            "GET", hrefs[0], headers={"Authorization": self._session_id}
-        ).content
-        return transcripts.parse(self.output_format, content, request, self.name)
+        return transcripts.parse(self.output_format, self._download(hrefs[0]), request, self.name)
+
+    def _download(self, href: str) -> bytes:
+        """The artifact's bytes. Vault answers HTTP 200 with its JSON failure envelope
+        here too (an expired session...), which must not be taken for the transcript."""
+        for attempt in (1, 2):
+            if self._session_id is None:
+                self._session_id = self._login()
+            resp = self.http.call("GET", href, headers={"Authorization": self._session_id})
+            try:
+                envelope = resp.json()
+            except ValueError:
+                return resp.content
+            if not isinstance(envelope, dict) or "responseStatus" not in envelope:
+                return resp.content
+            try:
+                _check(envelope, "artifacts download", self.min_poll_interval_s)
+            except _SessionExpired:
+                self._session_id = None
+                if attempt == 2:
+                    raise RemoteAuthError("Vault artifacts download: session refused") from None
+                continue
+            return resp.content
+        raise AssertionError("unreachable")
 
     def cancel(self, job: Job) -> None:
         pass  # see the module docstring: no cancel in the Jobs API
@@ -190,3 +208,7 @@ class VeevaVaultBackend:
     def cleanup(self, job: Job) -> None:
         if job.get("media_key"):
             self.staging.delete(job["media_key"])
+
+    def probe(self) -> str:
+        self._session_id = self._login()
+        return f"Vault session started; {self.staging.probe()}"

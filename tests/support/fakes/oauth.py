@@ -22,7 +22,9 @@ class TokenIssuer:
             form.get("client_id") != self.client_id
             or form.get("client_secret") != self.client_secret
         ):
-            return json_response({"error": "invalid_client"}, 401)
+            # RFC 6749 5.2: invalid_client is a 400 unless the client used HTTP Basic auth;
+            # seed-systems-notes.md (SmartDocumentor token) names invalid_client.
+            return json_response({"error": "invalid_client"}, 400)
         token = secrets.token_urlsafe(24)
         self.tokens[token] = time.monotonic() + self.ttl_s
         self.issued += 1

@@ -29,6 +29,12 @@ class FakeRemoteTranscription(FakeService):
         self.polls_to_finish = 2
         self.fail_reason: str | None = None
         self.transcript = ""
+        # "max 250 MB per upload" (seed-systems-notes.md, API Call - Upload Audio)
+        self.max_upload_bytes = 250 * 1000 * 1000
+        self.upload_names: list[str] = []
+        self.expire_links = 0
+        """How many transcript downloads answer as an expired pre-signed S3 link (403)."""
+        self._links = itertools.count(1)
         self._ids = itertools.count(7001)
 
     def _authorised(self, fields: dict[str, str]) -> bool:
@@ -39,7 +45,11 @@ class FakeRemoteTranscription(FakeService):
             form = req.form()
             if not self._authorised(form):
                 return json_response({"msg": "ERROR: Not authorized."}, 401)
+            if len(req.body) > self.max_upload_bytes:
+                return json_response({"msg": "ERROR: File exceeds the 250 MB limit."}, 413)
             self.uploads.append(len(form.get("file", "")))
+            name = req.body.split(b'filename="', 1)[-1].split(b'"', 1)[0]
+            self.upload_names.append(name.decode())
             return json_response(
                 {
                     "msg": "SUCCESS: Audio media.wav uploaded.",
@@ -75,6 +85,12 @@ class FakeRemoteTranscription(FakeService):
             found.polls += 1
             return json_response(self._details(found))
         if req.method == "GET" and len(parts) == 2 and parts[0] == "files":
+            if self.expire_links:
+                # "Treat download URLs as short-lived" (seed-systems-notes.md): S3 answers an
+                # expired pre-signed GET with 403 AccessDenied.
+                self.expire_links -= 1
+                body = b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message>"
+                return Response(403, body + b"</Error>", {"Content-Type": "application/xml"})
             return Response(200, self.transcript.encode(), {"Content-Type": "text/plain"})
         return Response(404)
 
@@ -93,19 +109,20 @@ class FakeRemoteTranscription(FakeService):
             "error_message": self.fail_reason if failed else None,
         }
         outputs = None
+        sig = next(self._links)  # each details answer hands out freshly signed links
         if done and not failed:
             outputs = {
                 "transcripts": [
                     {
                         "filename": "General Transcription.docx",
                         "file_subtype": "final_transcript",
-                        "download_url": f"{self.url}/files/{job.id}.docx",
+                        "download_url": f"{self.url}/files/{job.id}.docx?X-Amz-Signature={sig}",
                         "language_code": "en",
                     },
                     {
                         "filename": "General Transcription.txt",
                         "file_subtype": "final_transcript",
-                        "download_url": f"{self.url}/files/{job.id}.txt",
+                        "download_url": f"{self.url}/files/{job.id}.txt?X-Amz-Signature={sig}",
                         "language_code": "en",
                     },
                 ],

@@ -43,6 +43,9 @@ class FakeVeeva(FakeService):
         self.limit_exceeded = 0
         self.final_status = "SUCCESS"
         self.output = b""
+        self.expire_session_at_download = False
+        """The session expires between the last status call and the artifacts download,
+        answered with the API's envelope (an assumption: the docs show it for API calls)."""
         self._ids = itertools.count(1201)
 
     def handle(self, req: Request) -> Response:
@@ -54,6 +57,9 @@ class FakeVeeva(FakeService):
             self.sessions.add(session)
             self.logins += 1
             return json_response({"responseStatus": "SUCCESS", "sessionId": session})
+        if self.expire_session_at_download and req.path.endswith("/artifacts"):
+            self.expire_session_at_download = False
+            self.sessions.clear()
         if req.headers.get("authorization") not in self.sessions:
             return failure("INVALID_SESSION_ID", "Invalid or expired session ID.")
         if req.method == "POST" and req.path == SUBMIT:
