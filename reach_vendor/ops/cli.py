@@ -71,7 +71,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             key = "status_api"
             servers.enter_context(
                 status_api.serve(
-                    settings.status_api, daemon.store, daemon.poll_now, gateway=daemon.gateway
+                    settings.status_api,
+                    daemon.store,
+                    daemon.poll_now,
+                    gateway=daemon.gateway,
+                    drain=daemon.drain,
                 )
             )
         except OSError as exc:

@@ -215,6 +215,7 @@ class StatusApi:
         *,
         admin_token: str | None = None,
         gateway: KalturaGateway | None = None,
+        drain: Callable[[bool], dict[str, Any]] | None = None,
     ) -> None:
         for name, value in (("bearer", token), ("admin bearer", admin_token)):
             if value is not None and len(value) < MIN_TOKEN_LENGTH:
@@ -228,6 +229,7 @@ class StatusApi:
         self._admin_token = admin_token.encode() if admin_token else None
         self._poll_now = poll_now
         self._gateway = gateway
+        self._drain = drain
 
     def access(self, header: str | None) -> str | None:
         """"admin" (may also retry and cancel), "read", or None for a wrong token."""
@@ -304,12 +306,16 @@ class StatusApi:
             return task_json(rec, now, self.store.events(task_id) if include else None)
         raise ApiError(HTTPStatus.NOT_FOUND, "not_found", "no such resource")
 
-    def act(self, path: str, access: str | None) -> dict[str, Any]:
-        """Retry or cancel one task, as `reach-vendor tasks retry/cancel` do (`task_admin`);
-        only with the admin token. Cancel stops local work and leaves Kaltura's status."""
-        match = _ACTION_PATH.match(path)
-        if match is None:
-            raise ApiError(HTTPStatus.NOT_FOUND, "not_found", "no such resource")
+    def drain(self, start: bool, access: str | None) -> dict[str, Any]:
+        """The daemon's drain: POST (admin token) stops it taking tasks until restarted;
+        GET says whether it drains and how many tasks still run."""
+        if self._drain is None:
+            raise ApiError(HTTPStatus.NOT_FOUND, "not_found", "no daemon runs here")
+        if start:
+            self._require_admin(access)
+        return self._drain(start)
+
+    def _require_admin(self, access: str | None) -> None:
         if access != "admin":
             reason = (
                 "this token may only read"
@@ -317,6 +323,14 @@ class StatusApi:
                 else "actions are off: set status_api.admin_bearer to allow them"
             )
             raise ApiError(HTTPStatus.FORBIDDEN, "forbidden", reason)
+
+    def act(self, path: str, access: str | None) -> dict[str, Any]:
+        """Retry or cancel one task, as `reach-vendor tasks retry/cancel` do (`task_admin`);
+        only with the admin token. Cancel stops local work and leaves Kaltura's status."""
+        match = _ACTION_PATH.match(path)
+        if match is None:
+            raise ApiError(HTTPStatus.NOT_FOUND, "not_found", "no such resource")
+        self._require_admin(access)
         task_id = _path_id(match.group(1))
         rec = self.store.get(task_id)
         if rec is None:
@@ -486,7 +500,9 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         path = url.path.rstrip("/") or "/"
         posts = path == "/v1/notify" or _ACTION_PATH.match(path) is not None
-        allowed = ("POST",) if posts else ("GET", "HEAD")
+        allowed: tuple[str, ...] = ("POST",) if posts else ("GET", "HEAD")
+        if path == "/v1/drain":
+            allowed = ("GET", "HEAD", "POST")
         self._body_pending = True  # until the length is known to be good
         try:
             length = self._body_length()
@@ -516,6 +532,11 @@ class _Handler(BaseHTTPRequestHandler):
                 self._read_body(length)
             if path == "/v1/notify":
                 self._json(HTTPStatus.ACCEPTED, api.notify())
+                return
+            if path == "/v1/drain":
+                _only(parse_qs(url.query, keep_blank_values=True))
+                state = api.drain(method == "POST", access)
+                self._json(HTTPStatus.OK, state, head=method == "HEAD")
                 return
             if posts:
                 self._json(HTTPStatus.OK, api.act(path, access))
@@ -671,6 +692,7 @@ def serve(
     *,
     limits: Limits | None = None,
     gateway: KalturaGateway | None = None,
+    drain: Callable[[bool], dict[str, Any]] | None = None,
 ) -> Iterator[int | None]:
     """Serve the status API while the block runs; yields the bound port (None if disabled).
     `limits` overrides the configured ones. Without `gateway`, retrying a finished task
@@ -686,6 +708,7 @@ def serve(
         poll_now,
         admin_token=admin,
         gateway=gateway,
+        drain=drain,
     )
     server = _Server((cfg.host, cfg.port), limits or Limits.of(cfg))
     server.api = api

@@ -96,6 +96,9 @@ class WorkersConfig(_Section):
     """Extend a task's access key when less than this is left before it expires."""
     shutdown_grace_s: float = Field(default=60, ge=0)
     """At SIGTERM, how long running tasks get to finish or release (below TimeoutStopSec)."""
+    release_s: float = Field(default=10, ge=0)
+    """The end of that grace period: tasks still running then are stopped and released,
+    their work kept for the next start (the drain gets the rest of the grace period)."""
 
     fairness_window_s: float = Field(default=3600, gt=0)
     """Tasks due within the same window count as equally urgent: partners take turns."""

@@ -14,6 +14,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -23,12 +24,16 @@ from reach_vendor.common.config_base import ConfigError
 from reach_vendor.engines.base import Processor
 from reach_vendor.engines.routing import ProcessorPool
 from reach_vendor.kaltura.gateway import KalturaApiError, KalturaGateway, KalturaTransientError
+from reach_vendor.store.models import OPEN_STATES
 from reach_vendor.store.tasks import TaskStore
+from reach_vendor.worker import saved_work
 from reach_vendor.worker.config import Settings
 from reach_vendor.worker.pipeline import Pipeline
 from reach_vendor.worker.systemd import Notifier
 
 log = logging.getLogger(__name__)
+
+_HEARTBEAT = "lease-heartbeat"
 
 
 class Daemon:
@@ -64,7 +69,12 @@ class Daemon:
         self._intake_paused_until = 0.0
         self.local_fault: str | None = None
         """The last fault of this machine that paused intake (for the status API)."""
+        self.stopping = threading.Event()
+        """Set by `stop`: no more polls or claims; running tasks go on (the drain)."""
         self.shutdown = threading.Event()
+        """Set when running tasks must stop now and be released (drain time over)."""
+        self.draining = threading.Event()
+        """Set by `drain`: no more claims, though the daemon keeps running."""
         self._wake = threading.Condition()
         self._work_generation = 0
         """Bumped (under `_wake`) whenever new work may be in the store; an idle worker
@@ -86,7 +96,7 @@ class Daemon:
             new = self._poll_once(pushed)
             # A notification that arrived while getJobs was in flight may be about a task
             # that sweep did not see, and its own run was skipped (max_instances=1).
-            if not self._poll_requested.is_set() or self.shutdown.is_set():
+            if not self._poll_requested.is_set() or self.stopping.is_set():
                 return new
 
     def _poll_once(self, pushed: bool) -> int:
@@ -148,7 +158,7 @@ class Daemon:
         return False
 
     def _work_one(self, name: str) -> bool:
-        if self.intake_paused():
+        if self.intake_paused() or self.stopping.is_set() or self.draining.is_set():
             return False
         owner = f"{self.owner}/{name}"  # the heartbeat renews every `self.owner/...` lease
         rec = self.pipeline.claim(owner)
@@ -164,7 +174,7 @@ class Daemon:
         return True
 
     def _worker_loop(self, name: str) -> None:
-        while not self.shutdown.is_set():
+        while not self.stopping.is_set():
             with self._wake:
                 seen = self._work_generation
             try:
@@ -182,10 +192,10 @@ class Daemon:
         with self._wake:
             return (
                 self._wake.wait_for(
-                    lambda: self._work_generation != seen or self.shutdown.is_set(),
+                    lambda: self._work_generation != seen or self.stopping.is_set(),
                     timeout=timeout_s,
                 )
-                and not self.shutdown.is_set()
+                and not self.stopping.is_set()
             )
 
     def _heartbeat_loop(self) -> None:
@@ -202,12 +212,30 @@ class Daemon:
             except Exception:
                 log.exception("lease heartbeat failed")
 
+    def _prune_work_dirs(self) -> None:
+        """Work files kept for the next run of a task that has ended since go at start."""
+        if self.settings.storage.keep_media:
+            return
+
+        def is_open(kaltura_task_id: int) -> bool:
+            rec = self.store.by_kaltura_id(kaltura_task_id)
+            return rec is not None and rec.state in OPEN_STATES
+
+        try:
+            removed = saved_work.prune(Path(self.settings.storage.work_dir) / "tasks", is_open)
+        except Exception:  # leftovers cost disk space, not work
+            log.exception("could not clear the work files of ended tasks")
+            return
+        if removed:
+            log.info("removed the work files of %d ended tasks", removed)
+
     def _start_workers(self) -> list[threading.Thread]:
+        self._prune_work_dirs()
         threads = [
             threading.Thread(target=self._worker_loop, args=(f"w{i}",), name=f"worker-{i}")
             for i in range(self.settings.workers.concurrency)
         ]
-        threads.append(threading.Thread(target=self._heartbeat_loop, name="lease-heartbeat"))
+        threads.append(threading.Thread(target=self._heartbeat_loop, name=_HEARTBEAT))
         for t in threads:
             t.start()
         return threads
@@ -215,7 +243,7 @@ class Daemon:
     # -- modes ----------------------------------------------------------------------
 
     def run_forever(self, on_ready: Callable[[], None] | None = None) -> None:
-        """Poll on schedule and work until `stop()`; in-flight tasks are released."""
+        """Poll on schedule and work until `stop()`, then drain (`_stop_workers`)."""
         scheduler = BackgroundScheduler(timezone="UTC")
         self._scheduler = scheduler
         scheduler.add_job(
@@ -242,7 +270,7 @@ class Daemon:
         if on_ready:
             on_ready()
         try:
-            self.shutdown.wait()
+            self.stopping.wait()
         finally:
             notifier.stopping()
             scheduler.shutdown(wait=False)
@@ -255,29 +283,64 @@ class Daemon:
         self.poll()
         threads = self._start_workers()
         try:
-            while not self.shutdown.is_set():
+            while not self.stopping.is_set():
                 with self._busy_lock:
                     busy = self._busy
                 if busy == 0 and self.store.runnable_count() == 0:
                     break
-                self.clock.wait(self.shutdown, 0.2)
+                self.clock.wait(self.stopping, 0.2)
         finally:
-            self.shutdown.set()
+            self.stopping.set()
             self._stop_workers(threads)
             self.pipeline.children.close()
 
+    def drain(self, start: bool = True) -> dict[str, int | bool]:
+        """Take no more tasks until restarted, and say how many still run (status API
+        /v1/drain): a deploy that waits for none restarts without cutting work short."""
+        if start and not self.draining.is_set():
+            self.draining.set()
+            log.warning("draining on request: no new tasks until the next start")
+        with self._busy_lock:
+            running = self._busy
+        return {"draining": self.draining.is_set() or self.stopping.is_set(), "running": running}
+
     def stop(self) -> None:
-        self.shutdown.set()
+        """Drain: take no more tasks and let running ones finish (SIGTERM). A second call
+        (a second signal) releases running tasks at once."""
+        if self.stopping.is_set():
+            self.shutdown.set()
+        self.stopping.set()
         with self._wake:
             self._wake.notify_all()
 
     def _stop_workers(self, threads: list[threading.Thread]) -> None:
+        """Let running tasks finish for the grace period less `release_s`, then stop and
+        release what is left (keeping its work files for the next start) in `release_s`.
+        One grace period for all workers, kept below systemd's TimeoutStopSec."""
         with self._wake:
             self._wake.notify_all()
-        # One grace period for all workers (not per thread), kept below systemd's TimeoutStopSec.
-        deadline = self.clock.monotonic() + self.settings.workers.shutdown_grace_s
+        workers = self.settings.workers
+        start = self.clock.monotonic()
+        end = start + workers.shutdown_grace_s
+        drain_end = end - min(workers.release_s, workers.shutdown_grace_s)
+        with self._busy_lock:
+            busy_count = self._busy
+        if busy_count and not self.shutdown.is_set():
+            log.info(
+                "draining: no new tasks; %d running get %.0fs to finish",
+                busy_count,
+                drain_end - start,
+            )
         for t in threads:
-            t.join(timeout=max(0.0, deadline - self.clock.monotonic()))
+            if t.name != _HEARTBEAT:  # it keeps the running tasks' leases meanwhile
+                t.join(timeout=max(0.0, drain_end - self.clock.monotonic()))
+        with self._busy_lock:
+            busy_count = self._busy
+        if busy_count and not self.shutdown.is_set():
+            log.warning("drain time over: stopping and releasing %d running tasks", busy_count)
+        self.shutdown.set()
+        for t in threads:
+            t.join(timeout=max(0.0, end - self.clock.monotonic()))
         busy = [t.name for t in threads if t.is_alive()]
         if busy:
             log.warning("grace period over, still busy: %s; leases will expire", ", ".join(busy))

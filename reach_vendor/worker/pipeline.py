@@ -57,8 +57,9 @@ from reach_vendor.kaltura.gateway import (
     MediaChoice,
     TaskKey,
 )
+from reach_vendor.store.models import OPEN_STATES
 from reach_vendor.store.tasks import TaskRecord, TaskStore
-from reach_vendor.worker import media
+from reach_vendor.worker import media, saved_work
 from reach_vendor.worker.child_processes import ChildPool
 from reach_vendor.worker.config import Settings
 from reach_vendor.worker.keeper import TaskKeeper, resubmitted
@@ -230,7 +231,7 @@ class Pipeline:
             self._conclude(run, outcome, exc)
         finally:
             run.keeper.stop()
-            if not self.settings.storage.keep_media:
+            if not self.settings.storage.keep_media and not _resumable(run):
                 shutil.rmtree(run.task_dir, ignore_errors=True)
             self._log_summary(run, int((self.clock.monotonic() - started) * 1000))
 
@@ -360,6 +361,8 @@ class Pipeline:
 
     def _download(self, run: _Run) -> None:
         spec = run.need_spec()
+        if self._resume_saved_work(run):
+            return
         self._enter(run, Stage.DOWNLOAD, "downloading media")
         if run.media is not None:
             url, flavor = run.media.url, run.media.flavor
@@ -376,14 +379,19 @@ class Pipeline:
         )
 
     def _decode(self, run: _Run) -> None:
+        if run.pcm_path is not None or run.transcript is not None:
+            return  # kept from an earlier run
         assert run.media_path is not None
         self._enter(run, Stage.DECODE, "decoding audio")
-        run.pcm_path = run.task_dir / "audio.pcm"
+        run.pcm_path = run.task_dir / saved_work.AUDIO_FILE
         run.duration_s = self.media_tools.decode(run.media_path, run.pcm_path, run.cancel)
+        saved_work.save_audio(run.task_dir, run.rec.version, run.duration_s)
         if not self.settings.storage.keep_media:
             run.media_path.unlink(missing_ok=True)
 
     def _transcribe(self, run: _Run) -> None:
+        if run.transcript is not None:
+            return  # kept from an earlier run
         spec, processor, rec = run.need_spec(), run.processor, run.rec
         assert processor is not None and run.pcm_path is not None
         duration = run.duration_s
@@ -407,19 +415,46 @@ class Pipeline:
         )
         t0 = self.clock.monotonic()
         transcript = self._run_engine(processor, request)
-        request.check_cancelled()
+        # A transcript made stands at shutdown (the delivery is quick, and kept for the
+        # next run if it does not get through); an abort or a lost lease stops the run.
+        run.keeper.raise_verdict()
         if not transcript.words:
             # An empty caption file is of no use to anyone; saying why is.
             raise ProcessorError(f"no speech was found in the {duration:.0f} s of audio")
+        saved_work.save_transcript(run.task_dir, rec.version, duration, transcript)
         log.info(
             "transcribed %d words, accuracy %.0f%%",
             len(transcript.words),
             transcript.accuracy * 100,
             extra={**run.log_extra, "stage": "transcribe", "duration_ms": self._ms_since(t0)},
         )
+        self._use_transcript(run, transcript)
+
+    def _use_transcript(self, run: _Run, transcript: Transcript) -> None:
+        spec = run.need_spec()
         if spec.auto_detect_language:
             run.spec = dataclasses.replace(spec, source_language=transcript.language)
         run.transcript = transcript
+
+    def _resume_saved_work(self, run: _Run) -> bool:
+        """Take up the transcript or the decoded audio an earlier run of this version
+        made (released at shutdown, retried later, killed); True if there was some."""
+        version = run.rec.version
+        saved = saved_work.saved_transcript(run.task_dir, version)
+        if saved is not None:
+            transcript, run.duration_s = saved
+            self._use_transcript(run, transcript)
+            message = "resumed with the transcript an earlier run made"
+        else:
+            duration = saved_work.saved_audio(run.task_dir, version)
+            if duration is None:
+                return False
+            run.duration_s = duration
+            run.pcm_path = run.task_dir / saved_work.AUDIO_FILE
+            message = "resumed with the audio an earlier run decoded"
+        run.rec = self.store.update(run.id, message=message)
+        log.info(message, extra=run.log_extra)
+        return True
 
     def _deliver(self, run: _Run) -> None:
         """The caption and the transcripts in one multirequest (access key); READY is a
@@ -729,6 +764,14 @@ class Pipeline:
         log.warning(
             "attempt %d failed, retry in %.0fs: %s", attempts, delay, reason, extra=run.log_extra
         )
+
+
+_RESUMABLE = (Ending.SHUTDOWN, Ending.RETRY_LATER, Ending.LEASE_LOST)
+
+
+def _resumable(run: _Run) -> bool:
+    """Whether the run's work files are kept for the next run of the task."""
+    return run.ending in _RESUMABLE and run.rec.state in OPEN_STATES
 
 
 def _token_files(rec: TaskRecord, kinds: list[str]) -> list[tuple[str, str]]:

@@ -66,6 +66,12 @@ STAGES: dict[str, tuple[Callable[[KalturaEmulator], None] | None, float, Any]] =
 }
 
 
+RESUMED = {
+    "transcribe": "resumed with the audio an earlier run decoded",
+    "upload": "resumed with the transcript an earlier run made",
+}
+
+
 def _running(pid: int) -> bool:
     """Alive and not a zombie waiting for whoever inherited it to reap it."""
     fields = proc_stat(pid)
@@ -137,6 +143,9 @@ def test_sigkill_at_each_stage_then_restart_delivers_exactly_once(
     assert rec is not None and rec.id is not None and rec.state == "delivered"
     owners = {e.message for e in store.events(rec.id) if e.message.startswith("claimed by")}
     assert len(owners) == 2  # the killed process, then the restarted one took over
+    # What the killed run had made is not made again.
+    kept = RESUMED.get(stage)
+    assert kept is None or kept in [e.message for e in store.events(rec.id)]
     output = log_path.read_text() + second.stdout + second.stderr
     for secret in secrets_seen(emulator, vendor):
         assert secret not in output

@@ -138,6 +138,8 @@ def running(daemon: Daemon) -> Iterator[Daemon]:
     try:
         yield daemon
     finally:
+        # Twice, as a second SIGTERM: running tasks are released at once, not drained.
+        daemon.stop()
         daemon.stop()
         thread.join(timeout=60)
         assert not thread.is_alive()

@@ -22,6 +22,7 @@ from reach_vendor.engines.base import (
     ProcessorUnavailable,
     Transcript,
 )
+from reach_vendor.engines.local.scripted import ScriptedProcessor
 from reach_vendor.engines.routing import ProcessorPool
 from reach_vendor.kaltura.gateway import KalturaApiError, KalturaTransientError
 from reach_vendor.store.tasks import TaskRecord, TaskStore
@@ -45,14 +46,18 @@ class Watched:
         self.engine = engine
         self.name = engine.name
         self.started = threading.Event()
+        self.calls = 0
 
     def process(self, request: ProcessingRequest) -> Transcript:
+        self.calls += 1
         self.started.set()
         return self.engine.process(request)
 
 
 class World:
-    def __init__(self, tmp_path: Path, engine_delay_s: float) -> None:
+    def __init__(
+        self, tmp_path: Path, engine_delay_s: float, workers: dict[str, Any] | None = None
+    ) -> None:
         self.settings = parse_settings(
             {
                 "kaltura": {
@@ -60,7 +65,12 @@ class World:
                     "partner_id": 9001,
                     "app_token": {"id": "1_test", "token": "not-a-real-token"},
                 },
-                "workers": {"lease_s": LEASE_S, "retry_base_s": 10, "max_attempts": 3},
+                "workers": {
+                    "lease_s": LEASE_S,
+                    "retry_base_s": 10,
+                    "max_attempts": 3,
+                    **(workers or {}),
+                },
                 "storage": {"work_dir": str(tmp_path / "work"), "local_fault_pause_s": PAUSE_S},
                 "processors": {
                     "default": "scripted",
@@ -85,6 +95,7 @@ class World:
         self.local_faults: list[tuple[str, float]] = []
         self.pipeline.on_local_fault = lambda fault, s: self.local_faults.append((fault, s))
         self.shutdown = threading.Event()
+        self.work_dir = tmp_path / "work"
 
     def offer(self, task_id: int, **kw: Any) -> int:
         self.store.record_offered([self.gateway.offer(task_id, **kw)])
@@ -324,6 +335,134 @@ def test_shutdown_releases_the_task_for_the_next_run(slow_world: World) -> None:
     assert rec.state == TaskState.RUNNING and rec.lease_owner is None
     assert "released at shutdown" in world.events(task_id)
     assert world.gateway.tasks[task_id].status == KalturaStatus.PROCESSING
+
+
+# -- what a restart costs ------------------------------------------------------------------
+
+
+class _DoneAsShutdownComes:
+    """An engine that finishes just as SIGTERM's drain time runs out: the keeper has set
+    `cancel` for the shutdown by the time the transcript is handed back."""
+
+    name = "scripted"
+
+    def __init__(self, engine: Processor, shutdown: threading.Event) -> None:
+        self.engine, self.shutdown = engine, shutdown
+
+    def process(self, request: ProcessingRequest) -> Transcript:
+        transcript = self.engine.process(request)
+        self.shutdown.set()
+        request.cancel.set()
+        return transcript
+
+
+def _task_dir(world: World, task_id: int) -> Path:
+    return world.work_dir / "tasks" / str(task_id)
+
+
+def test_a_transcript_made_when_shutdown_comes_is_delivered_not_thrown_away(
+    world: World,
+) -> None:
+    task_id = world.offer(16)
+    world.engine.engine = _DoneAsShutdownComes(world.engine.engine, world.shutdown)
+    rec = world.run()
+    assert rec.state == TaskState.DELIVERED and rec.lease_owner is None
+    assert world.gateway.tasks[task_id].status == KalturaStatus.READY
+    assert not _task_dir(world, task_id).exists(), "a delivered task's work files go"
+
+
+def test_a_retry_after_a_failed_delivery_delivers_the_transcript_already_made(
+    world: World,
+) -> None:
+    task_id = world.offer(17, pay_per_use=True)
+    world.gateway.fail("upload_deliverables", KalturaTransientError("reset"), times=3)
+    rec = world.run()
+    assert rec.attempts == 1 and rec.lease_owner is None and rec.state == TaskState.RUNNING
+
+    world.store.update(rec.id or 0, next_attempt_at=0.0)
+    rec = world.run()
+    assert rec.state == TaskState.DELIVERED
+    assert world.engine.calls == 1 and len(world.media.downloads) == 1
+    assert "resumed with the transcript an earlier run made" in world.events(task_id)
+    ready = world.gateway.tasks[task_id].ready
+    assert ready is not None and ready[2] == 3000, "units used from the kept media length"
+    assert not _task_dir(world, task_id).exists()
+
+
+def test_shutdown_mid_transcription_keeps_the_decoded_audio_for_the_next_run(
+    slow_world: World,
+) -> None:
+    world = slow_world
+    task_id = world.offer(18)
+    thread = world.run_in_background()
+    world.shutdown.set()
+    _join(thread)
+    assert world.record(task_id).lease_owner is None
+    assert (_task_dir(world, task_id) / "audio.pcm").exists()
+
+    world.shutdown.clear()
+    world.engine.engine = ScriptedProcessor()  # no 20 s this time
+    rec = world.run()
+    assert rec.state == TaskState.DELIVERED
+    assert len(world.media.downloads) == 1 and world.engine.calls == 2
+    events = world.events(task_id)
+    assert "resumed with the audio an earlier run decoded" in events
+    assert events.count("decoding audio") == 1
+
+
+def _daemon_in_thread(world: World) -> tuple[Daemon, threading.Thread]:
+    daemon = Daemon(
+        world.settings, store=world.store, gateway=world.gateway, processor=world.engine
+    )
+    daemon.pipeline.media_tools = world.media
+    thread = threading.Thread(target=daemon.run_forever, name="daemon-under-test")
+    thread.start()
+    if not world.engine.started.wait(10):
+        daemon.stop()
+        daemon.stop()
+        _join(thread)
+        raise AssertionError("the engine never started")
+    return daemon, thread
+
+
+def test_stop_drains_the_running_task_to_ready_and_claims_no_more(tmp_path: Path) -> None:
+    world = World(tmp_path, engine_delay_s=1.0, workers={"concurrency": 1})
+    world.offer(60)
+    world.offer(61)
+    stale = world.work_dir / "tasks" / "59"  # kept for a task that ended while down
+    stale.mkdir(parents=True)
+    daemon, thread = _daemon_in_thread(world)
+    assert not stale.exists(), "work files of ended tasks go at start"
+    daemon.stop()
+    _join(thread)
+    first, second = sorted(
+        (world.record(60), world.record(61)), key=lambda r: r.state != TaskState.DELIVERED
+    )
+    assert first.state == TaskState.DELIVERED, world.events(first.kaltura_task_id)
+    assert world.gateway.tasks[first.kaltura_task_id].status == KalturaStatus.READY
+    assert second.state == TaskState.QUEUED and second.lease_owner is None
+    assert not any(e.startswith("claimed by") for e in world.events(second.kaltura_task_id))
+    assert world.engine.calls == 1
+    world.store.close()
+
+
+def test_a_drain_that_runs_out_releases_the_task_and_keeps_its_work(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="reach_vendor")
+    workers = {"concurrency": 1, "shutdown_grace_s": 1.0, "release_s": 0.5}
+    world = World(tmp_path, engine_delay_s=20.0, workers=workers)
+    task_id = world.offer(62)
+    daemon, thread = _daemon_in_thread(world)
+    daemon.stop()
+    _join(thread)
+    rec = world.record(task_id)
+    assert rec.state == TaskState.RUNNING and rec.lease_owner is None
+    assert "released at shutdown" in world.events(task_id)
+    assert (_task_dir(world, task_id) / "audio.pcm").exists()
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("drain time over: stopping and releasing 1") for m in messages)
+    world.store.close()
 
 
 # -- the classifier ---------------------------------------------------------------------
