@@ -15,11 +15,11 @@ from reach_devkit.emulator.vendor_setup import Vendor
 from reach_vendor.common import metrics
 from reach_vendor.common.safe_paths import inside
 from reach_vendor.domain.states import TaskState
-from reach_vendor.domain.task_spec import TaskSpec
 from reach_vendor.engines.base import Transcript, Word
 from reach_vendor.worker.daemon import Daemon
 from reach_vendor.worker.pipeline import Pipeline
 from tests.support.daemon import PROCESSING, READY, Clip, add_speech_task, make_daemon
+from tests.support.fake_gateway import task_spec
 
 
 def test_a_malformed_get_jobs_entry_is_skipped_and_the_rest_recorded(
@@ -79,26 +79,7 @@ def test_a_flavor_extension_never_names_a_path(
 def test_an_entry_id_never_names_a_path() -> None:
     """The deliverables' file names (kept on disk with `storage.keep_deliverables`, and
     shown in Kaltura) come from our own ids; an entryId of "../../.." wrote outside."""
-    spec = TaskSpec(
-        task_id=7,
-        partner_id=1,
-        entry_id="../../..",
-        status=3,
-        version=1,
-        service_type=2,
-        service_feature=1,
-        source_language="English",
-        target_language=None,
-        output_format=1,
-        max_chars_per_line=42,
-        enable_profanity_removal=False,
-        enable_speaker_change_indication=False,
-        enable_audio_tags=False,
-        label_addition="",
-        flavor_params_ids=(),
-        dictionary="",
-        expected_finish_time=None,
-    )
+    spec = task_spec(task_id=7, entry_id="../../..", label_addition="")
     transcript = Transcript((Word("hello", 0.0, 0.5),), "English", "test", 0.9)
     files, _ = Pipeline._deliverables(spec, transcript, 0.0)
     for deliverable in files.values():

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from reach_vendor.domain.delivery import DeliveryRecord
 from reach_vendor.domain.offer import OfferedTask
@@ -228,25 +229,14 @@ class FakeGateway:
         return tokens
 
     def _spec(self, task: FakeTask) -> TaskSpec:
-        return TaskSpec(
+        return task_spec(
             task_id=task.task_id,
             partner_id=task.partner_id,
             entry_id=task.entry_id,
             status=int(task.status),
             version=task.version,
-            service_type=2,
             service_feature=task.service_feature,
             source_language=task.source_language,
-            target_language=None,
-            output_format=1,
-            max_chars_per_line=42,
-            enable_profanity_removal=False,
-            enable_speaker_change_indication=False,
-            enable_audio_tags=False,
-            label_addition="(Auto Generated)",
-            flavor_params_ids=(),
-            dictionary="",
-            expected_finish_time=None,
             pay_per_use=task.pay_per_use,
         )
 
@@ -273,3 +263,28 @@ class FakeMedia:
     def decode(self, src: Path, dest: Path, cancel: threading.Event) -> float:
         dest.write_bytes(bytes(int(self.duration_s * 16_000) * 2))
         return self.duration_s
+
+
+def task_spec(**fields: Any) -> TaskSpec:
+    """A caption task as the `reach_vendor` profile describes it; `fields` override."""
+    defaults: dict[str, Any] = {
+        "task_id": 1,
+        "partner_id": 1,
+        "entry_id": "0_entry",
+        "status": 3,
+        "version": 1,
+        "service_type": 2,
+        "service_feature": 1,
+        "source_language": "English",
+        "target_language": None,
+        "output_format": 1,
+        "max_chars_per_line": 42,
+        "enable_profanity_removal": False,
+        "enable_speaker_change_indication": False,
+        "enable_audio_tags": False,
+        "label_addition": "(Auto Generated)",
+        "flavor_params_ids": (),
+        "dictionary": "",
+        "expected_finish_time": None,
+    }
+    return TaskSpec(**{**defaults, **fields})
