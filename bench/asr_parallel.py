@@ -1,17 +1,23 @@
-"""Do more workers recognise more speech? The real daemon (in-process, run once) against
-the emulator with a local engine (pocketsphinx, or `--engine faster-whisper`), on tasks of
-flite speech, with 1 and 2 workers; then the bare engine on the same audio, as many at once
-as there are cores (threads on one model for faster-whisper, processes for pocketsphinx), in
-audio minutes per wall minute, and the daemon's share of it. faster-whisper's `parallel`
-option is set with `--parallel` (1: one transcription at a time, as before).
+"""Does the daemon recognise speech as fast as the bare engine can on this machine?
+
+N tasks of recorded human speech (Asterisk's studio prompts from `asterisk-core-sounds-en`,
+the corpus of `bench/asr_wer.py`; each task a different WAV of `--audio-s` seconds) go
+through the real daemon (in-process, run once) against the emulator with a local engine
+(pocketsphinx, or `--engine faster-whisper`), with 1 and 2 workers; then the bare engine
+on the same files with its best settings here: for faster-whisper the better of one model
+serving one transcription per core (threads) and one transcription at a time on every
+core; for pocketsphinx one process per core. Compared in audio minutes per wall minute;
+issue 17's goal is a daemon share of at least 0.95. `--speech flite` uses the older
+synthetic speech instead.
 
 pocketsphinx holds the GIL while it decodes, so the daemon runs it in child processes
 (`reach_vendor.worker.child_processes`); `--threads` runs it on the worker threads instead, as
-the daemon did before, to show what that cost. Prints tasks/minute and the speed-up over
-one worker; writes `bench/results/asr_parallel[_threads].json`.
+the daemon did before, to show what that cost. faster-whisper's `parallel` option for the
+daemon is set with `--parallel` (0: one per core, the default). Writes
+`bench/results/asr_parallel[_threads|_faster_whisper_p<N>].json`.
 
-    .venv/bin/python -m bench.asr_parallel [--tasks 4] [--workers 1,2] [--threads]
-        [--engine faster-whisper] [--parallel 0]
+    .venv/bin/python -m bench.asr_parallel [--tasks 6] [--workers 1,2] [--threads]
+        [--engine faster-whisper] [--parallel 0] [--audio-s 60] [--speech real|flite]
 """
 
 from __future__ import annotations
@@ -21,7 +27,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from bench.asr_speed import SENTENCES
 from reach_devkit.emulator import KalturaEmulator
@@ -38,67 +46,125 @@ from reach_vendor.worker.config import load_settings
 from reach_vendor.worker.daemon import Daemon
 
 
-def speech(directory: Path) -> Path:
+def flite_speech(directory: Path, tasks: int) -> list[Path]:
     script = directory / "speech.txt"
     script.write_text("\n".join(SENTENCES[:10]) + "\n")
     wav = directory / "speech.wav"
     subprocess.run(["flite", "-voice", "slt", "-f", str(script), "-o", str(wav)], check=True)
-    return wav
+    return [wav] * tasks
 
 
-def bare_once(engine: str, options: dict[str, object], pcm: str, duration: float) -> float:
+def real_speech(directory: Path, tasks: int, audio_s: float) -> list[Path]:
+    """`tasks` WAV files of about `audio_s` seconds each, made of consecutive Asterisk
+    prompts with a second of silence between them; no prompt is used twice while the
+    corpus lasts."""
+    from bench.asr_wer import asterisk
+    from reach_vendor.engines.base import SAMPLE_RATE
+    from reach_vendor.worker.media import decode_to_pcm
+
+    prompts = asterisk("g722") or asterisk("gsm")
+    if not prompts:
+        raise SystemExit("no recorded speech: apt-get install asterisk-core-sounds-en-g722")
+    silence = bytes(SAMPLE_RATE * 2)
+    part = directory / "part.pcm"
+    files: list[Path] = []
+    cursor = 0
+    for i in range(tasks):
+        pcm = directory / f"real{i}.pcm"
+        seconds = 0.0
+        with pcm.open("wb") as out:
+            while seconds < audio_s:
+                seconds += decode_to_pcm(prompts[cursor % len(prompts)][0], part) + 1
+                cursor += 1
+                out.write(part.read_bytes() + silence)
+        wav = directory / f"real{i}.wav"
+        subprocess.run(
+            ["ffmpeg", "-v", "error", "-y", "-f", "s16le", "-ar", str(SAMPLE_RATE), "-ac", "1",
+             "-i", str(pcm), str(wav)], check=True,
+        )  # fmt: skip
+        pcm.unlink()
+        files.append(wav)
+    part.unlink(missing_ok=True)
+    return files
+
+
+_ENGINES: dict[str, Any] = {}
+
+
+def bare_once(engine: str, pcm: str, duration: float) -> float:
+    """One file in a pool process; the engine is loaded once per process."""
     from reach_vendor.engines import registry
     from reach_vendor.engines.base import ProcessingRequest
 
-    processor = registry.create(engine, options)
+    if engine not in _ENGINES:
+        _ENGINES[engine] = registry.create(engine, {})
+    processor = _ENGINES[engine]
     processor.process(ProcessingRequest(Path(pcm), duration, "English", language_code="en"))
     return duration
 
 
-def bare(engine: str, tasks: int, media: Path, directory: Path, parallel: int) -> float:
-    """Audio minutes per wall minute of the bare engine on `tasks` copies of `media`."""
+def transcribe(processor: Any, item: tuple[Path, float]) -> None:
+    from reach_vendor.engines.base import ProcessingRequest
+
+    processor.process(ProcessingRequest(item[0], item[1], "English", language_code="en"))
+
+
+def bare(engine: str, media: list[Path], directory: Path) -> dict[str, float]:
+    """Audio minutes per wall minute of the bare engine on `media`, for each setting tried
+    (decoding is not counted: the engine's own speed)."""
     import concurrent.futures as cf
     import os
 
     from reach_vendor.engines import registry
-    from reach_vendor.engines.base import ProcessingRequest
     from reach_vendor.worker.media import decode_to_pcm
 
-    pcm = directory / "bare.pcm"
-    duration = decode_to_pcm(media, pcm)
+    inputs: list[tuple[Path, float]] = []
+    for i, source in enumerate(media):
+        pcm = directory / f"bare{i}.pcm"
+        inputs.append((pcm, decode_to_pcm(source, pcm)))
+    audio_s = sum(duration for _, duration in inputs)
     cores = len(os.sched_getaffinity(0))
-    started = time.perf_counter()
+    rates: dict[str, float] = {}
     if engine == "faster-whisper":
-        processor = registry.create(engine, {"parallel": parallel or cores})
-        with cf.ThreadPoolExecutor(cores) as pool:
-            list(pool.map(lambda _: processor.process(
-                ProcessingRequest(pcm, duration, "English", language_code="en")
-            ), range(tasks)))  # fmt: skip
+        settings = {
+            f"parallel={cores}, threads": ({"parallel": cores}, cores),
+            f"parallel=1, cpu_threads={cores}": ({"parallel": 1, "cpu_threads": cores}, 1),
+        }
+        for label, (options, at_once) in settings.items():
+            processor = registry.create(engine, options)
+            started = time.perf_counter()
+            with cf.ThreadPoolExecutor(at_once) as pool:
+                list(pool.map(partial(transcribe, processor), inputs))
+            rates[label] = audio_s / (time.perf_counter() - started)
     else:
         started = time.perf_counter()
         with cf.ProcessPoolExecutor(cores) as ppool:
-            list(ppool.map(bare_once, [engine] * tasks, [{}] * tasks, [str(pcm)] * tasks,
-                           [duration] * tasks))  # fmt: skip
-    wall = time.perf_counter() - started
-    return tasks * duration / wall
+            list(ppool.map(bare_once, [engine] * len(inputs), [str(p) for p, _ in inputs],
+                           [d for _, d in inputs]))  # fmt: skip
+        rates[f"{cores} processes"] = audio_s / (time.perf_counter() - started)
+    return rates
 
 
 def run(
-    workers: int, tasks: int, media: Path, directory: Path, engine: str = "pocketsphinx",
+    workers: int,
+    media: list[Path],
+    directory: Path,
+    engine: str = "pocketsphinx",
     parallel: int = 0,
 ) -> dict[str, float]:
     """Tasks created before the daemon starts, so all of them are there at the first poll."""
     with KalturaEmulator() as emu:
         vendor = add_vendor(emu)
-        ids = [add_task(emu, vendor, media) for _ in range(tasks)]
+        ids = [add_task(emu, vendor, path) for path in media]
         config = write_config(
             directory,
             emu,
             vendor,
             workers={"concurrency": workers},
-            processors={"default": engine, "engines": (
-                {engine: {"parallel": parallel}} if engine == "faster-whisper" else {}
-            )},
+            processors={
+                "default": engine,
+                "engines": ({engine: {"parallel": parallel}} if engine == "faster-whisper" else {}),
+            },
             logging={"level": "WARNING"},
         )
         daemon = Daemon(load_settings(config))
@@ -107,10 +173,11 @@ def run(
         wall = time.perf_counter() - started
         daemon.store.close()
         ready = sum(emu.task(i)["status"] == READY for i in ids)
-    if ready != tasks:
-        raise SystemExit(f"only {ready} of {tasks} tasks READY")
-    audio_s = tasks * float(probe_duration(media))
-    return {"workers": workers, "tasks": tasks, "wall_s": wall, "tasks_per_min": tasks / wall * 60,
+    if ready != len(media):
+        raise SystemExit(f"only {ready} of {len(media)} tasks READY")
+    audio_s = sum(float(probe_duration(path)) for path in media)
+    return {"workers": workers, "tasks": len(media), "wall_s": wall,
+            "tasks_per_min": len(media) / wall * 60,
             "audio_min_per_min": audio_s / wall}  # fmt: skip
 
 
@@ -124,26 +191,33 @@ def probe_duration(media: Path) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", type=int, default=4)
+    parser.add_argument("--tasks", type=int, default=6)
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--threads", action="store_true", help="engine on the worker threads")
     parser.add_argument("--engine", default="pocketsphinx")
     parser.add_argument("--parallel", type=int, default=0, help="faster-whisper's option")
+    parser.add_argument("--audio-s", type=float, default=60.0, help="speech per task")
+    parser.add_argument("--speech", choices=("real", "flite"), default="real")
     args = parser.parse_args()
     if args.threads:
         PocketSphinxProcessor.holds_gil = False
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        media = speech(Path(tmp))
+        if args.speech == "real":
+            media = real_speech(Path(tmp), args.tasks, args.audio_s)
+        else:
+            media = flite_speech(Path(tmp), args.tasks)
         for n in (int(w) for w in args.workers.split(",")):
             directory = Path(tmp) / f"w{n}"
             directory.mkdir()
-            rows.append(run(n, args.tasks, media, directory, args.engine, args.parallel))
-        bare_rate = bare(args.engine, args.tasks, media, Path(tmp), args.parallel)
+            rows.append(run(n, media, directory, args.engine, args.parallel))
+        bare_rates = bare(args.engine, media, Path(tmp))
+    bare_label, bare_rate = max(bare_rates.items(), key=lambda kv: kv[1])
     where = "worker threads" if args.threads else "child processes"
     if args.engine == "faster-whisper":
         where = f"worker threads, parallel={args.parallel or 'cores'}"
-    print(f"{args.engine} in {where}; {args.tasks} tasks of flite speech; {machine_load()}")
+    audio = f"{args.speech} speech, {sum(float(r['tasks']) for r in rows[:1]):.0f} tasks"
+    print(f"{args.engine} in {where}; {audio}; {machine_load()}")
     print(f"{'workers':>7} {'wall s':>7} {'tasks/min':>9} {'speed-up':>8} {'audio min/min':>13} "
           f"{'× bare':>7}")  # fmt: skip
     for row in rows:
@@ -154,14 +228,17 @@ def main() -> int:
             f"{row['workers']:7d} {row['wall_s']:7.1f} {row['tasks_per_min']:9.1f} {speedup:8.2f}"
             f" {row['audio_min_per_min']:13.2f} {row['share_of_bare']:7.2f}"
         )
-    print(f"bare engine, all cores: {bare_rate:.2f} audio min/min")
+    for label, rate in bare_rates.items():
+        print(f"bare engine, {label}: {rate:.2f} audio min/min")
     name = "asr_parallel_threads" if args.threads else "asr_parallel"
     if args.engine != "pocketsphinx":
         name = f"asr_parallel_{args.engine.replace('-', '_')}_p{args.parallel}"
     write_result(
         name,
-        {"engine": args.engine, "engine_in": where, "runs": rows,
-         "bare_audio_min_per_min": bare_rate},
+        {"engine": args.engine, "engine_in": where, "speech": args.speech,
+         "audio_s_per_task": args.audio_s, "runs": rows,
+         "bare_audio_min_per_min": bare_rate, "bare_best_setting": bare_label,
+         "bare_settings": bare_rates},
     )  # fmt: skip
     return 0
 

@@ -18,7 +18,8 @@ command -v pg_ctlcluster >/dev/null || need_apt+=(postgresql)
 # The unit's sandbox test expands its syscall groups with systemd-analyze.
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 # Recorded speech with transcripts for bench/asr_wer.py (real-speech WER per engine).
-for pkg in pocketsphinx-testdata asterisk-core-sounds-en asterisk-core-sounds-en-g722; do
+for pkg in pocketsphinx-testdata asterisk-core-sounds-en asterisk-core-sounds-en-gsm \
+    asterisk-core-sounds-en-g722; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need_apt+=("$pkg")
 done
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo

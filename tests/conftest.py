@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import settings
@@ -14,6 +15,7 @@ from hypothesis import settings
 from reach_devkit.emulator import KalturaEmulator
 from reach_devkit.emulator.vendor_setup import Vendor
 from reach_devkit.harness import pg_database
+from reach_vendor.store.tasks import TaskStore
 from tests.support.daemon import PG_ADMIN_DSN, SENTENCES, Clip, add_test_vendor
 from tests.support.speech import make_speech
 
@@ -77,6 +79,18 @@ def pg_url() -> Iterator[str]:
     admin.close()
     with pg_database(PG_ADMIN_DSN, prefix="reach_test", connect_timeout=3) as url:
         yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TaskStore]:
+    """The store on a real SQLite file and on a real PostgreSQL database."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    else:
+        url = str(request.getfixturevalue("pg_url"))
+    s = TaskStore(url, migrate=True)
+    yield s
+    s.close()
 
 
 @pytest.fixture(scope="session")

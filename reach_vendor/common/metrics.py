@@ -119,9 +119,36 @@ INTAKE_PAUSED = Gauge(
     "1 while this process takes no new work after a fault of its machine.",
     registry=REGISTRY,
 )
+DRAINING = Gauge(
+    "reach_vendor_draining",
+    "1 while this process takes no new tasks and lets running ones finish: a drain asked "
+    "through the status API, or a stop (SIGTERM) in progress.",
+    registry=REGISTRY,
+)
+ENGINE_FAULTS = Counter(
+    "reach_vendor_engine_faults",
+    "Task runs an engine's service could not serve, retried later, by configured engine "
+    "name and kind: credentials (the vendor's refused) and config (a request built from "
+    "the engine's configuration refused) wait for ops; unavailable passes by itself.",
+    ["engine", "kind"],
+    registry=REGISTRY,
+)
+ENGINE_FAULT_KINDS = ("credentials", "config", "unavailable")
 LAST_POLL_OK = Gauge(
     "reach_vendor_last_successful_poll_timestamp_seconds",
     "Unix time of the last getJobs sweep that succeeded in this process.",
+    registry=REGISTRY,
+)
+TASKS_WAITING_FOR_CHILD = Gauge(
+    "reach_vendor_tasks_waiting_for_child",
+    "Tasks in this process waiting for a free child process to decode media or run an "
+    "engine in (more tasks than child processes).",
+    registry=REGISTRY,
+)
+MEDIA_TRANSCRIBED = Counter(
+    "reach_vendor_media_transcribed_seconds",
+    "Seconds of media the engines got through, as they report progress; rate() gives "
+    "seconds of media transcribed per second.",
     registry=REGISTRY,
 )
 BUILD = Info("reach_vendor_build", "Version of the running daemon.", registry=REGISTRY)
@@ -149,6 +176,20 @@ def local_fault(kind: str) -> None:
 
 def offer_skipped(reason: str) -> None:
     OFFERS_SKIPPED.labels(reason=reason).inc()
+
+
+def engines_configured(engines: list[str]) -> None:
+    """Every series of `ENGINE_FAULTS` at 0 from the start: Prometheus' increase() misses
+    the first fault of a series that appears with it."""
+    for engine in engines:
+        for kind in ENGINE_FAULT_KINDS:
+            ENGINE_FAULTS.labels(engine=engine, kind=kind)
+
+
+def engine_fault(engine: str, kind: str) -> None:
+    """`engine`: a configured engine name (a bounded set); `kind`: one of
+    `ENGINE_FAULT_KINDS`."""
+    ENGINE_FAULTS.labels(engine=engine, kind=kind).inc()
 
 
 def poll_done(ok: bool) -> None:

@@ -84,6 +84,9 @@ class Stage(StrEnum):
     CLAIM = "claim"
     DOWNLOAD = "download"
     DECODE = "decode"
+    WAITING_FOR_DECODER = "wait_decoder"
+    """Waiting for a free child process to decode media or run an engine in (more tasks
+    than cores): before decode, before transcribe, or within it for a helper engine."""
     TRANSCRIBE = "transcribe"
     UPLOAD = "upload"
     FINISH = "finish"

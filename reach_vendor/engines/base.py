@@ -130,10 +130,18 @@ class DetachedRequest(TypedDict):
     checkpoint: dict[str, Any]
 
 
-def process_detached(processor: Processor, request: DetachedRequest) -> Transcript:
+def process_detached(
+    processor: Processor,
+    request: DetachedRequest,
+    progress: Callable[[float], None] | None = None,
+) -> Transcript:
     """Run `processor` in a child process on `ProcessingRequest.detached()` data; the
-    parent watches for cancellation and kills the child."""
-    return processor.process(ProcessingRequest(**request))
+    parent watches for cancellation and kills the child. `progress` is the child's end of
+    the request's progress callback (it sends the fraction to the parent)."""
+    rebuilt = ProcessingRequest(**request)
+    if progress is not None:
+        rebuilt.progress = progress
+    return processor.process(rebuilt)
 
 
 class Processor(Protocol):
@@ -143,8 +151,8 @@ class Processor(Protocol):
     An engine whose work holds Python's GIL (pure Python, or a C extension that never
     releases it) sets a class attribute `holds_gil = True` and must be picklable: the
     daemon then runs it in a child process (`reach_vendor.worker.child_processes`), so that
-    several tasks use several cores instead of taking turns on one. Its progress and
-    checkpoint callbacks are not called there.
+    several tasks use several cores instead of taking turns on one. Its progress reaches
+    the daemon from there (throttled); its checkpoint callback is not called.
     """
 
     name: str

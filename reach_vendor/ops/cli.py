@@ -35,6 +35,7 @@ from reach_vendor.worker.config import Settings, load_database_settings, load_se
 
 if TYPE_CHECKING:
     from reach_vendor.engines.routing import ProcessorPool
+    from reach_vendor.store.leases import PollRecord
     from reach_vendor.store.tasks import TaskRecord, TaskStore
 
 DEFAULT_CONFIG = Path(os.environ.get("REACH_VENDOR_CONFIG", "/etc/reach-vendor/config.yaml"))
@@ -350,13 +351,13 @@ OK, WARNING, CRITICAL = 0, 1, 2
 
 def cmd_health(args: argparse.Namespace) -> int:
     """Database reachable and at this version's schema (CRITICAL otherwise), the last
-    recorded poll not older than `--max-poll-age`, Kaltura's app-token session (WARNING:
-    the daemon retries those by itself)."""
-    from sqlalchemy import text
+    successful getJobs of any replica not older than `--max-poll-age`, Kaltura's app-token
+    session (WARNING: the daemon retries those by itself)."""
     from sqlalchemy.exc import SQLAlchemyError
 
     from reach_vendor.store import migrate
     from reach_vendor.store.engine import make_engine, sqlite_path
+    from reach_vendor.store.leases import read_poll_record
 
     checks: list[tuple[str, int, str]] = []
     database = load_database_settings(args.config)
@@ -377,19 +378,31 @@ def cmd_health(args: argparse.Namespace) -> int:
                 engine.dispose()
                 return _health_answer(checks, args)
             with engine.connect() as conn:
-                last = conn.execute(text("SELECT max(last_poll_at) FROM poll_state")).scalar()
-            if last is None:
-                checks.append(("last poll", OK, "not recorded (only replicas on PostgreSQL do)"))
-            else:
-                age = time.time() - float(last)
-                state = OK if age <= args.max_poll_age else WARNING
-                checks.append(("last poll", state, f"{age:.0f} s ago"))
+                polls = read_poll_record(conn)
+            checks.append(("last poll", *_poll_health(polls, args.max_poll_age)))
         except SQLAlchemyError as exc:
             reason = redact(str(getattr(exc, "orig", None) or exc))
             checks.append(("database", CRITICAL, reason.splitlines()[0]))
         finally:
             engine.dispose()
     return _health_answer(checks, args)
+
+
+def _poll_health(polls: PollRecord, max_age_s: float) -> tuple[int, str]:
+    """The last successful getJobs of any replica: WARNING once older than `max_age_s`.
+    A failure after it is named by kind only; its text (which may quote a request) is in
+    the daemon's journal."""
+    now = time.time()
+    failed = ""
+    if polls.last_failed and polls.failed_at is not None:
+        failed = f"; the latest attempt failed ({polls.failure}) {now - polls.failed_at:.0f} s ago"
+    if polls.ok_at is None:
+        if failed:
+            return WARNING, "no getJobs has succeeded yet" + failed
+        return OK, "no getJobs recorded yet (the daemon records each one)"
+    age = now - polls.ok_at
+    state = OK if age <= max_age_s else WARNING
+    return state, f"last successful getJobs {age:.0f} s ago{failed}"
 
 
 def _health_answer(checks: list[tuple[str, int, str]], args: argparse.Namespace) -> int:
@@ -591,7 +604,10 @@ def build_parser() -> argparse.ArgumentParser:
     health.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
     health.add_argument("--json", action="store_true")
     health.add_argument(
-        "--max-poll-age", type=float, default=600, help="seconds before an old poll warns"
+        "--max-poll-age",
+        type=float,
+        default=600,
+        help="seconds since the last successful getJobs before it warns",
     )
     health.add_argument("--no-kaltura", action="store_true", help="do not contact Kaltura")
     health.set_defaults(func=cmd_health)

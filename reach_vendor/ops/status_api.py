@@ -193,6 +193,19 @@ def summary_json(store: TaskStore) -> dict[str, Any]:
         "minDeadlineSlackSeconds": (
             round(snap.min_deadline_slack_s, 1) if snap.min_deadline_slack_s is not None else None
         ),
+        **poll_json(store),
+    }
+
+
+def poll_json(store: TaskStore) -> dict[str, Any]:
+    """getJobs as the store recorded it for every replica (`reach-vendor health` reads the
+    same), without the error's text, which stays in the journal."""
+    polls = store.poll_record()
+    return {
+        "lastSuccessfulPoll": _iso(polls.ok_at),
+        "lastFailedPoll": _iso(polls.failed_at),
+        "lastPollFailed": polls.last_failed,
+        "lastPollFailure": polls.failure if polls.last_failed else None,
     }
 
 
@@ -248,7 +261,12 @@ class StatusApi:
         now = time.time()
         if path == "/v1/summary":
             _only(query)
-            return {**summary_json(self.store), "actionsAllowed": access == "admin"}
+            return {
+                **summary_json(self.store),
+                "actionsAllowed": access == "admin",
+                # No daemon behind this API (a status server of its own): not known.
+                "draining": bool(self._drain(False)["draining"]) if self._drain else None,
+            }
         if path == "/v1/tasks":
             _only(
                 query,

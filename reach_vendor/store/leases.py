@@ -30,6 +30,66 @@ from reach_vendor.store.models import (
 POLL_LOCK_KEY = 0x7265_6163_6876
 """PostgreSQL advisory lock key ("reachv") held by the replica that is polling getJobs."""
 
+# Rows of `poll_state` (id -> one time each), so no migration was needed for them. Row 1 is
+# the poll lock's "a replica polled at" (written before getJobs is even sent).
+POLL_OK_ROW = 2
+"""When a getJobs sweep last succeeded (and its tasks were recorded)."""
+POLL_REFUSED_ROW = 3
+"""When Kaltura last refused getJobs (an API error: app token, permission)."""
+POLL_UNREACHABLE_ROW = 4
+"""When getJobs last failed for want of an answer (network, timeouts, 5xx)."""
+PURGE_ROW = 5
+"""When the daily retention purge was last started (`claim_daily`)."""
+
+_UPSERT_TIME = text(
+    "INSERT INTO poll_state (id, last_poll_at) VALUES (:row, :at) "
+    "ON CONFLICT (id) DO UPDATE SET last_poll_at = excluded.last_poll_at"
+)
+# Both SQLite (3.35+) and PostgreSQL: the row comes back only if this call took the turn.
+_CLAIM_TURN = text(
+    "INSERT INTO poll_state (id, last_poll_at) VALUES (:row, :at) "
+    "ON CONFLICT (id) DO UPDATE SET last_poll_at = excluded.last_poll_at "
+    "WHERE poll_state.last_poll_at <= :due RETURNING id"
+)
+
+
+@dataclass(frozen=True)
+class PollRecord:
+    """What the store knows of getJobs across all replicas (`read_poll_record`)."""
+
+    ok_at: float | None
+    """The last sweep that succeeded, None if none did (or none was recorded yet)."""
+    failed_at: float | None
+    """The last sweep that failed, None if none did."""
+    failure: str | None
+    """"refused" (Kaltura answered with an error) or "unreachable"; never an error's text,
+    which stays in the journal."""
+
+    @property
+    def last_failed(self) -> bool:
+        """Whether the latest recorded sweep is a failure."""
+        return self.failed_at is not None and (self.ok_at is None or self.failed_at > self.ok_at)
+
+
+def read_poll_record(conn: Any) -> PollRecord:
+    """The poll record through an open connection (`health` reads it without a store)."""
+    rows = dict(
+        conn.execute(
+            text("SELECT id, last_poll_at FROM poll_state WHERE id IN (:ok, :refused, :down)"),
+            {"ok": POLL_OK_ROW, "refused": POLL_REFUSED_ROW, "down": POLL_UNREACHABLE_ROW},
+        ).all()
+    )
+    failures = [
+        (float(rows[row]), kind)
+        for row, kind in ((POLL_REFUSED_ROW, "refused"), (POLL_UNREACHABLE_ROW, "unreachable"))
+        if row in rows
+    ]
+    failed_at, failure = max(failures) if failures else (None, None)
+    ok = rows.get(POLL_OK_ROW)
+    return PollRecord(
+        ok_at=float(ok) if ok is not None else None, failed_at=failed_at, failure=failure
+    )
+
 
 def _is_runnable(now: Any) -> tuple[Any, ...]:
     """Open, due, and not leased (or its lease ran out): what a claim may take."""
@@ -230,6 +290,25 @@ class Leases:
                         "message": reason,
                     },
                 )
+
+    def record_poll(self, at: float, failure: str | None = None) -> None:
+        """Record a getJobs sweep that succeeded (`failure` None) or failed ("refused" or
+        "unreachable"), on SQLite and PostgreSQL alike, for `health` and the status API."""
+        row = {None: POLL_OK_ROW, "refused": POLL_REFUSED_ROW}.get(failure, POLL_UNREACHABLE_ROW)
+        with self.engine.begin() as conn:
+            conn.execute(_UPSERT_TIME, {"row": row, "at": at})
+
+    def poll_record(self) -> PollRecord:
+        with self.engine.connect() as conn:
+            return read_poll_record(conn)
+
+    def claim_daily(self, row: int, at: float, interval_s: float) -> bool:
+        """Whether this call takes a turn that comes every `interval_s` (the retention
+        purge): one atomic statement, so of replicas asking at once one wins, and no
+        lock or transaction is held while the turn's work runs."""
+        with self.engine.begin() as conn:
+            won = conn.execute(_CLAIM_TURN, {"row": row, "at": at, "due": at - interval_s})
+            return won.first() is not None
 
     @contextmanager
     def poll_lock(self, min_interval_s: float = 0.0) -> Iterator[bool]:

@@ -46,6 +46,9 @@ class TaskRecord(SQLModel, table=True):
 
     state: str = Field(default=TaskState.QUEUED.value)
     stage: str | None = None
+    progress: float | None = None
+    """How far the engine got through the audio (0..1) in this run; NULL until it says
+    (migration 0005). Written by the lease holder only, a few seconds apart."""
     attempts: int = 0
     next_attempt_at: float = 0.0
     lease_owner: str | None = None
@@ -83,7 +86,9 @@ class TaskEvent(SQLModel, table=True):
 
 
 class PollState(SQLModel, table=True):
-    """One row: when a replica last polled getJobs (PostgreSQL; see `Leases.poll_lock`)."""
+    """Times by row id: 1 when a replica last took the poll lock (PostgreSQL, see
+    `Leases.poll_lock`); the others what getJobs and the retention purge last did
+    (`store.leases.POLL_OK_ROW` and the rows after it), on SQLite too."""
 
     __tablename__ = "poll_state"
 

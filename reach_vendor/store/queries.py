@@ -32,11 +32,13 @@ __all__ = [
 PIPELINE_STAGES = (
     Stage.CLAIM,
     Stage.DOWNLOAD,
+    Stage.WAITING_FOR_DECODER,
     Stage.DECODE,
     Stage.TRANSCRIBE,
     Stage.UPLOAD,
     Stage.FINISH,
 )
+"""The stages of a run, in the order they first come (waiting may come again later)."""
 
 
 @dataclass(frozen=True)
@@ -204,14 +206,37 @@ def is_in_flight(rec: TaskRecord, now: float | None = None) -> bool:
     )
 
 
+_STAGE_PERCENT = {
+    Stage.CLAIM: 0,
+    Stage.DOWNLOAD: 3,
+    Stage.DECODE: 10,
+    # Before decode or transcribe it is where decode starts; within a transcription (a
+    # helper engine), where the transcription got to, as the stored progress says.
+    Stage.WAITING_FOR_DECODER: 10,
+    Stage.TRANSCRIBE: 15,
+    Stage.UPLOAD: 90,
+    Stage.FINISH: 96,
+}
+"""Where each stage starts on the bar. Transcription takes most of a task's time, so it
+gets most of the bar and moves with the engine's progress (`TaskRecord.progress`)."""
+_TRANSCRIBE_SPAN = _STAGE_PERCENT[Stage.UPLOAD] - _STAGE_PERCENT[Stage.TRANSCRIBE]
+
+
 def progress_percent(rec: TaskRecord) -> int:
-    """Rough progress by pipeline stage (stages differ in length; good enough for a bar)."""
+    """Progress for a bar: the stage's place, plus within a transcription the share of the
+    audio the engine got through. Never goes back within a run (a new run may)."""
     if rec.state == TaskState.DELIVERED:
         return 100
     if rec.state in (TaskState.QUEUED, TaskState.FAILED, TaskState.ABORTED) or not rec.stage:
         return 0
     try:
-        step = [s.value for s in PIPELINE_STAGES].index(rec.stage)
-    except ValueError:
-        return 0
-    return int(100 * step / len(PIPELINE_STAGES))
+        stage = Stage(rec.stage)
+        start = _STAGE_PERCENT[stage]
+    except (ValueError, KeyError):
+        return 0  # a stage of a newer version, or REPORT_ERROR
+    fraction = rec.progress
+    if stage in (Stage.TRANSCRIBE, Stage.WAITING_FOR_DECODER) and fraction is not None:
+        if not 0.0 <= fraction <= 1.0:  # also NaN
+            fraction = 1.0 if fraction > 1.0 else 0.0
+        return int(_STAGE_PERCENT[Stage.TRANSCRIBE] + _TRANSCRIBE_SPAN * fraction)
+    return start

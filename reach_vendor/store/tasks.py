@@ -72,6 +72,13 @@ _ENTER_STAGE = (
     .returning(*TASKS.c)
 )
 _ENTER_STAGE_WITH_DELIVERY = _ENTER_STAGE.values(delivery=bindparam("delivery"))
+# A run starts at the claim stage: what an earlier run's engine got through is not this one's.
+_ENTER_CLAIM = _ENTER_STAGE.values(progress=None)
+_SET_PROGRESS = (
+    update(TASKS)
+    .where(TASKS.c.id == bindparam("task_id"), TASKS.c.lease_owner == bindparam("owner"))
+    .values(progress=bindparam("progress"))
+)
 _SELECT_TASK = TASKS.select().where(TASKS.c.id == bindparam("task_id"))
 
 
@@ -364,7 +371,8 @@ class TaskStore(Leases):
                 "now": now,
             }
             if delivery is None:
-                row = conn.execute(_ENTER_STAGE, values).first()
+                statement = _ENTER_CLAIM if stage == Stage.CLAIM else _ENTER_STAGE
+                row = conn.execute(statement, values).first()
             else:
                 row = conn.execute(
                     _ENTER_STAGE_WITH_DELIVERY, {**values, "delivery": delivery}
@@ -382,6 +390,13 @@ class TaskStore(Leases):
                 },
             )
         return self._from_row(row)
+
+    def set_progress(self, task_id: int, owner: str, fraction: float) -> bool:
+        """Record how far the engine got (0..1); False (nothing written) if the lease is
+        no longer `owner`'s. No history line: callers write every few seconds at most."""
+        with self.engine.begin() as conn:
+            values = {"task_id": task_id, "owner": owner, "progress": fraction}
+            return bool(conn.execute(_SET_PROGRESS, values).rowcount == 1)
 
     def update(
         self,
@@ -473,23 +488,28 @@ class TaskStore(Leases):
             finished_at=None,
         )
 
-    def purge_finished(self, finished_before: float) -> int:
+    def purge_finished(self, finished_before: float, limit: int | None = None) -> int:
         """Delete DELIVERED and FAILED tasks (and their history) finished before the given
         time; the number of tasks deleted. Never ABORTED ones, nor a failure Kaltura was not
-        told of yet: Kaltura may still offer those, and a forgotten task would run again."""
+        told of yet: Kaltura may still offer those, and a forgotten task would run again.
+        `limit`: at most that many, oldest first, so one call is one short transaction."""
         done = (TaskState.DELIVERED.value, TaskState.FAILED.value)
-        doomed = (
-            select(TASKS.c.id)
-            .where(
-                TASKS.c.state.in_(done),
-                TASKS.c.finished_at.is_not(None),
-                TASKS.c.finished_at < finished_before,
-                or_(TASKS.c.stage.is_(None), TASKS.c.stage != Stage.REPORT_ERROR.value),
-            )
-            .scalar_subquery()
+        doomed: Any = select(TASKS.c.id).where(
+            TASKS.c.state.in_(done),
+            TASKS.c.finished_at.is_not(None),
+            TASKS.c.finished_at < finished_before,
+            or_(TASKS.c.stage.is_(None), TASKS.c.stage != Stage.REPORT_ERROR.value),
         )
         events = TaskEvent.__table__  # type: ignore[attr-defined]
         with self.engine.begin() as conn:
+            if limit is not None:
+                # The ids once, so the history and the tasks deleted are the same batch.
+                ids = conn.execute(doomed.order_by(TASKS.c.finished_at).limit(limit))
+                doomed = list(ids.scalars())
+                if not doomed:
+                    return 0
+            else:
+                doomed = doomed.scalar_subquery()
             conn.execute(events.delete().where(events.c.task_id.in_(doomed)))
             return int(conn.execute(TASKS.delete().where(TASKS.c.id.in_(doomed))).rowcount)
 

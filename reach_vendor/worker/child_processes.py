@@ -9,22 +9,30 @@ kept for the next job, and exit when their pipe closes, so a killed daemon leave
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import pickle
 import signal
 import threading
+import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.context import ForkServerContext
 from multiprocessing.process import BaseProcess
 from typing import Any, TypeVar
 
+from reach_vendor.common import metrics
 from reach_vendor.engines.base import ProcessingCancelled, ProcessorUnavailable
 
 T = TypeVar("T")
 
 _POLL_S = 0.25
 """How often a waiting worker checks its stop event and whether the child is alive."""
+_PROGRESS_EVERY_S = 1.0
+_PROGRESS_STEP = 0.01
+"""A child sends its job's progress when it moved by this much, or else after this long:
+engines report per block of audio, at most ~100 + 1/s messages reach the parent, and a
+burst of blocks followed by a long decode is not held back at its first block."""
 _PRELOAD = ["reach_vendor.worker.media", "reach_vendor.engines.local.pocketsphinx"]
 
 
@@ -48,11 +56,14 @@ def _serve(conn: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     while True:
         try:
-            fn, args = conn.recv()
+            fn, args, with_progress = conn.recv()
         except (EOFError, OSError):
             return
         try:
-            reply: tuple[str, Any] = ("ok", fn(*args))
+            if with_progress:
+                reply: tuple[str, Any] = ("ok", fn(*args, progress=_ProgressSender(conn)))
+            else:
+                reply = ("ok", fn(*args))
         except Exception as exc:
             reply = ("raised", exc)
         try:
@@ -66,6 +77,26 @@ def _serve(conn: Connection) -> None:
             return
 
 
+class _ProgressSender:
+    """The child's end of a job's progress callback: ("progress", fraction) messages on the
+    job's pipe (throttled, see `_PROGRESS_STEP`), ahead of the job's reply."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.sent_at = float("-inf")
+        self.last = 0.0
+
+    def __call__(self, fraction: float) -> None:
+        now = time.monotonic()
+        moved = abs(fraction - self.last)
+        if not (moved >= _PROGRESS_STEP or (moved > 0 and now - self.sent_at >= _PROGRESS_EVERY_S)):
+            return  # also NaN, which compares false
+        self.sent_at, self.last = now, fraction
+        # The parent went away (its job is then killed), or not a number: no bar, same job.
+        with contextlib.suppress(OSError, TypeError, ValueError):
+            self.conn.send(("progress", float(fraction)))
+
+
 class _Child:
     def __init__(self, ctx: ForkServerContext) -> None:
         self.conn, child_end = ctx.Pipe()
@@ -77,24 +108,32 @@ class _Child:
         self.jobs = 0
 
     def run(
-        self, fn: Callable[..., Any], args: tuple[Any, ...], stop: threading.Event
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        stop: threading.Event,
+        progress: Callable[[float], None] | None = None,
     ) -> tuple[str, Any]:
-        """("ok", result) or ("raised", the job's exception)."""
+        """("ok", result) or ("raised", the job's exception); progress messages on the way
+        go to `progress`."""
         try:
-            self.conn.send((fn, args))
+            self.conn.send((fn, args, progress is not None))
         except OSError:
             raise ChildDied("a child process had stopped before the job started") from None
-        while not self.conn.poll(_POLL_S):
+        while True:
             if stop.is_set():
                 raise ProcessingCancelled()
-            if not self.process.is_alive():
-                break
-        try:
-            reply: tuple[str, Any] = self.conn.recv()
-        except (EOFError, OSError):
-            self.process.join(1)
-            raise ChildDied(_exit_reason(self.process.exitcode)) from None
-        return reply
+            if not self.conn.poll(_POLL_S) and self.process.is_alive():
+                continue
+            try:
+                reply: tuple[str, Any] = self.conn.recv()
+            except (EOFError, OSError):
+                self.process.join(1)
+                raise ChildDied(_exit_reason(self.process.exitcode)) from None
+            if reply[0] != "progress":
+                return reply
+            if progress is not None:
+                progress(reply[1])
 
     def kill(self) -> None:
         self.conn.close()
@@ -125,21 +164,35 @@ class ChildPool:
         self._lock = threading.Lock()
 
     def run(
-        self, what: str, fn: Callable[..., T], args: tuple[Any, ...], stop: threading.Event
+        self,
+        what: str,
+        fn: Callable[..., T],
+        args: tuple[Any, ...],
+        stop: threading.Event,
+        *,
+        waiting: Callable[[bool], None] | None = None,
+        progress: Callable[[float], None] | None = None,
     ) -> T:
         """`fn(*args)` in a child: its result, or the exception it raised (`what` names
         the work in errors). `ChildDied` if the child died; `ProcessingCancelled` as soon
-        as `stop` is set, and the child is killed rather than left to finish."""
-        # Waiting for a free child (more workers than cores) gives way to `stop` too.
-        while not self._slots.acquire(timeout=_POLL_S):
-            if stop.is_set():
-                raise ProcessingCancelled()
+        as `stop` is set, and the child is killed rather than left to finish.
+
+        `waiting(True)` when no child is free and the job has to wait for one,
+        `waiting(False)` once it has one (not called when one is free at once).
+        `progress`: `fn` takes a `progress` keyword, a callable it may call with 0..1 in
+        the child; `progress` is called with that here, on this thread (throttled: a
+        percent's move, or a second)."""
+        waited = not self._slots.acquire(blocking=False)
+        if waited:
+            self._wait_for_slot(stop, waiting)
         try:
+            if waited and waiting is not None:
+                waiting(False)
             if stop.is_set():
                 raise ProcessingCancelled()
             child = self._take()
             try:
-                kind, value = child.run(fn, args, stop)
+                kind, value = child.run(fn, args, stop, progress)
             except ChildDied as exc:
                 self._drop(child)
                 raise ChildDied(f"the {what} process stopped ({exc}) on this task") from None
@@ -153,6 +206,19 @@ class ChildPool:
             raise value
         result: T = value
         return result
+
+    def _wait_for_slot(self, stop: threading.Event, waiting: Callable[[bool], None] | None) -> None:
+        """Take a slot once a child is free (more workers than cores), giving way to
+        `stop`; counted in a gauge meanwhile."""
+        metrics.TASKS_WAITING_FOR_CHILD.inc()
+        try:
+            if waiting is not None:
+                waiting(True)
+            while not self._slots.acquire(timeout=_POLL_S):
+                if stop.is_set():
+                    raise ProcessingCancelled()
+        finally:
+            metrics.TASKS_WAITING_FOR_CHILD.dec()
 
     def close(self) -> None:
         """Stop the idle children; the pool starts new ones if it is used again."""

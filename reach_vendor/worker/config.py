@@ -40,6 +40,9 @@ class DatabaseConfig(_Section):
     """SQLite for one host; `postgresql+psycopg://...` for several replicas sharing tasks."""
     key_file: Path | None = None
     """Fernet key (credentials file) to encrypt stored access keys; unset: stored as is."""
+    retention_days: int = Field(default=90, ge=0)
+    """The daemon deletes delivered and failed tasks finished longer ago than this, once a
+    day (as `reach-vendor purge --older-than` does); 0 keeps them for ever."""
 
     @field_validator("url")
     @classmethod
@@ -102,6 +105,11 @@ class WorkersConfig(_Section):
 
     fairness_window_s: float = Field(default=3600, gt=0)
     """Tasks due within the same window count as equally urgent: partners take turns."""
+    child_processes: int = Field(default=0, ge=0, le=256)
+    """Child processes that decode media and run GIL-bound engines at once; 0: one per
+    core, at most `concurrency`. Tasks beyond them wait (stage `wait_decoder`)."""
+    progress_log_interval_s: float = Field(default=60, gt=0)
+    """While a task transcribes, an INFO line with its progress this often."""
 
 
 class RouteMatchConfig(_Section):

@@ -12,7 +12,8 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from reach_vendor.common.config_base import ConfigError
 from reach_vendor.engines.base import Processor
 from reach_vendor.engines.routing import ProcessorPool
 from reach_vendor.kaltura.gateway import KalturaApiError, KalturaGateway, KalturaTransientError
+from reach_vendor.store.leases import PURGE_ROW
 from reach_vendor.store.models import OPEN_STATES
 from reach_vendor.store.tasks import TaskStore
 from reach_vendor.worker import saved_work
@@ -34,6 +36,14 @@ from reach_vendor.worker.systemd import Notifier
 log = logging.getLogger(__name__)
 
 _HEARTBEAT = "lease-heartbeat"
+PURGE_INTERVAL_S = 86400.0
+PURGE_CHECK_S = 3600.0
+"""How often a replica asks whether the day's purge is still to do (one gets it)."""
+PURGE_BATCH = 500
+STOP_NOTICE_S = 10.0
+"""At most this long between systemd notices while a stop drains."""
+STOP_SLACK_S = 30.0
+"""Asked of systemd beyond the grace period: releasing, closing engines, exiting."""
 
 
 class Daemon:
@@ -61,6 +71,7 @@ class Daemon:
         self.processors = (
             load_processors(settings) if processor is None else ProcessorPool.fixed(processor)
         )
+        metrics.engines_configured(self.processors.referenced())
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.pipeline = Pipeline(
             settings, self.store, self.gateway, self.processors, self.owner, clock=clock
@@ -79,11 +90,17 @@ class Daemon:
         self._work_generation = 0
         """Bumped (under `_wake`) whenever new work may be in the store; an idle worker
         sleeps only if it has not changed since before its empty claim."""
+        self._idle = 0
+        """Workers asleep in `_idle_wait` (under `_wake`)."""
+        self.idle_check_s = 1.0
+        """How often an idle worker looks for work nobody woke it for (retry times come,
+        leases of a dead replica run out, another replica recorded tasks)."""
         self._poll_requested = threading.Event()
         self._busy = 0
         self._busy_lock = threading.Lock()
         self.last_poll_error: str | None = None
         self._scheduler: BackgroundScheduler | None = None
+        metrics.DRAINING.set(0)
 
     # -- polling --------------------------------------------------------------------
 
@@ -113,11 +130,13 @@ class Daemon:
                 self.last_poll_error = str(exc)
                 metrics.poll_done(ok=False)
                 log.error("getJobs failed: %s", exc)
+                self._record_poll("refused" if isinstance(exc, KalturaApiError) else "unreachable")
                 return 0
             self.last_poll_error = None
             metrics.poll_done(ok=True)
             intake = self.store.intake(offered)
             new = intake.new
+            self._record_poll(None)
         for skipped in intake.skipped:
             metrics.offer_skipped("unstorable")
             log.warning(
@@ -127,14 +146,56 @@ class Daemon:
             # Kaltura offers every unfinished task again each round: only news is INFO.
             level = logging.INFO if new else logging.DEBUG
             log.log(level, "getJobs offered %d tasks, %d new", len(offered), new)
-        self._work_arrived()
+        # At least one: a re-offered task that starts over is runnable but not counted new.
+        self._work_arrived(max(new, 1))
         return new
 
-    def _work_arrived(self) -> None:
-        """Wake idle workers now rather than at their next timed check."""
+    def _record_poll(self, failure: str | None) -> None:
+        """What `health` and the status API read of the polls (every replica's, in the
+        store): the bookkeeping failing must not fail the sweep."""
+        try:
+            self.store.record_poll(self.clock.now(), failure)
+        except Exception:
+            log.exception("could not record the getJobs outcome in the store")
+
+    # -- retention ------------------------------------------------------------------
+
+    def purge_expired(self, batch: int = PURGE_BATCH) -> int:
+        """Delete delivered and failed tasks older than `database.retention_days`, at most
+        once a day across replicas (`claim_daily`), in batches of `batch` tasks, each its
+        own short transaction, so a large first purge never holds the workers' claims
+        back for long. Returns how many tasks went."""
+        days = self.settings.database.retention_days
+        now = self.clock.now()
+        if days <= 0 or not self.store.claim_daily(PURGE_ROW, now, PURGE_INTERVAL_S):
+            return 0
+        cutoff = now - days * 86400.0
+        total = 0
+        while not self.stopping.is_set():
+            deleted = self.store.purge_finished(cutoff, limit=batch)
+            total += deleted
+            if deleted < batch:
+                break
+        log.info(
+            "retention: deleted %d delivered or failed tasks (and their history) finished "
+            "more than %d days ago",
+            total,
+            days,
+        )
+        return total
+
+    def _purge_job(self) -> None:
+        try:
+            self.purge_expired()
+        except Exception:  # the next day's turn tries again
+            log.exception("retention purge failed")
+
+    def _work_arrived(self, tasks: int = 1) -> None:
+        """Wake up to `tasks` idle workers now rather than at their next timed check: one
+        per task, not all of them, or every idle worker claims and all but one find nothing."""
         with self._wake:
             self._work_generation += 1
-            self._wake.notify_all()
+            self._wake.notify(tasks)
 
     def poll_now(self) -> None:
         """Poll now rather than at the next interval (POST /v1/notify); a sweep already
@@ -164,6 +225,8 @@ class Daemon:
         rec = self.pipeline.claim(owner)
         if rec is None:
             return False
+        # Pass the wake-up on: more may be waiting than this worker was woken for.
+        self._work_arrived(1)
         with self._busy_lock:
             self._busy += 1
         try:
@@ -183,20 +246,29 @@ class Daemon:
                 log.exception("worker %s: unexpected error", name)
                 worked = False
             if not worked:
-                self._idle_wait(seen)
+                self._idle_wait(seen, self.idle_check_s)
 
     def _idle_wait(self, seen: int, timeout_s: float = 1.0) -> bool:
         """Sleep until new work may be there or `timeout_s` passes; True if woken by new
         work. `seen` is the work generation read before the empty claim, so a poll that
         recorded tasks during that claim is not slept through."""
         with self._wake:
-            return (
-                self._wake.wait_for(
-                    lambda: self._work_generation != seen or self.stopping.is_set(),
-                    timeout=timeout_s,
+            self._idle += 1
+            try:
+                return (
+                    self._wake.wait_for(
+                        lambda: self._work_generation != seen or self.stopping.is_set(),
+                        timeout=timeout_s,
+                    )
+                    and not self.stopping.is_set()
                 )
-                and not self.stopping.is_set()
-            )
+            finally:
+                self._idle -= 1
+
+    def idle_workers(self) -> int:
+        """Workers waiting for work right now."""
+        with self._wake:
+            return self._idle
 
     def _heartbeat_loop(self) -> None:
         """Keep every lease of this process alive; if the process dies they run out
@@ -255,6 +327,15 @@ class Daemon:
             id="getJobs",
             next_run_time=_now_utc(),
         )
+        scheduler.add_job(
+            self._purge_job,
+            "interval",
+            seconds=PURGE_CHECK_S,
+            max_instances=1,
+            coalesce=True,
+            id="retention",
+            next_run_time=_now_utc(),
+        )
         notifier = Notifier()
         watchdog_s = notifier.watchdog_interval_s()
         if watchdog_s:
@@ -274,8 +355,41 @@ class Daemon:
         finally:
             notifier.stopping()
             scheduler.shutdown(wait=False)
-            self._stop_workers(threads)
+            with self._stop_notices(notifier, watchdog_s):
+                self._stop_workers(threads)
             self.pipeline.children.close()
+
+    @contextmanager
+    def _stop_notices(self, notifier: Notifier, watchdog_s: float | None) -> Iterator[None]:
+        """Tell systemd, while the drain runs, that the stop takes the grace period.
+
+        systemd src/core/service.c: service_set_state() stops the watchdog in any state
+        outside SERVICE_STATE_WITH_WATCHDOG, so not while stopping (the pings go on anyway:
+        they cost nothing); service_extend_timeout() only ever moves the stop timer later,
+        so EXTEND_TIMEOUT_USEC lets a grace longer than TimeoutStopSec finish and changes
+        nothing otherwise.
+        """
+        if not notifier.enabled:
+            yield
+            return
+        end = self.clock.monotonic() + self.settings.workers.shutdown_grace_s
+        period = min(watchdog_s or STOP_NOTICE_S, STOP_NOTICE_S)
+        done = threading.Event()
+
+        def notices() -> None:
+            while True:
+                left = max(0.0, end - self.clock.monotonic())
+                notifier.extend_timeout(left + STOP_SLACK_S, watchdog=True)
+                if self.clock.wait(done, period):
+                    return
+
+        thread = threading.Thread(target=notices, name="stop-notices", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join(timeout=5)
 
     def run_once(self) -> None:
         """One poll, then work until nothing runnable is left (tasks waiting for a retry
@@ -299,10 +413,15 @@ class Daemon:
         /v1/drain): a deploy that waits for none restarts without cutting work short."""
         if start and not self.draining.is_set():
             self.draining.set()
+            metrics.DRAINING.set(1)
             log.warning("draining on request: no new tasks until the next start")
         with self._busy_lock:
             running = self._busy
-        return {"draining": self.draining.is_set() or self.stopping.is_set(), "running": running}
+        return {"draining": self.is_draining(), "running": running}
+
+    def is_draining(self) -> bool:
+        """Taking no new tasks until the next start: a drain asked for, or a stop."""
+        return self.draining.is_set() or self.stopping.is_set()
 
     def stop(self) -> None:
         """Drain: take no more tasks and let running ones finish (SIGTERM). A second call
@@ -310,6 +429,7 @@ class Daemon:
         if self.stopping.is_set():
             self.shutdown.set()
         self.stopping.set()
+        metrics.DRAINING.set(1)
         with self._wake:
             self._wake.notify_all()
 

@@ -10,6 +10,7 @@ from enum import Enum
 
 from reach_vendor.common.redact import redact
 from reach_vendor.engines.base import ProcessingCancelled, ProcessorError, ProcessorUnavailable
+from reach_vendor.engines.remote.driver import RemoteAuthError, RemoteConfigError
 from reach_vendor.kaltura.calls import KEY_NOT_EXTENDED
 from reach_vendor.kaltura.gateway import (
     KalturaApiError,
@@ -58,6 +59,9 @@ class Outcome:
     vendor_side: bool = False
     """The vendor's own setup is at fault (a remote engine's credentials or configuration):
     retried without a limit, never the customer's ERROR, until ops fix it."""
+    engine_fault: str | None = None
+    """The engine's service could not serve (`metrics.ENGINE_FAULT_KINDS`): "credentials"
+    and "config" are the vendor's to fix, "unavailable" passes by itself."""
 
 
 LEASE_LOST = Outcome(Ending.LEASE_LOST, "lease lost to another worker; leaving the task to it")
@@ -89,7 +93,11 @@ def classify(
         return _kaltura_refusal(exc, key_expired_at)
     if isinstance(exc, ProcessorUnavailable):
         return Outcome(
-            Ending.RETRY_LATER, str(exc), alarm=exc.alarm, vendor_side=exc.alarm is not None
+            Ending.RETRY_LATER,
+            str(exc),
+            alarm=exc.alarm,
+            vendor_side=exc.alarm is not None,
+            engine_fault=_engine_fault(exc),
         )
     if isinstance(exc, KalturaTransientError):
         return Outcome(Ending.RETRY_LATER, str(exc))
@@ -98,6 +106,15 @@ def classify(
         return Outcome(Ending.LOCAL_FAULT, fault)
     reason = f"internal error: {type(exc).__name__}: {redact(str(exc))}"
     return Outcome(Ending.RETRY_LATER, reason, alarm="unexpected error")
+
+
+def _engine_fault(exc: ProcessorUnavailable) -> str:
+    if isinstance(exc, RemoteAuthError):
+        return "credentials"
+    # Another engine's alarm is also its setup: its configuration is what ops can change.
+    if isinstance(exc, RemoteConfigError) or exc.alarm is not None:
+        return "config"
+    return "unavailable"
 
 
 def _kaltura_refusal(exc: KalturaApiError, key_expired_at: float | None) -> Outcome:

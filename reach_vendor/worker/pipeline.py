@@ -71,6 +71,7 @@ from reach_vendor.worker.outcomes import (
     classify,
 )
 from reach_vendor.worker.ports import MediaTools, TaskGateway
+from reach_vendor.worker.progress import WRITE_INTERVAL_S, TranscriptionProgress
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,8 @@ class _Run:
     media: MediaChoice | None = None
     """Media found by the start multirequest, so the download needs no lookup of its own."""
     processor: Processor | None = None
+    engine: str | None = None
+    """The configured name of `processor` (`processors.engines`), for metric labels."""
     alignment_text: str | None = None
     media_path: Path | None = None
     pcm_path: Path | None = None
@@ -137,8 +140,16 @@ class _LocalMedia:
     ) -> int:
         return media.download(url, dest, timeout_s=limits.timeout_s, limits=limits, cancel=cancel)
 
-    def decode(self, src: Path, dest: Path, cancel: threading.Event) -> float:
-        return self.children.run("media decoder", media.decode_to_pcm, (src, dest), cancel)
+    def decode(
+        self,
+        src: Path,
+        dest: Path,
+        cancel: threading.Event,
+        waiting: Callable[[bool], None] | None = None,
+    ) -> float:
+        return self.children.run(
+            "media decoder", media.decode_to_pcm, (src, dest), cancel, waiting=waiting
+        )
 
 
 class Pipeline:
@@ -160,10 +171,14 @@ class Pipeline:
         self.owner = owner
         self.clock = clock
         # More children than cores would only take turns on them.
-        self.children = ChildPool(min(settings.workers.concurrency, os.cpu_count() or 1))
+        self.children = ChildPool(
+            settings.workers.child_processes
+            or min(settings.workers.concurrency, os.cpu_count() or 1)
+        )
         self.media_tools: MediaTools = media_tools or _LocalMedia(self.children)
         self.work_dir = Path(settings.storage.work_dir)
         self.keeper_interval_s = min(30.0, settings.workers.lease_s / 3)
+        self.progress_write_interval_s = WRITE_INTERVAL_S
         self.local_fault_pause_s = settings.storage.local_fault_pause_s
         self.on_local_fault: Callable[[str, float], None] | None = None
         """Told about a fault of this machine (and how long to pause intake for it)."""
@@ -355,6 +370,7 @@ class Pipeline:
                 "order captions with the spoken language set"
             )
         run.processor = processor
+        run.engine = self.processors.name_for(traits)
         run.task_dir.mkdir(parents=True, exist_ok=True)
         if spec.service_feature == ServiceFeature.ALIGNMENT:
             run.alignment_text = self._alignment_text(run, spec)
@@ -384,7 +400,9 @@ class Pipeline:
         assert run.media_path is not None
         self._enter(run, Stage.DECODE, "decoding audio")
         run.pcm_path = run.task_dir / saved_work.AUDIO_FILE
-        run.duration_s = self.media_tools.decode(run.media_path, run.pcm_path, run.cancel)
+        run.duration_s = self.media_tools.decode(
+            run.media_path, run.pcm_path, run.cancel, self._waiting(run, Stage.DECODE)
+        )
         saved_work.save_audio(run.task_dir, run.rec.version, run.duration_s)
         if not self.settings.storage.keep_media:
             run.media_path.unlink(missing_ok=True)
@@ -397,6 +415,15 @@ class Pipeline:
         duration = run.duration_s
         self._enter(
             run, Stage.TRANSCRIBE, f"transcribing {duration:.1f}s of audio with {processor.name}"
+        )
+        progress = TranscriptionProgress(
+            self.store,
+            run.id,
+            run.owner,
+            duration,
+            log_extra=run.log_extra,
+            log_interval_s=self.settings.workers.progress_log_interval_s,
+            write_interval_s=self.progress_write_interval_s,
         )
         request = ProcessingRequest(
             audio_path=run.pcm_path,
@@ -411,10 +438,12 @@ class Pipeline:
             save_checkpoint=lambda state: self._save_checkpoint(run, state),
             cancel=run.cancel,
             shutdown=run.shutdown,
-            run_engine=self._run_engine,
+            progress=progress.report,
+            run_engine=lambda engine, request: self._run_engine(engine, request, run),
         )
         t0 = self.clock.monotonic()
-        transcript = self._run_engine(processor, request)
+        with progress:
+            transcript = self._run_engine(processor, request, run)
         # A transcript made stands at shutdown (the delivery is quick, and kept for the
         # next run if it does not get through); an abort or a lost lease stops the run.
         run.keeper.raise_verdict()
@@ -585,17 +614,31 @@ class Pipeline:
     def _save_checkpoint(self, run: _Run, state: dict[str, Any]) -> None:
         run.rec = self.store.update(run.id, processor_state=json.dumps(state, sort_keys=True))
 
-    def _run_engine(self, engine: Processor, request: ProcessingRequest) -> Transcript:
-        """An engine that holds the GIL runs in a child process (see `Processor`); the
-        others here, on the worker thread."""
+    def _run_engine(self, engine: Processor, request: ProcessingRequest, run: _Run) -> Transcript:
+        """An engine that holds the GIL runs in a child process (see `Processor`), its
+        progress passed on; the others here, on the worker thread."""
         if getattr(engine, "holds_gil", False):
             return self.children.run(
                 f"{engine.name} engine",
                 process_detached,
                 (engine, request.detached()),
                 request.cancel,
+                waiting=self._waiting(run, Stage.TRANSCRIBE),
+                progress=request.progress,
             )
         return engine.process(request)
+
+    def _waiting(self, run: _Run, stage: Stage) -> Callable[[bool], None]:
+        """Waiting for a free child process shows as a stage of its own (not as the
+        stage waited for, which looked stuck), then `stage` again once one is free."""
+
+        def waiting(now_waiting: bool) -> None:
+            if now_waiting:
+                self._enter(run, Stage.WAITING_FOR_DECODER, "waiting for a free decoder process")
+            else:
+                self._enter(run, stage, "got a decoder process")
+
+        return waiting
 
     def _alignment_text(self, run: _Run, spec: TaskSpec) -> str:
         """The customer's transcript for an ALIGNMENT task, fetched like media is."""
@@ -659,6 +702,8 @@ class Pipeline:
 
     def _conclude(self, run: _Run, outcome: Outcome, exc: Exception) -> None:
         """Carry out what `classify` made of the exception that stopped the run."""
+        if outcome.engine_fault:
+            metrics.engine_fault(run.engine or "none", outcome.engine_fault)
         if outcome.alarm:
             log.error("%s: %s", outcome.alarm, outcome.reason, exc_info=exc, extra=run.log_extra)
         ending = outcome.ending

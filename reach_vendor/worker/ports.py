@@ -5,7 +5,7 @@ against fakes of both."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -76,6 +76,13 @@ class MediaTools(Protocol):
         """The size in bytes written to `dest`."""
         ...
 
-    def decode(self, src: Path, dest: Path, cancel: threading.Event) -> float:
-        """The audio's duration in seconds."""
+    def decode(
+        self,
+        src: Path,
+        dest: Path,
+        cancel: threading.Event,
+        waiting: Callable[[bool], None] | None = None,
+    ) -> float:
+        """The audio's duration in seconds. `waiting(True)` if the decode has to wait for
+        a free process (and `waiting(False)` once it has one), so the task can show it."""
         ...

@@ -1,4 +1,5 @@
-"""sd_notify without a dependency: READY, WATCHDOG, STATUS and STOPPING for Type=notify.
+"""sd_notify without a dependency: READY, WATCHDOG, STATUS, STOPPING and EXTEND_TIMEOUT_USEC
+for Type=notify.
 
 systemd passes a datagram socket path in NOTIFY_SOCKET (a leading "@" means the abstract
 namespace). Outside systemd the variable is unset and every call is a no-op.
@@ -40,6 +41,12 @@ class Notifier:
 
     def stopping(self) -> bool:
         return self.send("STOPPING=1")
+
+    def extend_timeout(self, seconds: float, *, watchdog: bool = False) -> bool:
+        """Ask for `seconds` more than the current state's timeout (start, runtime or stop)
+        from now; systemd never shortens a timeout for it. Sent again before they pass."""
+        fields = [f"EXTEND_TIMEOUT_USEC={max(1, int(seconds * 1_000_000))}"]
+        return self.send("WATCHDOG=1", *fields) if watchdog else self.send(*fields)
 
     @staticmethod
     def watchdog_interval_s() -> float | None:

@@ -74,3 +74,69 @@ def test_not_polling_fires_when_no_replica_polls(tmp_path: Path) -> None:
     after = not_polling({"a": stuck, "b": "0x40"}, "21m", fires=True)
     proc = promtool_test(tmp_path, [before, after])
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+FAULTS = "reach_vendor_engine_faults_total"
+
+
+def engine_setup(series: dict[str, str], at: str, fires: list[str]) -> dict[str, Any]:
+    """`series`: kind -> the counter's values for engine "claudio", one a minute; `fires`:
+    the kinds expected to alert at `at`."""
+    return {
+        "interval": "1m",
+        "input_series": [
+            {
+                "series": f'{FAULTS}{{job="reach-vendor",instance="a",engine="claudio",'
+                f'kind="{kind}"}}',
+                "values": values,
+            }
+            for kind, values in series.items()
+        ],
+        "alert_rule_test": [
+            {
+                "eval_time": at,
+                "alertname": "ReachVendorEngineSetup",
+                "exp_alerts": [
+                    {
+                        "exp_labels": {
+                            "severity": "critical",
+                            "job": "reach-vendor",
+                            "instance": "a",
+                            "engine": "claudio",
+                            "kind": kind,
+                        },
+                        "exp_annotations": {
+                            "summary": f"remote engine claudio refuses the vendor's setup ({kind})",
+                            "description": (
+                                "journalctl -u reach-vendor -p err names the request; fix "
+                                "processors.engines.claudio (or its credential files), then "
+                                "reach-vendor check-config"
+                            ),
+                        },
+                    }
+                    for kind in fires
+                ],
+            }
+        ],
+    }
+
+
+def test_engine_setup_fires_on_refused_credentials_or_config_not_on_a_service_down(
+    tmp_path: Path,
+) -> None:
+    # The series exist from the start at 0 (the daemon creates them for its engines).
+    quiet = "0x60"
+    refused = "0x10 1 2 2 2 3x45"  # refused from minute 10, retried
+    down = "0x10 1+1x49"
+    cases = [
+        engine_setup({"credentials": quiet, "config": quiet, "unavailable": down}, "30m", []),
+        engine_setup({"credentials": refused, "config": quiet, "unavailable": quiet}, "9m", []),
+        engine_setup(
+            {"credentials": refused, "config": quiet, "unavailable": down}, "30m", ["credentials"]
+        ),
+        engine_setup(
+            {"credentials": quiet, "config": refused, "unavailable": quiet}, "40m", ["config"]
+        ),
+    ]
+    proc = promtool_test(tmp_path, cases)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

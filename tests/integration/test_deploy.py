@@ -24,7 +24,7 @@ UNIT = DEPLOY / "reach-vendor.service"
 PROMQL_WORDS = {
     "up", "time", "rate", "increase", "sum", "min", "max", "by", "without", "and", "or",
     "histogram_quantile", "le", "job", "instance", "state", "stage", "kind", "action",
-    "partner", "outcome", "absent", "reason",
+    "partner", "outcome", "absent", "reason", "engine",
 }  # fmt: skip
 
 
@@ -164,3 +164,10 @@ def test_dashboard_has_an_instance_variable_every_query_follows() -> None:
         for target in panel["targets"]:
             selectors = re.findall(r"\b(?:reach_vendor|process)_\w+(\{[^}]*\})?", target["expr"])
             assert selectors and all('instance=~"$instance"' in s for s in selectors), target
+
+
+def test_dashboard_panels_have_distinct_ids() -> None:
+    """Grafana keys a panel's state (links, edits, repeats) by its id."""
+    dashboard = json.loads((DEPLOY / "grafana-dashboard.json").read_text())
+    ids = [panel["id"] for panel in dashboard["panels"]]
+    assert len(ids) == len(set(ids)), ids

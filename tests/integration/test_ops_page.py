@@ -76,7 +76,7 @@ def test_ops_page_shows_queue_in_flight_and_finished_tasks(tmp_path: Path, brows
     store.close()
 
     assert list(inflight) == ["1000"]
-    assert "transcribe" in inflight["1000"] and "50%" in inflight["1000"]
+    assert "transcribe" in inflight["1000"] and "60%" in inflight["1000"]
     assert "0_entry000" in inflight["1000"]
     assert set(queue) == {"1001", "1004"}
     assert "timeout" in queue["1004"]

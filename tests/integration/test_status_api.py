@@ -106,7 +106,7 @@ def test_lookup_by_kaltura_task_id_and_entry_id(api: tuple[str, str, list[str]])
         3,
         "transcribe",
         True,
-        50,
+        60,  # 15 % at the start of the transcription, 75 % more as the audio is done
     )
     assert t["deadlineSlackSeconds"] > 0
     status, waiting = get_json(base + "/v1/tasks?kalturaTaskId=1004", token)

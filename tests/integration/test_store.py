@@ -6,7 +6,6 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,16 +22,6 @@ def store(tmp_path: Path) -> TaskStore:
     return TaskStore(f"sqlite:///{tmp_path / 'db.sqlite3'}", migrate=True)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TaskStore]:
-    """The store on a real SQLite file and on a real PostgreSQL database."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
-    else:
-        url = str(request.getfixturevalue("pg_url"))
-    s = TaskStore(url, migrate=True)
-    yield s
-    s.close()
 
 
 def test_database_file_is_private(tmp_path: Path) -> None:

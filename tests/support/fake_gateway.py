@@ -8,7 +8,7 @@ is replaced through `TaskKey.on_new_key` by the call that meets it."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -260,7 +260,13 @@ class FakeMedia:
         dest.write_bytes(b"fake media")
         return dest.stat().st_size
 
-    def decode(self, src: Path, dest: Path, cancel: threading.Event) -> float:
+    def decode(
+        self,
+        src: Path,
+        dest: Path,
+        cancel: threading.Event,
+        waiting: Callable[[bool], None] | None = None,
+    ) -> float:
         dest.write_bytes(bytes(int(self.duration_s * 16_000) * 2))
         return self.duration_s
 

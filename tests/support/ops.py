@@ -53,10 +53,11 @@ def seeded_store(tmp_path: Path) -> tuple[TaskStore, list[str]]:
     tasks = [offered(i) for i in range(5)]
     store.record_offered(tasks)
     ids = {t.kaltura_task_id: store.by_kaltura_id(t.kaltura_task_id) for t in tasks}
-    # 1000 (earliest deadline) is claimed and transcribing, 1001 waits in the queue.
+    # 1000 (earliest deadline) is claimed and 60 % through its audio, 1001 waits in the queue.
     claimed = store.claim_next("worker-a", 600)
     assert claimed is not None
     store.update(claimed.id or 0, state=TaskState.RUNNING, stage=Stage.TRANSCRIBE, message="x")
+    assert store.set_progress(claimed.id or 0, "worker-a", 0.6)
     for kid, state, msg in (
         (1002, TaskState.DELIVERED, "READY with caption asset 0_cap"),
         (1003, TaskState.FAILED, "media download failed: HTTP 404"),

@@ -30,7 +30,8 @@ def test_example_config_names_only_registered_engine_types() -> None:
     settings = parse_settings(data)
     engines = settings.processors.engines
     assert {settings.processors.engine(n)[0] for n in engines} <= set(processors.available())
-    assert settings.processors.engine("claudio")[0] == "remote_transcription"
+    # Its remote engines are commented out: tests/integration/test_example_config.py
+    # checks each of them once uncommented.
 
 
 def test_engine_lookup_falls_back_to_builtin_types() -> None:

@@ -70,8 +70,9 @@ class WhisperOptions(EngineOptions):
     """Transcriptions run at once on one model (CTranslate2 workers); 0 = one per core."""
     beam_size: Annotated[int, Field(ge=1, le=10)] = 5
     vad_filter: bool = True
-    chunk_s: Annotated[int, Field(ge=30, le=3600)] = 600
-    """Audio is read in chunks of this many seconds, so long media never sits in memory."""
+    chunk_s: Annotated[int, Field(ge=30, le=3600)] = 60
+    """Audio is transcribed in chunks of at most this many seconds, each ended in a pause,
+    so memory does not grow with the media (600 s took ~300 MiB more than 30 s)."""
 
 
 def _has_words(text: str) -> str:

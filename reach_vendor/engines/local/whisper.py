@@ -2,10 +2,10 @@
 
 The model is only ever loaded from the local `model_dir` (`HF_HUB_OFFLINE`, `local_files_only`):
 a wrong path fails at start-up instead of reaching for a model hub mid-task. Audio is read
-in `chunk_s` chunks so long media never sits in memory as floats; the customer's dictionary
-biases spelling through the initial prompt and hotwords. One model is shared by every task
-routed here; it runs `parallel` transcriptions at once (CTranslate2 workers sharing the
-weights), further ones wait in its queue.
+in `chunk_s` chunks, each ended in a pause, so memory does not grow with the media; the
+customer's dictionary biases spelling through the initial prompt and hotwords. One model
+is shared by every task routed here; it runs `parallel` transcriptions at once
+(CTranslate2 workers sharing the weights), further ones wait in its queue.
 """
 
 from __future__ import annotations
@@ -117,10 +117,21 @@ class WhisperProcessor:
         prompt = ", ".join(terms) if terms else None
         words: list[Word] = []
         offset_s = 0.0
+        carry = b""
         with request.audio_path.open("rb") as f:
-            while block := f.read(chunk_bytes):
-                samples = np.frombuffer(block[: len(block) // 2 * 2], dtype="<i2")
-                audio = samples.astype(np.float32) / 32768.0
+            while data := carry + f.read(chunk_bytes - len(carry)):
+                data = data[: len(data) // 2 * 2]
+                # A full chunk ends at its quietest moment near the end, so that no word is
+                # cut in two; the rest starts the next chunk.
+                cut = _quiet_cut(data) if len(data) >= chunk_bytes else len(data)
+                block, carry = data[:cut], data[cut:]
+                del data
+                audio = np.frombuffer(block, dtype="<i2").astype(np.float32) / 32768.0
+                if carry:
+                    # Whisper drops a last sentence that ends right at its audio's end
+                    # (it finds no end time for it): a cut chunk gets silence after it.
+                    audio = np.concatenate([audio, np.zeros(_SEAM_PAD, np.float32)])
+                block_end_s = min(total_s, offset_s + len(block) / _BYTES_PER_SECOND)
                 try:
                     segments, _info = self._model.transcribe(
                         audio,
@@ -136,8 +147,8 @@ class WhisperProcessor:
                         pieces = [
                             WordPiece(
                                 w.word,
-                                offset_s + float(w.start),
-                                min(total_s, offset_s + max(float(w.end), float(w.start))),
+                                min(block_end_s, offset_s + float(w.start)),
+                                min(block_end_s, offset_s + max(float(w.end), float(w.start))),
                                 float(w.probability),
                             )
                             for w in segment.words or []
@@ -149,8 +160,35 @@ class WhisperProcessor:
                 except (RuntimeError, ValueError) as exc:
                     raise ProcessorError(f"speech recognition failed: {exc}") from None
                 offset_s += len(block) / _BYTES_PER_SECOND
+                del audio, block
                 request.check_cancelled()
         return words
+
+
+_SEAM_SEARCH_S = 8
+"""How far back from a chunk's end its quietest moment is looked for (a speaker's pause
+between phrases is rarely further apart)."""
+_FRAME = SAMPLE_RATE // 50  # 20 ms
+_QUIET_FRAMES = 10  # the quietest 200 ms: a pause, not a stop consonant
+_SEAM_PAD = SAMPLE_RATE  # 1 s of silence after a cut chunk
+
+
+def _quiet_cut(data: bytes) -> int:
+    """Where to end a chunk of s16le audio: the middle of its quietest 200 ms within the
+    last `_SEAM_SEARCH_S` seconds, as a byte offset (a whole sample)."""
+    import numpy as np
+
+    samples = np.frombuffer(data, dtype="<i2")
+    first = max(0, len(samples) - _SEAM_SEARCH_S * SAMPLE_RATE)
+    tail = samples[first : first + (len(samples) - first) // _FRAME * _FRAME]
+    frames = tail.astype(np.float32).reshape(-1, _FRAME)
+    energy = np.square(frames).mean(axis=1)
+    if len(energy) < _QUIET_FRAMES:
+        return len(data)
+    window = np.convolve(energy, np.ones(_QUIET_FRAMES), mode="valid")
+    # The latest of equally quiet places, to keep chunks as long as configured.
+    best = len(window) - 1 - int(np.argmin(window[::-1]))
+    return (first + (best + _QUIET_FRAMES // 2) * _FRAME) * 2
 
 
 @dataclasses.dataclass(frozen=True)
