@@ -1,6 +1,7 @@
 """Every way a task's run ends, against a scripted Kaltura (tests/support/fake_gateway.py),
-media tools that need no media, the scripted engine, a real TaskStore on in-memory SQLite
-and a fake clock: no network, no sleeping, whole file in seconds."""
+media tools that need no media, the scripted engine, a real TaskStore on in-memory
+SQLite (a file where a whole daemon runs) and a fake clock: no network, no sleeping,
+whole file in seconds."""
 
 from __future__ import annotations
 
@@ -56,7 +57,11 @@ class Watched:
 
 class World:
     def __init__(
-        self, tmp_path: Path, engine_delay_s: float, workers: dict[str, Any] | None = None
+        self,
+        tmp_path: Path,
+        engine_delay_s: float,
+        workers: dict[str, Any] | None = None,
+        store_url: str = "sqlite://",
     ) -> None:
         self.settings = parse_settings(
             {
@@ -81,7 +86,7 @@ class World:
         self.clock = FakeClock()
         self.gateway = FakeGateway(now=self.clock.now())
         self.media = FakeMedia()
-        self.store = TaskStore("sqlite://", migrate=True)
+        self.store = TaskStore(store_url, migrate=True)
         self.engine = Watched(self.settings.processors.pool().get("scripted"))
         self.pipeline = Pipeline(
             self.settings,
@@ -410,6 +415,13 @@ def test_shutdown_mid_transcription_keeps_the_decoded_audio_for_the_next_run(
     assert events.count("decoding audio") == 1
 
 
+def _threaded_store(tmp_path: Path) -> str:
+    """A whole daemon's threads (poller, workers, retention) use the store at once: an
+    in-memory SQLite is one connection, where one thread's commit meets another's open
+    statement ("cannot commit transaction - SQL statements in progress"); a file is not."""
+    return f"sqlite:///{tmp_path / 'db.sqlite3'}"
+
+
 def _daemon_in_thread(world: World) -> tuple[Daemon, threading.Thread]:
     daemon = Daemon(
         world.settings, store=world.store, gateway=world.gateway, processor=world.engine
@@ -426,7 +438,8 @@ def _daemon_in_thread(world: World) -> tuple[Daemon, threading.Thread]:
 
 
 def test_stop_drains_the_running_task_to_ready_and_claims_no_more(tmp_path: Path) -> None:
-    world = World(tmp_path, engine_delay_s=1.0, workers={"concurrency": 1})
+    url = _threaded_store(tmp_path)
+    world = World(tmp_path, engine_delay_s=1.0, workers={"concurrency": 1}, store_url=url)
     world.offer(60)
     world.offer(61)
     stale = world.work_dir / "tasks" / "59"  # kept for a task that ended while down
@@ -451,7 +464,8 @@ def test_a_drain_that_runs_out_releases_the_task_and_keeps_its_work(
 ) -> None:
     caplog.set_level(logging.INFO, logger="reach_vendor")
     workers = {"concurrency": 1, "shutdown_grace_s": 1.0, "release_s": 0.5}
-    world = World(tmp_path, engine_delay_s=20.0, workers=workers)
+    url = _threaded_store(tmp_path)
+    world = World(tmp_path, engine_delay_s=20.0, workers=workers, store_url=url)
     task_id = world.offer(62)
     daemon, thread = _daemon_in_thread(world)
     daemon.stop()
