@@ -362,7 +362,8 @@ class Pipeline:
         traits = TaskTraits(
             spec.service_feature, spec.service_type, spec.source_language, spec.partner_id
         )
-        processor = self.processors.for_task(traits)
+        run.engine = self.processors.name_for(traits)
+        processor = self.processors.get(run.engine)
         if spec.auto_detect_language and not getattr(processor, "detects_language", False):
             raise UnsupportedTaskError(
                 f'the source language is set to "{spec.source_language}", and the '
@@ -370,7 +371,6 @@ class Pipeline:
                 "order captions with the spoken language set"
             )
         run.processor = processor
-        run.engine = self.processors.name_for(traits)
         run.task_dir.mkdir(parents=True, exist_ok=True)
         if spec.service_feature == ServiceFeature.ALIGNMENT:
             run.alignment_text = self._alignment_text(run, spec)

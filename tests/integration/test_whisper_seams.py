@@ -68,14 +68,11 @@ def test_a_sentence_that_ends_just_before_a_cut_is_kept(tmp_path: Path) -> None:
     chunks, cut 0.06 s after "month"."""
     if not shutil.which("flite") or not shutil.which("ffmpeg"):
         pytest.skip("flite and ffmpeg are needed (scripts/test.sh installs them)")
-    import subprocess
-
-    from bench.asr_speed import SENTENCES as BENCH_SENTENCES
+    from bench.asr_wer import flite_corpus
     from tests.support.speech import normalise
 
-    script, wav, pcm = tmp_path / "s.txt", tmp_path / "s.wav", tmp_path / "s.pcm"
-    script.write_text("\n".join(BENCH_SENTENCES) + "\n")
-    subprocess.run(["flite", "-voice", "slt", "-f", str(script), "-o", str(wav)], check=True)
+    ((wav, _text),) = flite_corpus(tmp_path)
+    pcm = tmp_path / "s.pcm"
     duration = decode_to_pcm(wav, pcm)
 
     engine = processors.create(
