@@ -23,6 +23,7 @@ daemon is set with `--parallel` (0: one per core, the default). Writes
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -41,6 +42,7 @@ from reach_devkit.harness import (
     write_config,
     write_result,
 )
+from reach_vendor.common import native_memory
 from reach_vendor.engines.local.pocketsphinx import PocketSphinxProcessor
 from reach_vendor.worker.config import load_settings
 from reach_vendor.worker.daemon import Daemon
@@ -91,6 +93,9 @@ def real_speech(directory: Path, tasks: int, audio_s: float) -> list[Path]:
 _ENGINES: dict[str, Any] = {}
 
 
+_ARENAS = "MALLOC_ARENA_MAX"
+
+
 def bare_once(engine: str, pcm: str, duration: float) -> float:
     """One file in a pool process; the engine is loaded once per process."""
     from reach_vendor.engines import registry
@@ -113,7 +118,6 @@ def bare(engine: str, media: list[Path], directory: Path) -> dict[str, float]:
     """Audio minutes per wall minute of the bare engine on `media`, for each setting tried
     (decoding is not counted: the engine's own speed)."""
     import concurrent.futures as cf
-    import os
 
     from reach_vendor.engines import registry
     from reach_vendor.worker.media import decode_to_pcm
@@ -199,6 +203,10 @@ def main() -> int:
     parser.add_argument("--audio-s", type=float, default=60.0, help="speech per task")
     parser.add_argument("--speech", choices=("real", "flite"), default="real")
     args = parser.parse_args()
+    # The daemon's allocator settings, as `reach-vendor run` makes them (for the bare engine
+    # too); `MALLOC_ARENA_MAX=16` in the environment gives glibc's own limit on 2 cores.
+    one_arena = native_memory.share_one_arena()
+    allocator = "one arena" if one_arena else f"MALLOC_ARENA_MAX={os.environ.get(_ARENAS)}"
     if args.threads:
         PocketSphinxProcessor.holds_gil = False
     rows = []
@@ -217,7 +225,7 @@ def main() -> int:
     if args.engine == "faster-whisper":
         where = f"worker threads, parallel={args.parallel or 'cores'}"
     audio = f"{args.speech} speech, {sum(float(r['tasks']) for r in rows[:1]):.0f} tasks"
-    print(f"{args.engine} in {where}; {audio}; {machine_load()}")
+    print(f"{args.engine} in {where}; {audio}; allocator: {allocator}; {machine_load()}")
     print(f"{'workers':>7} {'wall s':>7} {'tasks/min':>9} {'speed-up':>8} {'audio min/min':>13} "
           f"{'× bare':>7}")  # fmt: skip
     for row in rows:
@@ -235,7 +243,7 @@ def main() -> int:
         name = f"asr_parallel_{args.engine.replace('-', '_')}_p{args.parallel}"
     write_result(
         name,
-        {"engine": args.engine, "engine_in": where, "speech": args.speech,
+        {"engine": args.engine, "engine_in": where, "speech": args.speech, "allocator": allocator,
          "audio_s_per_task": args.audio_s, "runs": rows,
          "bare_audio_min_per_min": bare_rate, "bare_best_setting": bare_label,
          "bare_settings": bare_rates},

@@ -11,11 +11,12 @@ shared pages counted once), whose highest sample is reported.
 
 `--audio-minutes N` makes instead a small media of N minutes (cheap 240p video, speech audio),
 to show that memory does not grow with the length of the audio. `--baseline K=V` first runs
-the same media with these engine options (e.g. `chunk_s=600`, the old default), for a
-before/after on one machine in one run.
+the same media with these engine options (e.g. `chunk_s=600`, the old default), and
+`--baseline-env K=V` with this environment (e.g. `MALLOC_ARENA_MAX=16`, glibc's own limit on
+2 cores, which the daemon then leaves alone), for a before/after on one machine in one run.
 
     .venv/bin/python -m bench.memory [--size-gb 2] [--engine faster-whisper]
-        [--audio-minutes N] [--baseline chunk_s=600]
+        [--audio-minutes N] [--baseline chunk_s=600] [--baseline-env MALLOC_ARENA_MAX=16]
 """
 
 from __future__ import annotations
@@ -124,11 +125,19 @@ def make_media(out: Path, size_bytes: int, speech: bool = False) -> Path:
     return big
 
 
-def vm_hwm_kb(pid: int) -> int:
+def _status_kb(pid: int, field: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1])
-    raise RuntimeError("no VmHWM")
+    raise RuntimeError(f"no {field}")
+
+
+def vm_hwm_kb(pid: int) -> int:
+    return _status_kb(pid, "VmHWM")
+
+
+def vm_rss_kb(pid: int) -> int:
+    return _status_kb(pid, "VmRSS")
 
 
 def tree_peak_kb(pid: int) -> int:
@@ -158,7 +167,12 @@ def tree_pss_kb(pid: int) -> int:
 
 
 def daemon_peak(
-    tmp: Path, media: Path | None, engine: str, options: dict[str, Any], label: str
+    tmp: Path,
+    media: Path | None,
+    engine: str,
+    options: dict[str, Any],
+    label: str,
+    env: dict[str, str] | None = None,
 ) -> dict[str, float]:
     """Peak RSS of a daemon that processes `media` (or idles), of it with its child
     processes, the highest PSS sum of the tree sampled, and seconds taken."""
@@ -179,7 +193,7 @@ def daemon_peak(
             processors=processors,
         )
         t0 = time.monotonic()
-        proc = start_daemon(cfg, work / "daemon.log")
+        proc = start_daemon(cfg, work / "daemon.log", env=env)
         pss_peak = 0
 
         def sampled(done: Any) -> bool:
@@ -211,6 +225,7 @@ def daemon_peak(
                 wait_for(lambda: sampled(lambda: time.monotonic() > deadline), 60, "idle", 0.5)
             elapsed = time.monotonic() - t0
             peak = vm_hwm_kb(proc.pid)
+            rss_after = vm_rss_kb(proc.pid)
             with_children = tree_peak_kb(proc.pid)
             pss_peak = max(pss_peak, tree_pss_kb(proc.pid))
         finally:
@@ -220,6 +235,7 @@ def daemon_peak(
         "peak_rss_mib": peak / 1024,
         "peak_rss_with_children_mib": with_children / 1024,
         "peak_pss_tree_mib": pss_peak / 1024,
+        "rss_after_mib": rss_after / 1024,
         "task_seconds": elapsed,
     }
 
@@ -233,20 +249,26 @@ def parse_options(pairs: list[str]) -> dict[str, Any]:
 
 
 def measure(
-    tmp: Path, media: Path, engine: str, options: dict[str, Any], label: str
+    tmp: Path,
+    media: Path,
+    engine: str,
+    options: dict[str, Any],
+    label: str,
+    env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    idle = daemon_peak(tmp, None, engine, options, label)
+    idle = daemon_peak(tmp, None, engine, options, label, env)
     print(f"[{label}] idle daemon peak RSS: {idle['peak_rss_mib']:.0f} MiB")
-    run = daemon_peak(tmp, media, engine, options, label)
+    run = daemon_peak(tmp, media, engine, options, label, env)
     print(
         f"[{label}] daemon peak RSS processing it: {run['peak_rss_mib']:.0f} MiB, "
         f"{run['peak_rss_with_children_mib']:.0f} MiB with its child processes (decoder, "
         f"fork server; sum of peaks), highest PSS sum of the tree "
-        f"{run['peak_pss_tree_mib']:.0f} MiB "
+        f"{run['peak_pss_tree_mib']:.0f} MiB; {run['rss_after_mib']:.0f} MiB resident after it "
         f"(download + decode + {engine} engine + upload, {run['task_seconds']:.0f} s)"
     )
     return {
         "engine_options": options,
+        "environment": env or {},
         "idle_peak_rss_mib": idle["peak_rss_mib"],
         "idle_peak_pss_tree_mib": idle["peak_pss_tree_mib"],
         **run,
@@ -263,6 +285,10 @@ def main() -> int:
     parser.add_argument(
         "--baseline", action="append", default=[], metavar="K=V",
         help="engine option of a first run to compare with (repeatable), e.g. chunk_s=600",
+    )  # fmt: skip
+    parser.add_argument(
+        "--baseline-env", action="append", default=[], metavar="K=V",
+        help="environment of a first run to compare with (repeatable), e.g. MALLOC_ARENA_MAX=16",
     )  # fmt: skip
     args = parser.parse_args()
     if shutil.which("ffmpeg") is None:
@@ -307,8 +333,11 @@ def main() -> int:
             f"(made in {time.monotonic() - t0:.0f} s)"
         )
         baseline = None
-        if args.baseline:
-            baseline = measure(tmp, media, args.engine, parse_options(args.baseline), "baseline")
+        if args.baseline or args.baseline_env:
+            env = dict(pair.partition("=")[::2] for pair in args.baseline_env)
+            baseline = measure(
+                tmp, media, args.engine, parse_options(args.baseline), "baseline", env
+            )
         result = measure(tmp, media, args.engine, {}, "defaults")
     name = "memory" if args.engine == "noop" else f"memory_{args.engine.replace('-', '_')}"
     if args.audio_minutes:

@@ -103,14 +103,17 @@ def daemon_command(config: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "bench.noop_daemon", "run", "--config", str(config), *args]
 
 
-def start_daemon(config: Path, log_path: Path, *args: str) -> subprocess.Popen[bytes]:
+def start_daemon(
+    config: Path, log_path: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """The daemon as a process of its own; `env` adds to this process's environment."""
     with log_path.open("ab") as log_file:
         return subprocess.Popen(
             daemon_command(config, *args),
             stdout=log_file,
             stderr=subprocess.STDOUT,
             cwd=REPO,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
 
 

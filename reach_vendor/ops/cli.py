@@ -27,6 +27,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from reach_vendor import __version__
+from reach_vendor.common import native_memory
 from reach_vendor.common.config_base import EX_CONFIG, ConfigError
 from reach_vendor.common.redact import redact
 from reach_vendor.domain.states import TaskState
@@ -63,6 +64,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from reach_vendor.worker.daemon import Daemon
 
     setup_logging(settings.logging.format, settings.logging.level)
+    native_memory.share_one_arena()  # before the daemon's threads and the engines' start
     daemon = Daemon(settings)
     _install_signal_handlers(daemon.stop)
     with ExitStack() as servers:

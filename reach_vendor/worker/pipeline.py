@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reach_vendor.common import metrics
+from reach_vendor.common import metrics, native_memory
 from reach_vendor.common.clock import SYSTEM_CLOCK, Clock
 from reach_vendor.common.redact import redact
 from reach_vendor.common.safe_paths import inside, media_extension, name_part
@@ -442,8 +442,11 @@ class Pipeline:
             run_engine=lambda engine, request: self._run_engine(engine, request, run),
         )
         t0 = self.clock.monotonic()
-        with progress:
-            transcript = self._run_engine(processor, request, run)
+        try:
+            with progress:
+                transcript = self._run_engine(processor, request, run)
+        finally:
+            native_memory.release_free_memory()
         # A transcript made stands at shutdown (the delivery is quick, and kept for the
         # next run if it does not get through); an abort or a lost lease stops the run.
         run.keeper.raise_verdict()
