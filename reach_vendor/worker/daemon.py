@@ -100,7 +100,8 @@ class Daemon:
         self._busy_lock = threading.Lock()
         self.last_poll_error: str | None = None
         self._scheduler: BackgroundScheduler | None = None
-        metrics.DRAINING.set(0)
+        # Read at each scrape: the gauge cannot disagree with the status API.
+        metrics.DRAINING.set_function(lambda: float(self.is_draining()))
 
     # -- polling --------------------------------------------------------------------
 
@@ -413,7 +414,6 @@ class Daemon:
         /v1/drain): a deploy that waits for none restarts without cutting work short."""
         if start and not self.draining.is_set():
             self.draining.set()
-            metrics.DRAINING.set(1)
             log.warning("draining on request: no new tasks until the next start")
         with self._busy_lock:
             running = self._busy
@@ -429,7 +429,6 @@ class Daemon:
         if self.stopping.is_set():
             self.shutdown.set()
         self.stopping.set()
-        metrics.DRAINING.set(1)
         with self._wake:
             self._wake.notify_all()
 
