@@ -415,11 +415,12 @@ def test_shutdown_mid_transcription_keeps_the_decoded_audio_for_the_next_run(
     assert events.count("decoding audio") == 1
 
 
-def _threaded_store(tmp_path: Path) -> str:
-    """A whole daemon's threads (poller, workers, retention) use the store at once: an
-    in-memory SQLite is one connection, where one thread's commit meets another's open
-    statement ("cannot commit transaction - SQL statements in progress"); a file is not."""
-    return f"sqlite:///{tmp_path / 'db.sqlite3'}"
+def _daemon_world(tmp_path: Path, engine_delay_s: float, workers: dict[str, Any]) -> World:
+    """A World for a whole daemon, whose threads (poller, workers, retention) use the store
+    at once: an in-memory SQLite is one connection, where one thread's commit meets another's
+    open statement ("cannot commit transaction - SQL statements in progress"); a file is not."""
+    url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    return World(tmp_path, engine_delay_s=engine_delay_s, workers=workers, store_url=url)
 
 
 def _daemon_in_thread(world: World) -> tuple[Daemon, threading.Thread]:
@@ -438,8 +439,7 @@ def _daemon_in_thread(world: World) -> tuple[Daemon, threading.Thread]:
 
 
 def test_stop_drains_the_running_task_to_ready_and_claims_no_more(tmp_path: Path) -> None:
-    url = _threaded_store(tmp_path)
-    world = World(tmp_path, engine_delay_s=1.0, workers={"concurrency": 1}, store_url=url)
+    world = _daemon_world(tmp_path, engine_delay_s=1.0, workers={"concurrency": 1})
     world.offer(60)
     world.offer(61)
     stale = world.work_dir / "tasks" / "59"  # kept for a task that ended while down
@@ -464,8 +464,7 @@ def test_a_drain_that_runs_out_releases_the_task_and_keeps_its_work(
 ) -> None:
     caplog.set_level(logging.INFO, logger="reach_vendor")
     workers = {"concurrency": 1, "shutdown_grace_s": 1.0, "release_s": 0.5}
-    url = _threaded_store(tmp_path)
-    world = World(tmp_path, engine_delay_s=20.0, workers=workers, store_url=url)
+    world = _daemon_world(tmp_path, engine_delay_s=20.0, workers=workers)
     task_id = world.offer(62)
     daemon, thread = _daemon_in_thread(world)
     daemon.stop()

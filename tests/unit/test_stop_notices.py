@@ -16,7 +16,7 @@ from reach_vendor.domain.states import TaskState
 from reach_vendor.worker.daemon import STOP_SLACK_S
 from reach_vendor.worker.systemd import Notifier
 from tests.support.daemon import wait_for
-from tests.unit.test_pipeline_outcomes import World, _daemon_in_thread, _join, _threaded_store
+from tests.unit.test_pipeline_outcomes import _daemon_in_thread, _daemon_world, _join
 
 GRACE_S = 20.0
 
@@ -65,8 +65,7 @@ def test_pings_and_stop_extensions_go_on_while_a_stop_drains(
     tmp_path: Path, systemd: FakeSystemd
 ) -> None:
     workers = {"concurrency": 1, "shutdown_grace_s": GRACE_S, "release_s": 1.0}
-    url = _threaded_store(tmp_path)
-    world = World(tmp_path, engine_delay_s=2.0, workers=workers, store_url=url)
+    world = _daemon_world(tmp_path, engine_delay_s=2.0, workers=workers)
     task_id = world.offer(70)
     daemon, thread = _daemon_in_thread(world)
     daemon.stop()
