@@ -15,13 +15,13 @@ import pytest
 from reach_vendor.common.metrics import REGISTRY
 from reach_vendor.domain.states import TaskState
 from reach_vendor.store.tasks import TaskRecord, TaskStore
-from reach_vendor.worker.config import parse_settings
 from reach_vendor.worker.pipeline import Pipeline
 from tests.support.fake_clock import FakeClock
 from tests.support.fake_gateway import FakeGateway, FakeMedia
 from tests.support.fakes.remote_transcription import FakeRemoteTranscription
 from tests.support.ops import free_port
 from tests.support.remote import FAST_POLL, write_secret
+from tests.support.settings import offline_settings
 
 METRIC = "reach_vendor_engine_faults_total"
 
@@ -47,17 +47,7 @@ def _engine(tmp_path: Path, base_url: str, secret: str, **extra: Any) -> dict[st
 
 def _run(tmp_path: Path, name: str, engine: dict[str, Any]) -> TaskRecord:
     """One task through the real pipeline, routed to the engine configured as `name`."""
-    settings = parse_settings(
-        {
-            "kaltura": {
-                "service_url": "https://fake.invalid",
-                "partner_id": 9001,
-                "app_token": {"id": "1_test", "token": "not-a-real-token"},
-            },
-            "storage": {"work_dir": str(tmp_path / "work")},
-            "processors": {"default": name, "engines": {name: engine}},
-        }
-    )
+    settings = offline_settings(tmp_path, processors={"default": name, "engines": {name: engine}})
     clock = FakeClock()
     gateway = FakeGateway(now=clock.now())
     store = TaskStore("sqlite://", migrate=True)
@@ -113,19 +103,12 @@ def test_a_daemon_starts_every_engine_series_at_zero(
     """Prometheus' increase() would miss the first fault of a series born with it."""
     from reach_vendor.worker.daemon import Daemon
 
-    settings = parse_settings(
-        {
-            "kaltura": {
-                "service_url": "https://fake.invalid",
-                "partner_id": 9001,
-                "app_token": {"id": "1_test", "token": "not-a-real-token"},
-            },
-            "storage": {"work_dir": str(tmp_path / "work")},
-            "processors": {
-                "default": "claudio-zero",
-                "engines": {"claudio-zero": _engine(tmp_path, claudio.url, "x")},
-            },
-        }
+    settings = offline_settings(
+        tmp_path,
+        processors={
+            "default": "claudio-zero",
+            "engines": {"claudio-zero": _engine(tmp_path, claudio.url, "x")},
+        },
     )
     store = TaskStore("sqlite://", migrate=True)
     try:

@@ -28,7 +28,6 @@ from reach_vendor.engines.routing import Engine, ProcessorPool, Route
 from reach_vendor.kaltura.gateway import KalturaApiError
 from reach_vendor.ops.cli import probe_engines
 from reach_vendor.store.tasks import TaskRecord, TaskStore
-from reach_vendor.worker.config import parse_settings
 from reach_vendor.worker.outcomes import Ending, classify
 from reach_vendor.worker.pipeline import Pipeline
 from tests.support.daemon import Clip
@@ -50,6 +49,7 @@ from tests.support.remote import (
     words_json,
     write_secret,
 )
+from tests.support.settings import offline_settings
 
 REF = "reach-9001-77-v1"
 
@@ -414,17 +414,7 @@ class _PipelineWorld:
     """The real pipeline with one engine, a scripted Kaltura and in-memory SQLite."""
 
     def __init__(self, tmp_path: Path, engine: Processor) -> None:
-        settings = parse_settings(
-            {
-                "kaltura": {
-                    "service_url": "https://fake.invalid",
-                    "partner_id": 9001,
-                    "app_token": {"id": "1_test", "token": "not-a-real-token"},
-                },
-                "workers": {"max_attempts": 2},
-                "storage": {"work_dir": str(tmp_path / "work")},
-            }
-        )
+        settings = offline_settings(tmp_path, workers={"max_attempts": 2})
         clock = FakeClock()
         self.gateway = FakeGateway(now=clock.now())
         self.store = TaskStore("sqlite://", migrate=True)

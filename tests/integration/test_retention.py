@@ -17,28 +17,19 @@ from reach_vendor.domain.states import TaskState
 from reach_vendor.engines.local.scripted import ScriptedProcessor
 from reach_vendor.store.models import EVENTS, TASKS
 from reach_vendor.store.tasks import TaskStore
-from reach_vendor.worker.config import Settings, parse_settings
+from reach_vendor.worker.config import Settings
 from reach_vendor.worker.daemon import Daemon
 from tests.support.daemon import wait_for
 from tests.support.fake_clock import FakeClock
 from tests.support.fake_gateway import FakeGateway
+from tests.support.settings import offline_settings
 from tests.support.store import offered
 
 DAY = 86400.0
 
 
 def settings(tmp_path: Path, **database: Any) -> Settings:
-    return parse_settings(
-        {
-            "kaltura": {
-                "service_url": "https://fake.invalid",
-                "partner_id": 9001,
-                "app_token": {"id": "1_test", "token": "not-a-real-token"},
-            },
-            "database": database,
-            "storage": {"work_dir": str(tmp_path / "work")},
-        }
-    )
+    return offline_settings(tmp_path, database=database)
 
 
 @pytest.fixture

@@ -27,12 +27,12 @@ from reach_vendor.engines.local.scripted import ScriptedProcessor
 from reach_vendor.engines.routing import ProcessorPool
 from reach_vendor.kaltura.gateway import KalturaApiError, KalturaTransientError
 from reach_vendor.store.tasks import TaskRecord, TaskStore
-from reach_vendor.worker.config import parse_settings
 from reach_vendor.worker.daemon import Daemon
 from reach_vendor.worker.outcomes import Ending, LeaseLost, Outcome, TaskAborted, classify
 from reach_vendor.worker.pipeline import Pipeline
 from tests.support.fake_clock import FakeClock
 from tests.support.fake_gateway import FakeGateway, FakeMedia
+from tests.support.settings import offline_settings
 
 OWNER = "host:1:abc/w0"
 LEASE_S = 30.0
@@ -63,25 +63,19 @@ class World:
         workers: dict[str, Any] | None = None,
         store_url: str = "sqlite://",
     ) -> None:
-        self.settings = parse_settings(
-            {
-                "kaltura": {
-                    "service_url": "https://fake.invalid",
-                    "partner_id": 9001,
-                    "app_token": {"id": "1_test", "token": "not-a-real-token"},
-                },
-                "workers": {
-                    "lease_s": LEASE_S,
-                    "retry_base_s": 10,
-                    "max_attempts": 3,
-                    **(workers or {}),
-                },
-                "storage": {"work_dir": str(tmp_path / "work"), "local_fault_pause_s": PAUSE_S},
-                "processors": {
-                    "default": "scripted",
-                    "options": {"scripted": {"delay_s": engine_delay_s}},
-                },
-            }
+        self.settings = offline_settings(
+            tmp_path,
+            workers={
+                "lease_s": LEASE_S,
+                "retry_base_s": 10,
+                "max_attempts": 3,
+                **(workers or {}),
+            },
+            storage={"local_fault_pause_s": PAUSE_S},
+            processors={
+                "default": "scripted",
+                "options": {"scripted": {"delay_s": engine_delay_s}},
+            },
         )
         self.clock = FakeClock()
         self.gateway = FakeGateway(now=self.clock.now())
