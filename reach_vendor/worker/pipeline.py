@@ -442,11 +442,8 @@ class Pipeline:
             run_engine=lambda engine, request: self._run_engine(engine, request, run),
         )
         t0 = self.clock.monotonic()
-        try:
-            with progress:
-                transcript = self._run_engine(processor, request, run)
-        finally:
-            native_memory.release_free_memory()
+        with progress:
+            transcript = self._run_engine(processor, request, run)
         # A transcript made stands at shutdown (the delivery is quick, and kept for the
         # next run if it does not get through); an abort or a lost lease stops the run.
         run.keeper.raise_verdict()
@@ -629,7 +626,12 @@ class Pipeline:
                 waiting=self._waiting(run, Stage.TRANSCRIBE),
                 progress=request.progress,
             )
-        return engine.process(request)
+        try:
+            return engine.process(request)
+        finally:
+            # What an engine freed here (CTranslate2's buffers) goes back to the kernel:
+            # between tasks the daemon holds what it uses, not what it once did.
+            native_memory.release_free_memory()
 
     def _waiting(self, run: _Run, stage: Stage) -> Callable[[bool], None]:
         """Waiting for a free child process shows as a stage of its own (not as the
