@@ -5,22 +5,19 @@ when nothing runs any more, so the restart cuts no work short."""
 from __future__ import annotations
 
 import json
-import secrets
 from pathlib import Path
 
 from reach_devkit.emulator import KalturaEmulator
 from reach_devkit.emulator.vendor_setup import Vendor
 from reach_vendor.domain.states import TaskState
 from reach_vendor.ops import status_api
-from reach_vendor.worker.config import SecretConfig, StatusApiConfig
 from tests.support.daemon import READY, Clip, add_speech_task, make_daemon, running, wait_for
-from tests.support.ops import free_port, get_json, http
+from tests.support.ops import get_json, http, status_api_with_admin
 
 
 def test_a_drained_daemon_finishes_its_task_and_takes_no_other(
     tmp_path: Path, emulator: KalturaEmulator, vendor: Vendor, clips: list[Clip]
 ) -> None:
-    read, admin = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
     daemon = make_daemon(
         tmp_path,
         emulator,
@@ -29,12 +26,7 @@ def test_a_drained_daemon_finishes_its_task_and_takes_no_other(
         polling={"interval_s": 0.5},
         processors={"default": "scripted", "options": {"scripted": {"delay_s": 2}}},
     )
-    cfg = StatusApiConfig(
-        enabled=True,
-        port=free_port(),
-        bearer=SecretConfig(token=read),
-        admin_bearer=SecretConfig(token=admin),
-    )
+    cfg, read, admin = status_api_with_admin()
     first = add_speech_task(emulator, vendor, clips[0])
     store = daemon.store
     with running(daemon), status_api.serve(cfg, store, drain=daemon.drain) as port:

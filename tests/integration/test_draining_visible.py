@@ -3,7 +3,6 @@ status API's summary (`draining`), and a mark on the ops page (real headless Chr
 
 from __future__ import annotations
 
-import secrets
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -13,13 +12,13 @@ import pytest
 from reach_vendor.engines.local.scripted import ScriptedProcessor
 from reach_vendor.ops import metrics as ops_metrics
 from reach_vendor.ops import status_api
-from reach_vendor.worker.config import MetricsConfig, SecretConfig, StatusApiConfig
+from reach_vendor.worker.config import MetricsConfig
 from reach_vendor.worker.daemon import Daemon
 from tests.integration.test_ops_page import CHROMEDRIVER, CHROMIUM, SCREENSHOTS, browser
 from tests.integration.test_retention import settings
 from tests.support.fake_clock import FakeClock
 from tests.support.fake_gateway import FakeGateway
-from tests.support.ops import free_port, get_json, http, seeded_store
+from tests.support.ops import free_port, get_json, http, seeded_store, status_api_with_admin
 
 __all__ = ["browser"]  # the ops page's Chromium fixture, used below
 
@@ -43,21 +42,10 @@ def _draining_gauge(port: int) -> float:
     return float(line.split()[1])
 
 
-def _api(store: Any, daemon: Daemon) -> tuple[StatusApiConfig, str, str]:
-    read, admin = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
-    cfg = StatusApiConfig(
-        enabled=True,
-        port=free_port(),
-        bearer=SecretConfig(token=read),
-        admin_bearer=SecretConfig(token=admin),
-    )
-    return cfg, read, admin
-
-
 def test_a_drain_shows_in_the_gauge_and_the_summary(tmp_path: Path) -> None:
     daemon = _daemon(tmp_path)
     store = daemon.store
-    cfg, read, admin = _api(store, daemon)
+    cfg, read, admin = status_api_with_admin()
     metrics_cfg = MetricsConfig(enabled=True, port=free_port())
     with (
         ops_metrics.serve(metrics_cfg, store) as metrics_port,
@@ -94,7 +82,7 @@ def test_the_ops_page_marks_a_draining_daemon(tmp_path: Path, browser: object) -
     driver: Any = browser
     daemon = _daemon(tmp_path)
     store = daemon.store
-    cfg, read, admin = _api(store, daemon)
+    cfg, read, admin = status_api_with_admin()
     with status_api.serve(cfg, store, drain=daemon.drain) as port:
         driver.get(f"http://127.0.0.1:{port}/")
         driver.find_element(By.ID, "token").send_keys(read)

@@ -3,7 +3,6 @@ shows the queue, in-flight tasks with stage/progress/deadline, and finished task
 
 from __future__ import annotations
 
-import secrets
 import shutil
 import time
 from collections.abc import Iterator
@@ -13,8 +12,7 @@ from typing import Any
 import pytest
 
 from reach_vendor.ops import status_api
-from reach_vendor.worker.config import SecretConfig, StatusApiConfig
-from tests.support.ops import free_port, offered, seeded_store, serving_status_api
+from tests.support.ops import offered, seeded_store, serving_status_api, status_api_with_admin
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -98,13 +96,7 @@ def test_ops_page_at_800px_searches_shows_detail_marks_late_and_cancels(
     driver: Any = browser
     store, keys = seeded_store(tmp_path)
     store.record_offered([offered(9, expected_finish_time=time.time() - 600)])  # overdue
-    token, admin = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
-    cfg = StatusApiConfig(
-        enabled=True,
-        port=free_port(),
-        bearer=SecretConfig(token=token),
-        admin_bearer=SecretConfig(token=admin),
-    )
+    cfg, token, admin = status_api_with_admin()
     with status_api.serve(cfg, store) as port:
         driver.get(f"http://127.0.0.1:{port}/")
         driver.find_element(By.ID, "token").send_keys(admin)

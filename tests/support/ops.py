@@ -83,6 +83,19 @@ def serving_status_api(
         yield f"http://127.0.0.1:{port}", token
 
 
+def status_api_with_admin() -> tuple[StatusApiConfig, str, str]:
+    """A status API config on a free port with a read and an admin token: (config, read,
+    admin)."""
+    read, admin = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+    cfg = StatusApiConfig(
+        enabled=True,
+        port=free_port(),
+        bearer=SecretConfig(token=read),
+        admin_bearer=SecretConfig(token=admin),
+    )
+    return cfg, read, admin
+
+
 def http(
     method: str, url: str, token: str | None = None, timeout: float = 10
 ) -> tuple[int, dict[str, str], bytes]:
