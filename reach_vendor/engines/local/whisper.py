@@ -170,7 +170,9 @@ _SEAM_SEARCH_S = 8
 between phrases is rarely further apart)."""
 _FRAME = SAMPLE_RATE // 50  # 20 ms
 _QUIET_FRAMES = 10  # the quietest 200 ms: a pause, not a stop consonant
-_SEAM_PAD = SAMPLE_RATE  # 1 s of silence after a cut chunk
+_SEAM_PAD = 2 * SAMPLE_RATE
+"""Silence after a cut chunk: with 1 s, CTranslate2's AVX-512 kernels still lost a sentence
+ending 0.16 s before the cut (tests/integration/test_whisper_seams.py)."""
 
 
 def _quiet_cut(data: bytes) -> int:
