@@ -2,6 +2,9 @@
 `reach_vendor/store/migrations`: only by `reach-vendor migrate` and `reach-vendor run`.
 Every other use of the store checks the revision and refuses an out-of-date database.
 
+Alembic is imported only when the schema has to change, or to explain why it cannot: a
+daemon whose database is current does not keep its modules (~12 MiB) for its lifetime.
+
 Several replicas may start at once against one empty database, so the upgrade runs under
 a lock: a transaction-scoped advisory lock on PostgreSQL (DDL is transactional there, so
 the second replica finds the work done), a file lock next to the SQLite file (SQLite DDL
@@ -12,20 +15,37 @@ from __future__ import annotations
 
 import fcntl
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import text
-from sqlalchemy.engine import Engine
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import Connection, Engine
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+HEAD_REVISION = "0005_task_progress"
+"""The newest migration's revision (a test holds it to Alembic's own answer): a database
+at it needs nothing from Alembic."""
+_VERSION_TABLE = "alembic_version"
 _MIGRATION_LOCK_KEY = 0x7265_6163_686D  # "reachm"
+_import_lock = threading.Lock()
+
+
+def _import_alembic() -> None:
+    """Import Alembic's modules once, one thread at a time: replicas' stores may start on
+    threads together, and a package imported by several threads at once can be seen half
+    made (its circular imports)."""
+    with _import_lock:
+        import alembic.command
+        import alembic.config
+        import alembic.script  # noqa: F401
 
 
 class SchemaNotCurrent(Exception):
@@ -33,6 +53,9 @@ class SchemaNotCurrent(Exception):
 
 
 def alembic_config() -> Config:
+    _import_alembic()
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     return cfg
@@ -40,6 +63,9 @@ def alembic_config() -> Config:
 
 @lru_cache(maxsize=1)
 def _scripts() -> ScriptDirectory:
+    _import_alembic()
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config())
 
 
@@ -66,29 +92,51 @@ def _sqlite_file_lock(engine: Engine) -> Iterator[None]:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Run every migration up to `revision` (a no-op when the schema is current)."""
-    cfg = alembic_config()
+    """Run every migration up to `revision` (a no-op when the schema is current). The
+    revision is read under the lock, as before Alembic was spared: a replica migrating
+    meanwhile is waited for, not read half-way."""
+    to_head = revision in ("head", HEAD_REVISION)
     if engine.dialect.name == "postgresql":
         with engine.begin() as conn:
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, revision)
+            if not (to_head and _revision(conn) == HEAD_REVISION):
+                _alembic_upgrade(conn, revision)
         return
     with _sqlite_file_lock(engine), engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
+        if not (to_head and _revision(conn) == HEAD_REVISION):
+            _alembic_upgrade(conn, revision)
+
+
+def _alembic_upgrade(conn: Connection, revision: str) -> None:
+    cfg = alembic_config()
+    from alembic import command
+
+    cfg.attributes["connection"] = conn
+    command.upgrade(cfg, revision)
 
 
 def current_revision(engine: Engine) -> str | None:
+    """The database's revision, as Alembic's MigrationContext reads it (its version
+    table, none yet: None), without importing Alembic."""
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        return _revision(conn)
+
+
+def _revision(conn: Connection) -> str | None:
+    if not inspect(conn).has_table(_VERSION_TABLE):
+        return None
+    rows = conn.execute(text(f"SELECT version_num FROM {_VERSION_TABLE}")).scalars().all()
+    if len(rows) > 1:  # branches: never made by this project's linear migrations
+        raise SchemaNotCurrent(f"the database has several revisions at once: {sorted(rows)}")
+    return str(rows[0]) if rows else None
 
 
 def require_current(engine: Engine) -> None:
     """Raise `SchemaNotCurrent` unless the database is at this code's head revision."""
-    current, head = current_revision(engine), head_revision()
-    if current == head:
+    current = current_revision(engine)
+    if current == HEAD_REVISION:
         return
+    head = head_revision()
     if current is None:
         raise SchemaNotCurrent(
             f"the database has no schema yet, this version needs revision {head}: "

@@ -15,10 +15,9 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import urlsplit
 
-import av
 import requests
 
 from reach_vendor.engines.base import (
@@ -28,6 +27,9 @@ from reach_vendor.engines.base import (
     ProcessorUnavailable,
 )
 from reach_vendor.kaltura import transport as http_session
+
+if TYPE_CHECKING:
+    import av
 
 # Answers that say "try again later" rather than "this will never work".
 _TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -154,6 +156,10 @@ def decode_to_pcm(src: Path, dest: Path) -> float:
     in memory. Packets that fail to decode are skipped, as players do; only media with no
     decodable audio at all is refused.
     """
+    # Imported here, as numpy in `_join`: only the decoding child (whose fork server
+    # preloads PyAV) decodes; the daemon imports this module for downloads.
+    import av
+
     part = dest.with_name(dest.name + ".part")
     try:
         # Metadata is not ours to read, and a stray byte in a tag must not refuse the audio.
@@ -192,6 +198,8 @@ def decode_to_pcm(src: Path, dest: Path) -> float:
 def _decoded(
     container: av.container.InputContainer, stream: av.AudioStream
 ) -> Iterator[av.AudioFrame]:
+    import av
+
     for packet in container.demux(stream):
         try:
             frames = packet.decode()
@@ -237,6 +245,7 @@ def _join(frames: list[av.AudioFrame]) -> Iterator[av.AudioFrame]:
         return
     # Imported here: only the decoding child needs numpy; the daemon imports this module
     # for downloads and would carry numpy's memory for nothing.
+    import av
     import numpy as np
 
     first = frames[0]
@@ -265,6 +274,8 @@ def _write_lead_silence(
 ) -> int:
     """Pad with silence when the audio starts later than the media (an offset audio track
     in a video): caption times must follow the player's clock, not the audio stream's."""
+    import av
+
     if frame.time is None:
         return 0
     origin = container.start_time / av.time_base if container.start_time is not None else 0.0

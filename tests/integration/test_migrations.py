@@ -4,6 +4,8 @@ do not trip, and a store opened without migrating refuses a database not at head
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -52,6 +54,39 @@ def test_store_upgrades_to_head_and_schema_matches_models(db_url: str) -> None:
     # A second start on a current schema changes nothing and keeps the data.
     TaskStore(db_url, migrate=True).close()
     TaskStore(db_url).close()  # at head: opens without migrating
+
+
+def test_head_revision_is_alembics_and_matches_what_alembic_reads(db_url: str) -> None:
+    """`migrate.HEAD_REVISION` spares a current database Alembic: it must be the newest
+    migration (add one, bump it), and our reading of the version table Alembic's."""
+    scripts = ScriptDirectory.from_config(migrate.alembic_config())
+    assert scripts.get_current_head() == migrate.HEAD_REVISION
+    engine = make_engine(db_url, threads=1)
+    try:
+        assert migrate.current_revision(engine) is None
+        migrate.upgrade(engine, "0002")
+        with engine.connect() as conn:
+            assert MigrationContext.configure(conn).get_current_revision() == "0002"
+        assert migrate.current_revision(engine) == "0002"
+    finally:
+        engine.dispose()
+
+
+def test_a_store_on_a_current_database_does_not_import_alembic(tmp_path: Path) -> None:
+    """What the daemon imports it keeps for its lifetime (~12 MiB for Alembic)."""
+    url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    TaskStore(url, migrate=True).close()
+    code = (
+        "import sys\n"
+        "from reach_vendor.store.tasks import TaskStore\n"
+        f"TaskStore({url!r}, migrate=True).close()\n"
+        f"TaskStore({url!r}).close()\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "[]"
 
 
 def test_replicas_starting_together_migrate_once(db_url: str) -> None:
