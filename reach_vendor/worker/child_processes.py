@@ -10,6 +10,7 @@ kept for the next job, and exit when their pipe closes, so a killed daemon leave
 from __future__ import annotations
 
 import contextlib
+import logging
 import multiprocessing
 import pickle
 import signal
@@ -25,6 +26,7 @@ from reach_vendor.common import metrics
 from reach_vendor.engines.base import ProcessingCancelled, ProcessorUnavailable
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 _POLL_S = 0.25
 """How often a waiting worker checks its stop event and whether the child is alive."""
@@ -33,7 +35,9 @@ _PROGRESS_STEP = 0.01
 """A child sends its job's progress when it moved by this much, or else after this long:
 engines report per block of audio, at most ~100 + 1/s messages reach the parent, and a
 burst of blocks followed by a long decode is not held back at its first block."""
-_PRELOAD = ["reach_vendor.worker.media", "reach_vendor.engines.local.pocketsphinx"]
+_PRELOAD = ["av", "numpy", "reach_vendor.worker.media", "reach_vendor.engines.local.pocketsphinx"]
+"""Imported once by the fork server, so no child imports them per job (the decoder's PyAV
+and numpy are imported where they are used: the daemon itself never decodes)."""
 
 
 class ChildDied(ProcessorUnavailable):
@@ -156,12 +160,43 @@ class ChildPool:
     replaced after `max_jobs` jobs: engines leak a little per task, which adds up."""
 
     def __init__(self, size: int, *, max_jobs: int = 500) -> None:
+        self.size = max(1, size)
         self.max_jobs = max_jobs
         self._ctx = _context()
-        self._slots = threading.BoundedSemaphore(max(1, size))
+        self._slots = threading.BoundedSemaphore(self.size)
         self._idle: list[_Child] = []
         self._busy: set[_Child] = set()
         self._lock = threading.Lock()
+        self._warming: threading.Thread | None = None
+
+    def warm(self, *, wait: bool = False) -> None:
+        """Start the fork server and `size` idle children now, in the background (or
+        before returning, with `wait`): otherwise the first jobs after a start wait for
+        the fork server's imports, ~2 s (README, Performance). Once per pool."""
+        with self._lock:
+            if self._warming is None:
+                self._warming = threading.Thread(
+                    target=self._start_idle, name="children-warm-up", daemon=True
+                )
+                self._warming.start()
+            warming = self._warming
+        if wait:
+            warming.join()
+
+    def _start_idle(self) -> None:
+        try:
+            for _ in range(self.size):
+                child = _Child(self._ctx)
+                with self._lock:
+                    self._idle.append(child)
+        except Exception as exc:  # no children yet costs time, not work: jobs start them
+            log.warning("could not start the child processes ahead of work: %s", exc)
+
+    def _warmed(self) -> None:
+        """Wait for a warm-up under way: its children come sooner than new ones would."""
+        warming = self._warming
+        if warming is not None and warming is not threading.current_thread():
+            warming.join()
 
     def run(
         self,
@@ -222,6 +257,7 @@ class ChildPool:
 
     def close(self) -> None:
         """Stop the idle children; the pool starts new ones if it is used again."""
+        self._warmed()
         with self._lock:
             idle, self._idle = self._idle, []
         for child in idle:
@@ -234,6 +270,7 @@ class ChildPool:
             return [c.process.pid for c in children if c.process.pid is not None]
 
     def _take(self) -> _Child:
+        self._warmed()
         with self._lock:
             while self._idle:
                 child = self._idle.pop()

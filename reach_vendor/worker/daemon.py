@@ -341,6 +341,7 @@ class Daemon:
         watchdog_s = notifier.watchdog_interval_s()
         if watchdog_s:
             scheduler.add_job(notifier.watchdog, "interval", seconds=watchdog_s, id="watchdog")
+        self.pipeline.warm_up()
         threads = self._start_workers()
         scheduler.start()
         log.info(
@@ -395,6 +396,7 @@ class Daemon:
     def run_once(self) -> None:
         """One poll, then work until nothing runnable is left (tasks waiting for a retry
         time in the future stay for the next run)."""
+        self.pipeline.warm_up()
         self.poll()
         threads = self._start_workers()
         try:

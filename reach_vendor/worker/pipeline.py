@@ -250,6 +250,12 @@ class Pipeline:
                 shutil.rmtree(run.task_dir, ignore_errors=True)
             self._log_summary(run, int((self.clock.monotonic() - started) * 1000))
 
+    def warm_up(self, *, wait: bool = False) -> None:
+        """Start the media decoder's child processes ahead of the first task (in the
+        background unless `wait`); a pipeline given other media tools has none to start."""
+        if isinstance(self.media_tools, _LocalMedia):
+            self.children.warm(wait=wait)
+
     def _log_summary(self, run: _Run, duration_ms: int) -> None:
         """One line per run for ops (and journal fields): how it ended and what it cost."""
         try:

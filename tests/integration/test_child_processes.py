@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from reach_devkit.emulator import KalturaEmulator
+from reach_devkit.emulator.vendor_setup import Vendor
 from reach_vendor.engines.base import (
     ProcessingCancelled,
     ProcessingRequest,
@@ -25,7 +27,7 @@ from reach_vendor.engines.base import (
 from reach_vendor.engines.local.pocketsphinx import PocketSphinxProcessor
 from reach_vendor.worker.child_processes import ChildDied, ChildPool
 from reach_vendor.worker.media import MediaError, decode_to_pcm
-from tests.support.daemon import wait_for
+from tests.support.daemon import make_daemon, running, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "reach_devkit" / "samples" / "thanks.mp3"
@@ -56,6 +58,39 @@ def test_decoding_in_a_child_gives_the_same_audio(pool: ChildPool, tmp_path: Pat
     assert pool.run("media decoder", decode_to_pcm, (SAMPLE, there), never) == expected
     assert there.read_bytes() == here.read_bytes()
     assert pool.pids() and pool.pids()[0] != os.getpid()
+
+
+def test_a_warm_pool_has_its_children_before_the_first_job(
+    pool: ChildPool, tmp_path: Path
+) -> None:
+    pool.warm(wait=True)
+    started = sorted(pool.pids())
+    assert len(started) == 2 and os.getpid() not in started
+    assert all(_alive(pid) for pid in started)
+    never = threading.Event()
+    pool.run("media decoder", decode_to_pcm, (SAMPLE, tmp_path / "a.pcm"), never)
+    assert sorted(pool.pids()) == started  # the job ran on one of them, none was added
+
+
+def test_a_job_during_the_warm_up_takes_a_warmed_child(pool: ChildPool, tmp_path: Path) -> None:
+    pool.warm()  # in the background: the job below comes while it runs
+    never = threading.Event()
+    pool.run("media decoder", decode_to_pcm, (SAMPLE, tmp_path / "a.pcm"), never)
+    assert len(pool.pids()) == 2  # the warm-up's two, no third started beside them
+
+
+def test_a_started_daemon_has_its_decoders_before_any_task(
+    tmp_path: Path, emulator: KalturaEmulator, vendor: Vendor
+) -> None:
+    """The first task after a (re)start does not wait ~2 s for the fork server's imports."""
+    daemon = make_daemon(tmp_path, emulator, vendor, polling={"interval_s": 3600})
+    assert emulator.tasks() == []  # the children come from the start, not from a task
+    with running(daemon):
+        wait_for(
+            lambda: len(daemon.pipeline.children.pids()) == daemon.pipeline.children.size,
+            30,
+            "the decoder children to start",
+        )
 
 
 def test_the_jobs_own_error_comes_back_and_the_child_is_kept(
