@@ -161,16 +161,21 @@ def run_chaos(params: ChaosParams, work_dir: Path, *, echo: bool = False) -> Cha
         abort_at = {t: rng.uniform(0, params.chaos_s * 0.8) for t in to_abort}
 
         proc = start_daemon(cfg, log_path)
+        calls_at_start = len(emu.calls)
         t0 = time.monotonic()
         try:
             while time.monotonic() - t0 < params.chaos_s and not all_final():
                 now = time.monotonic() - t0
-                while kill_at and kill_at[0] <= now:
+                # A kill waits until the daemon has reached Kaltura since it started: on a
+                # slow machine a start can outlast the gap between kills, and a daemon
+                # killed before it works exercises nothing.
+                while kill_at and kill_at[0] <= now and len(emu.calls) > calls_at_start:
                     kill_at.pop(0)
                     proc.send_signal(signal.SIGKILL)
                     report.daemon_exit_codes.append(proc.wait(timeout=30))
                     report.kills += 1
                     proc = start_daemon(cfg, log_path)
+                    calls_at_start = len(emu.calls)
                     report.restarts += 1
                     say(f"SIGKILLed the daemon and started it again ({report.kills})")
                 while expire_at and expire_at[0] <= now:
