@@ -54,9 +54,7 @@ if [ -z "${REACH_TEST_PG_DSN:-}" ] && pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/
 fi
 
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-# --no-compile: what the tests import is compiled on first use; compiling every installed
-# module took ~40 s of CI's 8 minutes on a fresh clone.
-.venv/bin/pip install -q --disable-pip-version-check --no-compile -e '.[test,postgres]' 2>&1 \
+.venv/bin/pip install -q --disable-pip-version-check -e '.[test,postgres]' 2>&1 \
   | grep -v '^WARNING: Location' || true
 
 .venv/bin/ruff check reach_vendor reach_devkit tests bench
