@@ -63,10 +63,10 @@ def alembic_config() -> Config:
 
 @lru_cache(maxsize=1)
 def _scripts() -> ScriptDirectory:
-    _import_alembic()
+    cfg = alembic_config()  # imports Alembic
     from alembic.script import ScriptDirectory
 
-    return ScriptDirectory.from_config(alembic_config())
+    return ScriptDirectory.from_config(cfg)
 
 
 def head_revision() -> str:

@@ -4,8 +4,6 @@ do not trip, and a store opened without migrating refuses a database not at head
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from sqlmodel import SQLModel
 
 from reach_vendor.store import migrate
 from reach_vendor.store.tasks import SchemaNotCurrent, TaskStore, make_engine
+from tests.support.processes import modules_loaded_by
 
 WIDE = (
     "kaltura_task_id",
@@ -76,17 +75,12 @@ def test_a_store_on_a_current_database_does_not_import_alembic(tmp_path: Path) -
     """What the daemon imports it keeps for its lifetime (~12 MiB for Alembic)."""
     url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
     TaskStore(url, migrate=True).close()
-    code = (
-        "import sys\n"
+    loaded = modules_loaded_by(
         "from reach_vendor.store.tasks import TaskStore\n"
         f"TaskStore({url!r}, migrate=True).close()\n"
         f"TaskStore({url!r}).close()\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
-    )
-    assert out.stdout.strip() == "[]"
+    assert sorted(m for m in loaded if m.split(".")[0] == "alembic") == []
 
 
 def test_replicas_starting_together_migrate_once(db_url: str) -> None:
