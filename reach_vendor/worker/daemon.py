@@ -98,6 +98,9 @@ class Daemon:
         self._poll_requested = threading.Event()
         self._busy = 0
         self._busy_lock = threading.Lock()
+        self._task_ended = threading.Event()
+        """Set when a worker is done with a claim (its task's run, or nothing claimed) and at
+        a stop: `run_once` looks at once whether anything is left, not at a timed check."""
         self.last_poll_error: str | None = None
         self._scheduler: BackgroundScheduler | None = None
         # Read at each scrape: the gauge cannot disagree with the status API.
@@ -223,18 +226,21 @@ class Daemon:
         if self.intake_paused() or self.stopping.is_set() or self.draining.is_set():
             return False
         owner = f"{self.owner}/{name}"  # the heartbeat renews every `self.owner/...` lease
-        rec = self.pipeline.claim(owner)
-        if rec is None:
-            return False
-        # Pass the wake-up on: more may be waiting than this worker was woken for.
-        self._work_arrived(1)
+        # Busy from before the claim: a task claimed but not yet counted looked to
+        # `run_once` like no work left at all.
         with self._busy_lock:
             self._busy += 1
         try:
+            rec = self.pipeline.claim(owner)
+            if rec is None:
+                return False
+            # Pass the wake-up on: more may be waiting than this worker was woken for.
+            self._work_arrived(1)
             self.pipeline.run(rec, self.shutdown, owner)
         finally:
             with self._busy_lock:
                 self._busy -= 1
+            self._task_ended.set()
         return True
 
     def _worker_loop(self, name: str) -> None:
@@ -401,11 +407,13 @@ class Daemon:
         threads = self._start_workers()
         try:
             while not self.stopping.is_set():
+                self._task_ended.clear()
                 with self._busy_lock:
                     busy = self._busy
                 if busy == 0 and self.store.runnable_count() == 0:
                     break
-                self.clock.wait(self.stopping, 0.2)
+                # Every task's end sets the event; the timeout is only a safety net.
+                self.clock.wait(self._task_ended, 1.0)
         finally:
             self.stopping.set()
             self._stop_workers(threads)
@@ -431,6 +439,7 @@ class Daemon:
         if self.stopping.is_set():
             self.shutdown.set()
         self.stopping.set()
+        self._task_ended.set()
         with self._wake:
             self._wake.notify_all()
 

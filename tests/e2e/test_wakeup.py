@@ -4,12 +4,23 @@ are what make `POST /v1/notify` a sub-second pick-up instead of "at the next int
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
 from reach_devkit.emulator import KalturaEmulator
 from reach_devkit.emulator.vendor_setup import Vendor
-from tests.support.daemon import add_speech_task, make_daemon, running, wait_for
+from reach_vendor.worker.config import load_settings
+from reach_vendor.worker.daemon import Daemon
+from tests.support.daemon import (
+    READY,
+    Clip,
+    add_speech_task,
+    make_daemon,
+    running,
+    wait_for,
+    write_config,
+)
 
 GET_JOBS = ("reach_entryvendortask", "getJobs")
 
@@ -83,3 +94,53 @@ def test_a_pushed_poll_on_postgresql_does_not_wait_for_the_group_interval(
         assert daemon.poll() == 1
     finally:
         daemon.store.close()
+
+
+class _TimerlessForCaller:
+    """The system clock, except that the thread that made it waits for the event alone:
+    a timer of that thread's never fires, so only a wake-up ends its waits."""
+
+    def __init__(self) -> None:
+        self._caller = threading.get_ident()
+
+    def now(self) -> float:
+        return time.time()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    def wait(self, event: threading.Event, timeout: float) -> bool:
+        if threading.get_ident() == self._caller:
+            return event.wait()
+        return event.wait(timeout)
+
+
+def test_run_once_ends_when_its_last_task_does_not_at_a_timer(
+    tmp_path: Path, emulator: KalturaEmulator, vendor: Vendor, clips: list[Clip]
+) -> None:
+    """`run --once` looked every 0.2 s whether work was left, so it (and each benched run)
+    ended up to 0.2 s after its last task; a finished task now wakes it."""
+    task_id = add_speech_task(emulator, vendor, clips[0])
+    done: list[BaseException | None] = []
+
+    def once() -> None:
+        settings = load_settings(
+            write_config(tmp_path, emulator, vendor, processors={"default": "scripted"})
+        )
+        daemon = Daemon(settings, clock=_TimerlessForCaller())
+        try:
+            daemon.run_once()
+            done.append(None)
+        except BaseException as exc:
+            done.append(exc)
+        finally:
+            daemon.store.close()
+
+    thread = threading.Thread(target=once, daemon=True)
+    thread.start()
+    thread.join(timeout=60)
+    assert done == [None], "run_once still waited after its task ended"
+    assert emulator.task(task_id)["status"] == READY
