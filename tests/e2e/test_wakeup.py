@@ -10,6 +10,7 @@ from pathlib import Path
 
 from reach_devkit.emulator import KalturaEmulator
 from reach_devkit.emulator.vendor_setup import Vendor
+from reach_vendor.common.clock import SystemClock
 from reach_vendor.worker.config import load_settings
 from reach_vendor.worker.daemon import Daemon
 from tests.support.daemon import (
@@ -96,21 +97,12 @@ def test_a_pushed_poll_on_postgresql_does_not_wait_for_the_group_interval(
         daemon.store.close()
 
 
-class _TimerlessForCaller:
+class _TimerlessForCaller(SystemClock):
     """The system clock, except that the thread that made it waits for the event alone:
     a timer of that thread's never fires, so only a wake-up ends its waits."""
 
     def __init__(self) -> None:
         self._caller = threading.get_ident()
-
-    def now(self) -> float:
-        return time.time()
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    def sleep(self, seconds: float) -> None:
-        time.sleep(seconds)
 
     def wait(self, event: threading.Event, timeout: float) -> bool:
         if threading.get_ident() == self._caller:
