@@ -14,10 +14,13 @@ Kaltura as if it were a KS.
 from __future__ import annotations
 
 from pathlib import Path
-
-from cryptography.fernet import Fernet, InvalidToken
+from typing import TYPE_CHECKING
 
 from reach_vendor.common.config_base import ConfigError
+
+if TYPE_CHECKING:
+    # Imported where a key is loaded: a daemon without `database.key_file` never needs it.
+    from cryptography.fernet import Fernet
 
 PREFIX = "fernet:"
 
@@ -36,6 +39,8 @@ class SecretBox:
     def from_key_file(cls, path: Path | None) -> SecretBox:
         if path is None:
             return cls()
+        from cryptography.fernet import Fernet
+
         try:
             key = path.read_bytes().strip()
         except OSError as exc:
@@ -64,6 +69,8 @@ class SecretBox:
             raise SecretBoxError(
                 "the database holds encrypted access keys but database.key_file is not set"
             )
+        from cryptography.fernet import InvalidToken
+
         try:
             return self._fernet.decrypt(stored[len(PREFIX) :].encode("ascii")).decode()
         except InvalidToken:

@@ -1,11 +1,12 @@
 """What the daemon process imports it keeps for its lifetime: decoding (PyAV, numpy) is
-the child processes' work, and Alembic is only imported when the schema has to change."""
+the child processes' work, Alembic is only imported when the schema has to change, and
+cryptography only when stored access keys are encrypted (`database.key_file`)."""
 
 from __future__ import annotations
 
 from tests.support.processes import modules_loaded_by
 
-HEAVY = ("av", "numpy", "alembic")
+HEAVY = ("av", "numpy", "alembic", "cryptography")
 
 
 def test_the_daemons_modules_leave_decoding_and_migrations_out() -> None:
