@@ -100,12 +100,12 @@ def run_demo(out_dir: Path, verbose: bool = False, timeout_s: float = 600) -> in
                 },
                 "database": {"url": f"sqlite:///{out_dir / 'reach-vendor.sqlite3'}"},
                 "polling": {"interval_s": 2},
-                "workers": {"concurrency": 2},
                 "storage": {"work_dir": str(out_dir / "work")},
                 "logging": {"format": "text", "level": "INFO" if verbose else "WARNING"},
             }
         )
-        # No `processors` section above: this is the engine a vendor gets by default.
+        # No `processors` or `workers` section above: the engine and concurrency a vendor
+        # gets by default.
         print(f"Engine: {settings.processors.default} (the default)")
         daemon = Daemon(settings)
         started = time.monotonic()

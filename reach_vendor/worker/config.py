@@ -26,6 +26,7 @@ from pydantic_core import ErrorDetails
 
 from reach_vendor.common.config_base import ConfigError, SecretConfig
 from reach_vendor.common.config_base import Section as _Section
+from reach_vendor.common.cores import usable_cores
 from reach_vendor.common.secretbox import SecretBox
 from reach_vendor.domain.states import ServiceFeature
 from reach_vendor.domain.task_spec import SERVICE_FEATURES, SERVICE_TYPES
@@ -90,7 +91,9 @@ class PollingConfig(_Section):
 
 
 class WorkersConfig(_Section):
-    concurrency: int = Field(default=2, ge=1, le=256)
+    concurrency: int = Field(default_factory=lambda: usable_cores() + 1, ge=1, le=256)
+    """Tasks processed at once; by default one more than the cores, so that a local
+    engine's threads have the next file ready while one file's own Python-side work runs."""
     max_attempts: int = Field(default=5, ge=1)
     """Attempts before a task that keeps failing transiently is reported as ERROR."""
     retry_base_s: float = Field(default=10, ge=0)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import random
 import shutil
 import threading
@@ -23,6 +22,7 @@ from typing import Any
 
 from reach_vendor.common import metrics, native_memory
 from reach_vendor.common.clock import SYSTEM_CLOCK, Clock
+from reach_vendor.common.cores import usable_cores
 from reach_vendor.common.redact import redact
 from reach_vendor.common.safe_paths import inside, media_extension, name_part
 from reach_vendor.domain import caption_rules, captions
@@ -172,8 +172,7 @@ class Pipeline:
         self.clock = clock
         # More children than cores would only take turns on them.
         self.children = ChildPool(
-            settings.workers.child_processes
-            or min(settings.workers.concurrency, os.cpu_count() or 1)
+            settings.workers.child_processes or min(settings.workers.concurrency, usable_cores())
         )
         self.media_tools: MediaTools = media_tools or _LocalMedia(self.children)
         self.work_dir = Path(settings.storage.work_dir)

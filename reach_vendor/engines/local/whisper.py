@@ -14,6 +14,7 @@ import dataclasses
 import math
 import os
 
+from reach_vendor.common.cores import usable_cores
 from reach_vendor.domain.states import ServiceFeature
 from reach_vendor.engines.base import (
     SAMPLE_RATE,
@@ -39,7 +40,7 @@ class WhisperProcessor:
         os.environ["HF_HUB_OFFLINE"] = "1"
         from faster_whisper import WhisperModel
 
-        cores = len(os.sched_getaffinity(0))
+        cores = usable_cores()
         self.parallel = self.options.parallel or cores
         threads = self.options.cpu_threads or max(1, cores // self.parallel)
         try:
