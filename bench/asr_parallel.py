@@ -50,6 +50,7 @@ from reach_devkit.harness import (
     write_result,
 )
 from reach_vendor.common import native_memory
+from reach_vendor.common.cores import usable_cores
 from reach_vendor.engines.local.pocketsphinx import PocketSphinxProcessor
 from reach_vendor.worker.config import load_settings
 from reach_vendor.worker.daemon import Daemon
@@ -140,7 +141,7 @@ class Bare:
         self.engine = engine
         self.inputs = inputs
         self.audio_s = sum(duration for _, duration in inputs)
-        self.cores = len(os.sched_getaffinity(0))
+        self.cores = usable_cores()
         self._processors: dict[str, Any] = {}
 
     def settings(self) -> dict[str, tuple[dict[str, int], int]]:

@@ -91,18 +91,25 @@ def _sqlite_file_lock(engine: Engine) -> Iterator[None]:
         os.close(fd)
 
 
+@contextmanager
+def _migration_lock(engine: Engine) -> Iterator[Connection]:
+    """A connection in a transaction that holds the migration lock: PostgreSQL's advisory
+    lock inside it, or the file lock around it for SQLite."""
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
+            yield conn
+        return
+    with _sqlite_file_lock(engine), engine.begin() as conn:
+        yield conn
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Run every migration up to `revision` (a no-op when the schema is current). The
     revision is read under the lock, as before Alembic was spared: a replica migrating
     meanwhile is waited for, not read half-way."""
     to_head = revision in ("head", HEAD_REVISION)
-    if engine.dialect.name == "postgresql":
-        with engine.begin() as conn:
-            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
-            if not (to_head and _revision(conn) == HEAD_REVISION):
-                _alembic_upgrade(conn, revision)
-        return
-    with _sqlite_file_lock(engine), engine.begin() as conn:
+    with _migration_lock(engine) as conn:
         if not (to_head and _revision(conn) == HEAD_REVISION):
             _alembic_upgrade(conn, revision)
 

@@ -11,8 +11,6 @@ from pathlib import Path
 from reach_devkit.emulator import KalturaEmulator
 from reach_devkit.emulator.vendor_setup import Vendor
 from reach_vendor.common.clock import SystemClock
-from reach_vendor.worker.config import load_settings
-from reach_vendor.worker.daemon import Daemon
 from tests.support.daemon import (
     READY,
     Clip,
@@ -20,7 +18,6 @@ from tests.support.daemon import (
     make_daemon,
     running,
     wait_for,
-    write_config,
 )
 
 GET_JOBS = ("reach_entryvendortask", "getJobs")
@@ -119,10 +116,13 @@ def test_run_once_ends_when_its_last_task_does_not_at_a_timer(
     done: list[BaseException | None] = []
 
     def once() -> None:
-        settings = load_settings(
-            write_config(tmp_path, emulator, vendor, processors={"default": "scripted"})
+        daemon = make_daemon(
+            tmp_path,
+            emulator,
+            vendor,
+            clock=_TimerlessForCaller(),
+            processors={"default": "scripted"},
         )
-        daemon = Daemon(settings, clock=_TimerlessForCaller())
         try:
             daemon.run_once()
             done.append(None)

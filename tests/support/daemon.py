@@ -16,6 +16,7 @@ from typing import IO, Any
 
 from reach_devkit.emulator import KalturaEmulator
 from reach_devkit.emulator.vendor_setup import Vendor, write_daemon_config
+from reach_vendor.common.clock import SYSTEM_CLOCK, Clock
 from reach_vendor.worker.config import load_settings
 from reach_vendor.worker.daemon import Daemon
 
@@ -125,10 +126,17 @@ def secrets_seen(emu: KalturaEmulator, vendor: Vendor) -> list[str]:
 READY, PROCESSING, ERROR, ABORTED = 2, 3, 6, 7
 
 
-def make_daemon(tmp_path: Path, emu: KalturaEmulator, vendor: Vendor, **sections: Any) -> Daemon:
+def make_daemon(
+    tmp_path: Path,
+    emu: KalturaEmulator,
+    vendor: Vendor,
+    *,
+    clock: Clock = SYSTEM_CLOCK,
+    **sections: Any,
+) -> Daemon:
     sections.setdefault("workers", {})
     sections["workers"] = {"concurrency": 2, "retry_base_s": 0.5, **sections["workers"]}
-    return Daemon(load_settings(write_config(tmp_path, emu, vendor, **sections)))
+    return Daemon(load_settings(write_config(tmp_path, emu, vendor, **sections)), clock=clock)
 
 
 @contextmanager
