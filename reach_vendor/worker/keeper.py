@@ -52,6 +52,9 @@ class TaskKeeper(threading.Thread):
         self.verdict: Outcome | None = None
         """Why the keeper stopped the work (shutdown is the run's to tell)."""
         self._stopped = threading.Event()
+        self._watching = True
+        self._watch_lock = threading.Lock()
+        """Held by a check while it calls Kaltura, so `stop_watching` waits it out."""
 
     def begin(self) -> None:
         """Extend a key that is due now (an abort is raised here, before any work), then
@@ -63,6 +66,13 @@ class TaskKeeper(threading.Thread):
         self._stopped.set()
         if self.is_alive():
             self.join(timeout=5)
+
+    def stop_watching(self) -> None:
+        """From here on only the lease is renewed: READY kills the access key
+        (kReachManager::invalidateAccessKey), and a check with it would meet INVALID_KS and
+        try to extend a finished task's key. Returns once no check is calling Kaltura."""
+        with self._watch_lock:
+            self._watching = False
 
     def raise_verdict(self) -> None:
         """Stop the run between steps as a cancelled step would (the run's outcome is
@@ -103,8 +113,11 @@ class TaskKeeper(threading.Thread):
     def _check(self) -> Outcome | None:
         if not self.store.renew_lease(self._record().id or 0, self.owner, self.lease_s):
             return LEASE_LOST
-        self.extend_key_if_due()
-        status, version = self.gateway.task_status_and_version(self._key())
+        with self._watch_lock:
+            if not self._watching:
+                return None
+            self.extend_key_if_due()
+            status, version = self.gateway.task_status_and_version(self._key())
         reason = unwanted_reason(self._record(), status, version)
         if reason is None:
             return None

@@ -547,6 +547,7 @@ class Pipeline:
         record = run.delivery
         caption_id = record.caption_asset_id
         assert caption_id is not None and record.accuracy is not None
+        run.keeper.stop_watching()  # before the stage, whose entry heeds the last check
         record.ready_sent = True
         self._enter(run, Stage.FINISH, "setting READY", with_delivery=True)
         self.gateway.set_ready(

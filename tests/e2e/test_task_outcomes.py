@@ -91,6 +91,32 @@ def test_keys_that_run_out_during_a_long_transcription_are_extended(
     assert len(emulator.caption_assets(task["entryId"])) == 1
 
 
+def test_no_call_is_made_with_the_key_that_ready_kills(
+    tmp_path: Path,
+    emulator: KalturaEmulator,
+    vendor: Vendor,
+    clips: list[Clip],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """READY kills the task's access key (kReachManager::handleEntryVendorTaskStatusChanged
+    -> invalidateAccessKey). While READY's answer is lost and the call retried (over a
+    second of backoff, past the keeper's interval), the keeper must not check the task with
+    that key: a check would meet INVALID_KS and ask to extend a key of a finished task."""
+    task_id = add_speech_task(emulator, vendor, clips[0])
+    daemon = scripted_daemon(tmp_path, emulator, vendor, delay_s=1)
+    # Two lost answers cost at least 0.5 + 1.0 s of backoff: more than the keeper's 1 s.
+    daemon.gateway.retry_base_s = 1.0
+    with running(daemon):
+        wait_for(lambda: stage_of(daemon, task_id) == "transcribe", what="transcription")
+        # READY takes effect each time; its answer is lost twice.
+        emulator.inject_fault("reach_entryvendortask", "updateJob", "drop_after", times=2)
+        wait_for(lambda: state_of(daemon, task_id) == TaskState.DELIVERED, what="delivery")
+    assert emulator.task(task_id)["status"] == READY
+    assert extend_calls(emulator) == []
+    assert "access key rejected" not in caplog.text
+    assert "keeper check failed" not in caplog.text
+
+
 def test_a_dead_key_is_replaced_and_the_task_delivered(
     tmp_path: Path, emulator: KalturaEmulator, vendor: Vendor, clips: list[Clip]
 ) -> None:

@@ -2,8 +2,9 @@
 and media tools that need no media: for unit tests of the pipeline's outcomes.
 
 It keeps Kaltura's rules that decide outcomes: an aborted task is invisible
-(ENTRY_VENDOR_TASK_NOT_FOUND), a key is extended only for a PROCESSING task, a dead key
-is replaced through `TaskKey.on_new_key` by the call that meets it."""
+(ENTRY_VENDOR_TASK_NOT_FOUND), a key is extended only for a PROCESSING task, READY kills
+the key (kReachManager::invalidateAccessKey), a dead key is replaced through
+`TaskKey.on_new_key` by the call that meets it."""
 
 from __future__ import annotations
 
@@ -59,6 +60,7 @@ class FakeGateway:
         self.tasks: dict[int, FakeTask] = {}
         self.calls: list[str] = []
         self._failures: dict[str, list[Exception]] = {}
+        self._holds: dict[str, tuple[threading.Event, threading.Event]] = {}
         self._lock = threading.Lock()
         self._serial = 0
 
@@ -99,6 +101,13 @@ class FakeGateway:
     def fail(self, call: str, exc: Exception, times: int = 1) -> None:
         """The next `times` calls of `call` (a method name) raise `exc`."""
         self._failures.setdefault(call, []).extend([exc] * times)
+
+    def hold(self, call: str) -> tuple[threading.Event, threading.Event]:
+        """The next `call` stops before it looks at the task's key until the returned
+        `release` is set; `entered` is set when it gets there. Returns (entered, release)."""
+        gates = (threading.Event(), threading.Event())
+        self._holds[call] = gates
+        return gates
 
     def abort(self, task_id: int) -> None:
         self.tasks[task_id].status = KalturaStatus.ABORTED
@@ -197,6 +206,7 @@ class FakeGateway:
         task = self._visible("set_ready", task_id)
         task.status = KalturaStatus.READY
         task.ready = (caption_asset_id, accuracy, units_used)
+        task.key_dead = True
 
     def set_error(self, task_id: int, description: str) -> None:
         task = self._visible("set_error", task_id)
@@ -211,6 +221,11 @@ class FakeGateway:
             pending = self._failures.get(call)
             if pending:
                 raise pending.pop(0)
+            gates = self._holds.pop(call, None)
+        if gates is not None:
+            entered, release = gates
+            entered.set()
+            release.wait(30)
         task = self.tasks.get(task_id)
         if task is None or task.status == KalturaStatus.ABORTED:
             raise KalturaApiError("ENTRY_VENDOR_TASK_NOT_FOUND", "not found", call)

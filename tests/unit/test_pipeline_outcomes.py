@@ -8,7 +8,8 @@ from __future__ import annotations
 import errno
 import logging
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -262,6 +263,50 @@ def test_a_re_submission_seen_by_the_keeper_stops_the_run(slow_world: World) -> 
     _join(thread)
     assert world.record(task_id).state == TaskState.ABORTED
     assert any("re-submitted by the customer" in e for e in world.events(task_id))
+
+
+class _Gated:
+    """An engine that hands its transcript back only once `go` is set."""
+
+    name = "scripted"
+
+    def __init__(self, engine: Processor, go: threading.Event) -> None:
+        self.engine, self.go = engine, go
+
+    def process(self, request: ProcessingRequest) -> Transcript:
+        assert self.go.wait(10)
+        return self.engine.process(request)
+
+
+def _comes_within(predicate: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()
+
+
+def test_ready_waits_for_a_keeper_check_in_flight_with_the_key_it_kills(world: World) -> None:
+    """READY kills the access key: a keeper check already calling Kaltura with it when the
+    run comes to READY finishes first, and none starts after."""
+    task_id = world.offer(11, key_expires_at=world.clock.now() + 86400)
+    go = threading.Event()
+    world.engine.engine = _Gated(world.engine.engine, go)
+    entered, release = world.gateway.hold("task_status_and_version")
+    thread = world.run_in_background()
+    world.clock.advance(KEEPER_INTERVAL_S)  # the keeper's next look at Kaltura
+    assert entered.wait(10), "the keeper never checked"
+    go.set()  # the transcript is made; the run delivers and comes to READY
+    try:
+        assert not _comes_within(lambda: world.gateway.count("set_ready") > 0, 1.0)
+    finally:
+        release.set()
+    _join(thread)
+    world.clock.advance(KEEPER_INTERVAL_S)
+    assert world.record(task_id).state == TaskState.DELIVERED
+    assert world.gateway.count("renew_access_key") == 0
+    assert world.gateway.count("task_status_and_version") == 1
 
 
 def test_a_dead_access_key_is_replaced_and_the_task_delivered(world: World) -> None:
