@@ -54,9 +54,7 @@ if [ -z "${REACH_TEST_PG_DSN:-}" ] && pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/
 fi
 
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-# --no-compile: bytecode is written when a module is first imported, not for the thousands
-# of modules (moto, botocore) the tests never load.
-.venv/bin/pip install -q --no-compile --disable-pip-version-check -e '.[test,postgres]' 2>&1 \
+.venv/bin/pip install -q --disable-pip-version-check -e '.[test,postgres]' 2>&1 \
   | grep -v '^WARNING: Location' || true
 
 .venv/bin/ruff check reach_vendor reach_devkit tests bench
