@@ -97,6 +97,10 @@ class Daemon:
         leases of a dead replica run out, another replica recorded tasks)."""
         self._poll_requested = threading.Event()
         self._busy = 0
+        """Tasks claimed and running (the drain API's `running`)."""
+        self._claiming = 0
+        """Workers asking the store for a task: `run_once` must not take one of those for
+        no work left, though none of them runs a task yet."""
         self._busy_lock = threading.Lock()
         self._task_ended = threading.Event()
         """Set when a worker is done with a claim (its task's run, or nothing claimed) and at
@@ -226,14 +230,23 @@ class Daemon:
         if self.intake_paused() or self.stopping.is_set() or self.draining.is_set():
             return False
         owner = f"{self.owner}/{name}"  # the heartbeat renews every `self.owner/...` lease
-        # Busy from before the claim: a task claimed but not yet counted looked to
+        # Counted from before the claim: a task claimed but not yet counted looked to
         # `run_once` like no work left at all.
         with self._busy_lock:
-            self._busy += 1
+            self._claiming += 1
+        rec = None
         try:
             rec = self.pipeline.claim(owner)
+        finally:
+            with self._busy_lock:
+                self._claiming -= 1
+                if rec is not None:
+                    self._busy += 1
             if rec is None:
-                return False
+                self._task_ended.set()
+        if rec is None:
+            return False
+        try:
             # Pass the wake-up on: more may be waiting than this worker was woken for.
             self._work_arrived(1)
             self.pipeline.run(rec, self.shutdown, owner)
@@ -409,7 +422,7 @@ class Daemon:
             while not self.stopping.is_set():
                 self._task_ended.clear()
                 with self._busy_lock:
-                    busy = self._busy
+                    busy = self._busy + self._claiming
                 if busy == 0 and self.store.runnable_count() == 0:
                     break
                 # Every task's end sets the event; the timeout is only a safety net.

@@ -27,11 +27,12 @@ def test_a_drained_daemon_finishes_its_task_and_takes_no_other(
         processors={"default": "scripted", "options": {"scripted": {"delay_s": 2}}},
     )
     cfg, read, admin = status_api_with_admin()
-    first = add_speech_task(emulator, vendor, clips[0])
     store = daemon.store
     with running(daemon), status_api.serve(cfg, store, drain=daemon.drain) as port:
         url = f"http://127.0.0.1:{port}/v1/drain"
+        # Workers look for tasks all the while: only a task claimed counts as running.
         assert get_json(url, read) == (200, {"draining": False, "running": 0})
+        first = add_speech_task(emulator, vendor, clips[0])
         wait_for(
             lambda: (r := store.by_kaltura_id(first)) is not None and r.stage == "transcribe",
             30,
