@@ -55,7 +55,7 @@ fi
 
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 # Bytecode is written as modules are first imported, not at install for the thousands the
-# tests never load (moto, botocore; README, Tests); that needs writing it allowed.
+# tests never load (moto, botocore; figures in README, Layout); that needs writing it allowed.
 unset PYTHONDONTWRITEBYTECODE
 .venv/bin/pip install -q --no-compile --disable-pip-version-check -e '.[test,postgres]' 2>&1 \
   | grep -v '^WARNING: Location' || true
