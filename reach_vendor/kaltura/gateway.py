@@ -65,8 +65,8 @@ class KalturaGateway:
     def vendor_ks(self, *, renew: bool = False) -> str:
         return self._sessions.vendor_ks(renew=renew)
 
-    def renew_access_key(self, key: TaskKey) -> None:
-        self._sessions.renew_access_key(key)
+    def renew_access_key(self, key: TaskKey, seen: str | None = None) -> bool:
+        return self._sessions.renew_access_key(key, seen)
 
     def extend_access_key(self, task_id: int, turn_around_time: int | None) -> tuple[str, float]:
         return self._sessions.extend_access_key(task_id, turn_around_time)

@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from KalturaClient.Plugins.Reach import KalturaEntryVendorTask
@@ -43,7 +43,8 @@ _SESSION_RENEW_MARGIN_S = 120.0
 @dataclass
 class TaskKey:
     """A task's access key. Real keys are KS v2, whose expiry cannot be read, so one found
-    dead is replaced through the vendor session; `on_new_key` persists it before use."""
+    dead is replaced through the vendor session; `on_new_key` persists it before use.
+    One object per task run, shared by the threads that call with it (worker, keeper)."""
 
     task_id: int
     partner_id: int
@@ -51,6 +52,27 @@ class TaskKey:
     access_key: str
     turn_around_time: int | None = None
     on_new_key: Callable[[str, float], None] | None = None
+    expires_at: float | None = None
+    """When the key is known to expire (Kaltura's rule, not read from a v2 key)."""
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def current(self) -> tuple[str, float | None]:
+        """The key and its known expiry, read together."""
+        with self._lock:
+            return self.access_key, self.expires_at
+
+    def replace(self, seen: str, extend: Callable[[], tuple[str, float]]) -> bool:
+        """Put `extend()`'s key in place of `seen`, unless another thread already has: a
+        key that two threads find dead or due at once is extended once. True if this
+        call extended it."""
+        with self._lock:
+            if self.access_key != seen:
+                return False
+            new_key, expires_at = extend()
+            if self.on_new_key is not None:
+                self.on_new_key(new_key, expires_at)
+            self.access_key, self.expires_at = new_key, expires_at
+            return True
 
 
 class Sessions:
@@ -117,10 +139,11 @@ class Sessions:
         the whole call, or for every part of a multirequest, so nothing took effect) is
         replaced through the vendor session and the call made once more."""
         for renewed in (False, True):
+            used = key.access_key
             try:
                 result = self.caller.call(
                     action,
-                    key.access_key,
+                    used,
                     fn,
                     partner_id=key.partner_id,
                     task_id=key.task_id,
@@ -134,14 +157,16 @@ class Sessions:
                 if renewed or not parts or not all(is_error(r, DEAD_KEY) for r in parts):
                     return result
             log.warning("access key rejected by Kaltura; asking for a new one")
-            self.renew_access_key(key)
+            self.renew_access_key(key, used)
         raise AssertionError("unreachable")
 
-    def renew_access_key(self, key: TaskKey) -> None:
-        new_key, expires = self.extend_access_key(key.task_id, key.turn_around_time)
-        if key.on_new_key is not None:
-            key.on_new_key(new_key, expires)
-        key.access_key = new_key
+    def renew_access_key(self, key: TaskKey, seen: str | None = None) -> bool:
+        """A new key in place of `seen` (the one found dead or due; default: the current
+        one), unless another thread has replaced it meanwhile (then False)."""
+        return key.replace(
+            key.access_key if seen is None else seen,
+            lambda: self.extend_access_key(key.task_id, key.turn_around_time),
+        )
 
     def extend_access_key(self, task_id: int, turn_around_time: int | None) -> tuple[str, float]:
         """A fresh access key (vendor session; the task must be PROCESSING or SCHEDULED)

@@ -145,7 +145,7 @@ class TaskCalls:
                 c.reach.entryVendorTask.updateJob(
                     key.task_id, KalturaEntryVendorTask(status=KalturaStatus.PROCESSING.value)
                 )
-                c.setKs(key.access_key)
+                c.setKs(used)
                 c.setPartnerId(key.partner_id)
             c.setResponseProfile(reach_vendor_profile())
             c.reach.entryVendorTask.get(key.task_id)
@@ -156,10 +156,14 @@ class TaskCalls:
 
         action = "reach_entryvendortask.updateJob+get+flavorAsset.list+getUrl+uploadToken.add"
 
+        used = key.access_key
+
         def send() -> list[Any]:
+            nonlocal used
+            used = key.access_key
             return sessions.caller.call(
                 action,
-                key.access_key,
+                used,
                 lambda c: run(c, True),
                 partner_id=key.partner_id,
                 task_id=key.task_id,
@@ -174,7 +178,7 @@ class TaskCalls:
         update = results[0]
         raise_error(UPDATE_JOB, update)
         if is_error(results[1], DEAD_KEY):
-            sessions.renew_access_key(key)
+            sessions.renew_access_key(key, used)
             results = [update, *sessions.with_key(action, key, lambda c: run(c, False))]
         task, listed, first_url = results[1], results[2], results[3]
         raise_error("reach_entryvendortask.get", task)

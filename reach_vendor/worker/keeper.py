@@ -102,13 +102,15 @@ class TaskKeeper(threading.Thread):
 
     def extend_key_if_due(self) -> None:
         """Extend the access key (vendor session) when its known life ends within the
-        margin. Real keys are KS v2, whose expiry the vendor cannot read: the store keeps
-        it from Kaltura's rule (creation or last extension plus the catalog item's life)."""
-        expires = self._record().access_key_expires_at
+        margin. Real keys are KS v2, whose expiry the vendor cannot read: the run's key
+        keeps it from Kaltura's rule (creation or last extension plus the catalog item's
+        life). A worker that replaced it meanwhile makes this a no-op."""
+        key = self._key()
+        seen, expires = key.current()
         if expires is not None and expires - self.clock.now() >= self.key_margin_s:
             return
-        self.gateway.renew_access_key(self._key())
-        log.info("access key extended", extra=self.log_extra)
+        if self.gateway.renew_access_key(key, seen):
+            log.info("access key extended", extra=self.log_extra)
 
     def _check(self) -> Outcome | None:
         if not self.store.renew_lease(self._record().id or 0, self.owner, self.lease_s):

@@ -99,6 +99,9 @@ class _Run:
     task_dir: Path
     log_extra: dict[str, Any]
     keeper: TaskKeeper = field(init=False)
+    key: TaskKey = field(init=False)
+    """The task's access key for this run: the one copy its threads call and renew with
+    (`rec`'s copy is what the store held when `rec` was read)."""
     delivery: DeliveryRecord = field(default_factory=DeliveryRecord)
     spec: TaskSpec | None = None
     media: MediaChoice | None = None
@@ -213,12 +216,13 @@ class Pipeline:
             },
             delivery=DeliveryRecord.from_json(rec.delivery),
         )
+        run.key = self._run_key(run)
         run.keeper = TaskKeeper(
             store=self.store,
             gateway=self.gateway,
             clock=self.clock,
             record=lambda: run.rec,
-            key=lambda: self._key(run),
+            key=lambda: run.key,
             owner=run.owner,
             lease_s=self.settings.workers.lease_s,
             key_margin_s=self.settings.workers.access_key_margin_s,
@@ -232,7 +236,7 @@ class Pipeline:
                 step(run)
         except Exception as exc:
             run.keeper.stop()  # its verdict is final from here
-            expires = run.rec.access_key_expires_at
+            expires = run.key.expires_at
             if expires is not None and expires > self.clock.now():
                 expires = None
             outcome = classify(
@@ -332,7 +336,7 @@ class Pipeline:
     def _start(self, run: _Run) -> None:
         """PROCESSING at Kaltura (or, resuming, the task as Kaltura has it now), then the
         keeper starts watching."""
-        rec, key = run.rec, self._key(run)
+        rec, key = run.rec, run.key
         if rec.state == TaskState.QUEUED:
             # PROCESSING, the task, its media and the upload tokens: one round trip.
             started = self.gateway.start_task(key, _token_files(rec, run.delivery.missing()))
@@ -388,7 +392,7 @@ class Pipeline:
         if run.media is not None:
             url, flavor = run.media.url, run.media.flavor
         else:
-            url, flavor = self.gateway.media_url(spec, self._key(run))
+            url, flavor = self.gateway.media_url(spec, run.key)
         run.media_path = run.task_dir / f"media.{media_extension(flavor.ext)}"
         t0 = self.clock.monotonic()
         size = self.media_tools.download(url, run.media_path, self._media_limits, run.cancel)
@@ -505,7 +509,7 @@ class Pipeline:
         just_recorded = not record.sent and all(k in record.tokens for k in record.missing())
         record.sent = record.sent or just_recorded
         self._enter(run, Stage.UPLOAD, "uploading captions and transcripts", with_delivery=True)
-        key = self._key(run)
+        key = run.key
         for round_ in range(1, _DELIVERY_ROUNDS + 1):
             try:
                 if record.sent and not just_recorded:
@@ -569,12 +573,14 @@ class Pipeline:
 
     # -- helpers of the steps ---------------------------------------------------------
 
-    def _key(self, run: _Run) -> TaskKey:
-        """The task's access key for the gateway; a replacement is stored before use."""
+    def _run_key(self, run: _Run) -> TaskKey:
+        """The run's access key; a replacement is stored before use. The store's answer
+        is not kept as `run.rec`: that is the worker thread's, and the keeper's older
+        copy could land after a newer one."""
         rec = run.rec
 
         def store_new_key(key: str, expires_at: float) -> None:
-            run.rec = self.store.update(
+            self.store.update(
                 run.id,
                 message="access key replaced",
                 access_key=key,
@@ -589,6 +595,7 @@ class Pipeline:
             access_key=rec.access_key,
             turn_around_time=rec.turn_around_time,
             on_new_key=store_new_key,
+            expires_at=rec.access_key_expires_at,
         )
 
     def _ms_since(self, t0: float) -> int:
@@ -658,7 +665,7 @@ class Pipeline:
                 "alignment task has no text transcript (taskJobData.textTranscriptAssetId)"
             )
         try:
-            url = self.gateway.transcript_url(spec, self._key(run))
+            url = self.gateway.transcript_url(spec, run.key)
             path = run.task_dir / "transcript.txt"
             # Capped while streaming: a text far larger than any speech is a wrong file.
             limits = dataclasses.replace(self._media_limits, max_bytes=MAX_TRANSCRIPT_BYTES)

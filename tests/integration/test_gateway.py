@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -365,3 +366,25 @@ def test_a_dead_access_key_is_replaced_through_the_vendor_session(
     assert started.spec.status == 3 and len(started.tokens) == 3
     ((new_key, _expires),) = seen
     assert key.access_key == new_key == emulator.task(task_id)["accessKey"]
+
+
+def test_a_key_two_threads_find_dead_at_once_is_extended_once(
+    emulator: KalturaEmulator, vendor: Vendor
+) -> None:
+    """A run's worker and keeper share its key: both meet it dead, one extension serves
+    both, and each call is answered with the new key."""
+    gw = make_gateway(emulator, vendor)
+    seen: list[tuple[str, float]] = []
+    (task_id,) = add_tasks(emulator, vendor, 1)
+    key = _key(emulator, task_id, seen)
+    gw.start_task(key, TOKEN_FILES)
+    emulator.expire_access_key(task_id)
+    emulator.latency_s = 0.3  # both calls are out with the dead key before either answer
+    before = len(emulator.call_log)
+    with ThreadPoolExecutor(2) as pool:
+        status = pool.submit(gw.task_status_and_version, key)
+        spec = pool.submit(gw.get_task, key)
+        assert status.result(timeout=30)[0] == 3 and spec.result(timeout=30).status == 3
+    extends = [c for c in emulator.call_log[before:] if c["action"] == "extendAccessKey"]
+    assert len(extends) == 1 and len(seen) == 1
+    assert key.access_key == seen[0][0] == emulator.task(task_id)["accessKey"]

@@ -146,15 +146,18 @@ class FakeGateway:
         self._open(task, key)
         return int(task.status), task.version
 
-    def renew_access_key(self, key: TaskKey) -> None:
-        task = self._visible("renew_access_key", key.task_id)
-        if task.status != KalturaStatus.PROCESSING:
-            raise KalturaApiError("CANNOT_EXTEND_ACCESS_KEY", "not processing", "extendAccessKey")
-        self._serial += 1
-        task.key, task.key_dead = f"key-{task.task_id}-{self._serial}", False
-        if key.on_new_key is not None:
-            key.on_new_key(task.key, self.now + KEY_LIFE_S)
-        key.access_key = task.key
+    def renew_access_key(self, key: TaskKey, seen: str | None = None) -> bool:
+        def extend() -> tuple[str, float]:
+            task = self._visible("renew_access_key", key.task_id)
+            if task.status != KalturaStatus.PROCESSING:
+                raise KalturaApiError(
+                    "CANNOT_EXTEND_ACCESS_KEY", "not processing", "extendAccessKey"
+                )
+            self._serial += 1
+            task.key, task.key_dead = f"key-{task.task_id}-{self._serial}", False
+            return task.key, self.now + KEY_LIFE_S
+
+        return key.replace(key.access_key if seen is None else seen, extend)
 
     def media_url(self, spec: TaskSpec, key: TaskKey) -> tuple[str, FlavorInfo]:
         task = self._visible("media_url", key.task_id)

@@ -329,6 +329,75 @@ def test_a_key_near_the_end_of_its_known_life_is_extended_before_work(world: Wor
     assert world.gateway.tasks[task_id].ready is not None
 
 
+def test_a_key_found_dead_by_the_worker_as_the_keeper_finds_it_due_is_extended_once(
+    world: World,
+) -> None:
+    """Both threads of a run find the key spent at once: one extension serves both."""
+    margin = world.settings.workers.access_key_margin_s
+    task_id = world.offer(13, key_expires_at=world.clock.now() + margin + KEEPER_INTERVAL_S / 2)
+    go = threading.Event()
+    world.engine.engine = _Gated(world.engine.engine, go)
+    thread = world.run_in_background()
+    world.gateway.kill_key(task_id)
+    entered, release = world.gateway.hold("renew_access_key")
+    go.set()  # the upload meets the dead key and asks for a new one, held at Kaltura
+    try:
+        assert entered.wait(10), "the worker never asked for a new key"
+        world.clock.advance(KEEPER_INTERVAL_S)  # the keeper looks: the key is due now
+        assert not _comes_within(lambda: world.gateway.count("renew_access_key") > 1, 1.0)
+    finally:
+        release.set()
+    _join(thread)
+    assert world.record(task_id).state == TaskState.DELIVERED
+    assert world.gateway.count("renew_access_key") == 1
+
+
+class _HeldStore(TaskStore):
+    """The store, handing a worker its record of entering `stage` only once `release` is
+    set (the write itself is done): another thread's write lands in between."""
+
+    def __init__(self, stage: Stage) -> None:
+        super().__init__("sqlite://", migrate=True)
+        self.stage = stage
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def enter_stage(
+        self,
+        task_id: int,
+        owner: str,
+        lease_s: float,
+        stage: Stage,
+        message: str,
+        delivery: str | None = None,
+    ) -> TaskRecord | None:
+        rec = super().enter_stage(task_id, owner, lease_s, stage, message, delivery)
+        if stage == self.stage:
+            self.entered.set()
+            assert self.release.wait(10)
+        return rec
+
+
+def test_a_key_the_keeper_replaced_is_not_undone_by_the_worker_s_older_record(
+    world: World,
+) -> None:
+    store = _HeldStore(Stage.UPLOAD)
+    world.store.close()
+    world.store = world.pipeline.store = store
+    margin = world.settings.workers.access_key_margin_s
+    task_id = world.offer(14, key_expires_at=world.clock.now() + margin + KEEPER_INTERVAL_S / 2)
+    thread = threading.Thread(target=world.run, name="pipeline-under-test")
+    thread.start()
+    try:
+        assert store.entered.wait(10), "the run never came to the upload"
+        world.clock.advance(KEEPER_INTERVAL_S)  # the keeper finds the key due, replaces it
+        assert _comes_within(lambda: "access key replaced" in world.events(task_id), 5.0)
+    finally:
+        store.release.set()  # the worker takes up its record, read before the new key
+    _join(thread)
+    assert world.record(task_id).state == TaskState.DELIVERED
+    assert world.gateway.count("renew_access_key") == 1
+
+
 def test_a_key_that_cannot_be_renewed_is_an_error_through_the_vendor_session(
     world: World,
 ) -> None:
