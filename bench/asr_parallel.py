@@ -3,8 +3,10 @@
 N tasks of recorded human speech (Asterisk's studio prompts from `asterisk-core-sounds-en`,
 the corpus of `bench/asr_wer.py`; each task a different WAV of `--audio-s` seconds) go
 through the real daemon (in-process, run once) against the emulator with a local engine
-(pocketsphinx, or `--engine faster-whisper`), with 1 and 2 workers, against the bare engine
-on the same files with its best settings here (for faster-whisper the better of one model
+(pocketsphinx, or `--engine faster-whisper` / `whisper-cpp`), with 1 and 2 workers, against
+the bare engine on the same files with its best settings here (for whisper-cpp the better of
+one model on every core, one file at a time, and one process per core with a model each;
+for faster-whisper the better of one model
 serving one transcription per core (threads), the same model given one file more than
 that at once, and one transcription at a time on every core; for pocketsphinx one process
 per core). Compared in audio minutes per wall minute;
@@ -104,13 +106,13 @@ _ENGINES: dict[str, Any] = {}
 _ARENAS = "MALLOC_ARENA_MAX"
 
 
-def bare_once(engine: str, pcm: str, duration: float) -> float:
+def bare_once(engine: str, options: dict[str, int], pcm: str, duration: float) -> float:
     """One file in a pool process; the engine is loaded once per process."""
     from reach_vendor.engines import registry
     from reach_vendor.engines.base import ProcessingRequest
 
     if engine not in _ENGINES:
-        _ENGINES[engine] = registry.create(engine, {})
+        _ENGINES[engine] = registry.create(engine, options)
     processor = _ENGINES[engine]
     processor.process(ProcessingRequest(Path(pcm), duration, "English", language_code="en"))
     return duration
@@ -144,18 +146,29 @@ class Bare:
         self.cores = usable_cores()
         self._processors: dict[str, Any] = {}
 
-    def settings(self) -> dict[str, tuple[dict[str, int], int]]:
-        """Each setting tried: the engine's options and how many files go to it at once.
-        One file more than the model's `parallel` keeps its CTranslate2 workers busy while
-        a file's own Python-side work (VAD, features, word timings) runs."""
+    def settings(self) -> dict[str, tuple[dict[str, int], int, bool]]:
+        """Each setting tried: the engine's options, how many files go to it at once, and
+        whether each of those is a process of its own (with its own model) rather than a
+        thread on one model. One file more than faster-whisper's `parallel` keeps its
+        CTranslate2 workers busy while a file's own Python-side work (VAD, features, word
+        timings) runs."""
         cores = self.cores
         if self.engine == "faster-whisper":
             return {
-                f"parallel={cores}, threads": ({"parallel": cores}, cores),
-                f"parallel={cores}, {cores + 1} files at once": ({"parallel": cores}, cores + 1),
-                f"parallel=1, cpu_threads={cores}": ({"parallel": 1, "cpu_threads": cores}, 1),
+                f"parallel={cores}, threads": ({"parallel": cores}, cores, False),
+                f"parallel={cores}, {cores + 1} files at once": (
+                    {"parallel": cores}, cores + 1, False
+                ),
+                f"parallel=1, cpu_threads={cores}": (
+                    {"parallel": 1, "cpu_threads": cores}, 1, False
+                ),
             }
-        return {f"{cores} processes": ({}, cores)}
+        if self.engine == "whisper-cpp":
+            return {
+                f"one model, threads={cores}": ({"threads": cores}, 1, False),
+                f"{cores} processes, threads=1": ({"threads": 1}, cores, True),
+            }
+        return {f"{cores} processes": ({}, cores, True)}
 
     def rate(self, label: str) -> float:
         """Audio minutes per wall minute of one run in setting `label`."""
@@ -163,11 +176,12 @@ class Bare:
 
         from reach_vendor.engines import registry
 
-        options, at_once = self.settings()[label]
-        if self.engine != "faster-whisper":
+        options, at_once, processes = self.settings()[label]
+        if processes:
             started = time.perf_counter()
             with cf.ProcessPoolExecutor(at_once) as ppool:
                 list(ppool.map(bare_once, [self.engine] * len(self.inputs),
+                               [options] * len(self.inputs),
                                [str(p) for p, _ in self.inputs],
                                [d for _, d in self.inputs]))  # fmt: skip
             return self.audio_s / (time.perf_counter() - started)
@@ -177,7 +191,12 @@ class Bare:
         started = time.perf_counter()
         with cf.ThreadPoolExecutor(at_once) as pool:
             list(pool.map(partial(transcribe, self._processors[key]), self.inputs))
-        return self.audio_s / (time.perf_counter() - started)
+        rate = self.audio_s / (time.perf_counter() - started)
+        if hasattr(self._processors[key], "close"):
+            # whisper-cpp's thread keeps an OpenMP team; a second team in the process
+            # (the daemon's) makes libgomp stop spinning, which slows both by a quarter.
+            self._processors.pop(key).close()
+        return rate
 
 
 def run(
@@ -284,6 +303,8 @@ def main() -> int:
     where = "worker threads" if args.threads else "child processes"
     if args.engine == "faster-whisper":
         where = f"worker threads, parallel={args.parallel or 'cores'}"
+    elif args.engine == "whisper-cpp":
+        where = "worker threads, one transcription at a time on every core"
     audio = f"{args.speech} speech, {len(media)} tasks"
     print(f"{args.engine} in {where}; {audio}; allocator: {allocator}; {machine_load()}")
     print(

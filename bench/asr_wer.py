@@ -10,8 +10,8 @@ builder and checked against the style rules. Also the flite sentences of `asr_sp
 for comparison with the older figures. Printed, not asserted; saved to
 bench/results/asr_wer.json.
 
-    .venv/bin/python bench/asr_wer.py [--engines pocketsphinx,faster-whisper] [--repeat N]
-        [--corpora librivox,asterisk-en-gsm,asterisk-en-g722,flite] [--limit N]
+    .venv/bin/python bench/asr_wer.py [--engines whisper-cpp,faster-whisper,pocketsphinx]
+        [--repeat N] [--corpora librivox,asterisk-en-gsm,asterisk-en-g722,flite] [--limit N]
 """
 
 from __future__ import annotations
@@ -133,7 +133,7 @@ def engine_options(name: str) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--engines", default="pocketsphinx,faster-whisper")
+    parser.add_argument("--engines", default="whisper-cpp,faster-whisper,pocketsphinx")
     parser.add_argument("--repeat", type=int, default=1, help="runs per engine (best is kept)")
     parser.add_argument("--corpora", default="librivox,asterisk-en-gsm,asterisk-en-g722,flite")
     parser.add_argument("--limit", type=int, default=0, help="utterances per corpus (0: all)")

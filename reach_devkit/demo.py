@@ -3,7 +3,7 @@
 
 Starts the bundled Kaltura emulator with REACH caption tasks for the sample speech that
 ships with the package, runs the real daemon (app-token session, getJobs, SQLite store,
-and the default engine, faster-whisper with its packaged tiny.en model) until every task is
+and the default engine, whisper-cpp with the packaged tiny.en model) until every task is
 READY, and writes out what Kaltura received.
 """
 

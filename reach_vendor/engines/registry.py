@@ -20,7 +20,12 @@ from reach_vendor.engines.base import (
     UnsupportedTaskError,
     Word,
 )
-from reach_vendor.engines.local.options import PocketSphinxOptions, ScriptedOptions, WhisperOptions
+from reach_vendor.engines.local.options import (
+    PocketSphinxOptions,
+    ScriptedOptions,
+    WhisperCppOptions,
+    WhisperOptions,
+)
 from reach_vendor.engines.options import OptionsT, parse_options
 
 __all__ = [
@@ -94,6 +99,16 @@ def _faster_whisper(options: WhisperOptions) -> Processor:
     return WhisperProcessor(options)
 
 
+def _whisper_cpp(options: WhisperCppOptions) -> Processor:
+    try:
+        from reach_vendor.engines.local.whisper_cpp import WhisperCppProcessor
+    except ImportError as exc:  # a broken install: pywhispercpp is a dependency
+        raise ValueError(
+            f"whisper-cpp cannot be imported ({exc.name}); reinstall reach-vendor"
+        ) from None
+    return WhisperCppProcessor(options)
+
+
 def _scripted(options: ScriptedOptions) -> Processor:
     from reach_vendor.engines.local.scripted import ScriptedProcessor
 
@@ -102,6 +117,7 @@ def _scripted(options: ScriptedOptions) -> Processor:
 
 register_engine("pocketsphinx", PocketSphinxOptions, _pocketsphinx)
 register_engine("faster-whisper", WhisperOptions, _faster_whisper)
+register_engine("whisper-cpp", WhisperCppOptions, _whisper_cpp)
 register_engine("scripted", ScriptedOptions, _scripted)
 for _type, _model in remote.OPTIONS.items():
     register_engine(_type, _model, remote.create)

@@ -92,6 +92,16 @@ class ProcessorPool:
                 self._instances[name] = instance
             return instance
 
+    def close(self) -> None:
+        """Let go of what the engines hold (models, their threads); a later task loads
+        its engine again."""
+        with self._lock:
+            instances, self._instances = list(self._instances.values()), {}
+        for instance in instances:
+            close = getattr(instance, "close", None)
+            if close is not None:
+                close()
+
     def referenced(self) -> list[str]:
         """The engines some task can be sent to, default first."""
         return list(dict.fromkeys([self.default, *(r.processor for r in self.routes)]))

@@ -149,9 +149,10 @@ class ProcessorsConfig(_Section):
     `type:` key naming one, to run one engine type with two option sets); `routes` picks
     one per task, first match wins, else `default`."""
 
-    default: str = "faster-whisper"
-    """Whisper tiny.en, installed with the package: far fewer wrong words on real speech than
-    pocketsphinx (README, bench/asr_wer.py); pocketsphinx stays for alignment."""
+    default: str = "whisper-cpp"
+    """Whisper tiny.en, installed with the package, on whisper.cpp: far fewer wrong words on
+    real speech than pocketsphinx, and less memory than faster-whisper (README,
+    bench/asr_wer.py, bench/memory.py); pocketsphinx stays for alignment."""
     engines: dict[str, dict[str, Any]] = Field(default_factory=dict)
     options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     """Older spelling of `engines`, still read."""

