@@ -66,30 +66,10 @@ class WhisperProcessor:
         code = language_code(request)
         if self.multilingual and not code:
             return self._detect_and_transcribe(request)
-        if not self.multilingual and code != "en":
-            raise UnsupportedTaskError(
-                f"language {request.language!r} is not supported by the faster-whisper engine "
-                "(its model is English only)"
-            )
-        if request.service_feature != ServiceFeature.CAPTIONS:
-            raise UnsupportedTaskError(
-                f"service feature {request.service_feature} is not supported by the "
-                "faster-whisper engine (captions only; route alignment to pocketsphinx)"
-            )
+        check_captionable(request, code, self.name, self.multilingual)
         request.check_cancelled()
         terms = [t.strip() for t in request.dictionary.splitlines() if t.strip()]
-        words = self._transcribe(request, code, terms)
-        request.progress(1.0)
-        probabilities = [w.confidence for w in words if w.confidence is not None]
-        # Whisper's word probabilities are calibrated well enough that their mean tracks
-        # the share of correct words; no words means nothing to vouch for.
-        accuracy = sum(probabilities) / len(probabilities) if probabilities else 0.0
-        return Transcript(
-            words=tuple(words),
-            language=request.language,
-            engine=self.name,
-            accuracy=min(1.0, max(0.0, accuracy)),
-        )
+        return whisper_transcript(request, self._transcribe(request, code, terms), self.name)
 
     def _detect_and_transcribe(self, request: ProcessingRequest) -> Transcript:
         """Whisper names the language of the first 30 s; the rest is transcribed in it."""
@@ -189,6 +169,36 @@ _KALTURA_LANGUAGES = {
     "ru": "Russian", "ar": "Arabic", "ko": "Korean", "pl": "Polish", "sv": "Swedish",
     "tr": "Turkish", "hi": "Hindi", "da": "Danish", "fi": "Finnish", "no": "Norwegian",
 }  # fmt: skip
+
+
+def check_captionable(
+    request: ProcessingRequest, code: str, engine: str, multilingual: bool
+) -> None:
+    """A Whisper engine captions its model's languages (an English-only model: English)."""
+    if not multilingual and code != "en":
+        raise UnsupportedTaskError(
+            f"language {request.language!r} is not supported by the {engine} engine "
+            "(its model is English only)"
+        )
+    if request.service_feature != ServiceFeature.CAPTIONS:
+        raise UnsupportedTaskError(
+            f"service feature {request.service_feature} is not supported by the "
+            f"{engine} engine (captions only; route alignment to pocketsphinx)"
+        )
+
+
+def whisper_transcript(request: ProcessingRequest, words: list[Word], engine: str) -> Transcript:
+    request.progress(1.0)
+    probabilities = [w.confidence for w in words if w.confidence is not None]
+    # Whisper's word probabilities are calibrated well enough that their mean tracks
+    # the share of correct words; no words means nothing to vouch for.
+    accuracy = sum(probabilities) / len(probabilities) if probabilities else 0.0
+    return Transcript(
+        words=tuple(words),
+        language=request.language,
+        engine=engine,
+        accuracy=min(1.0, max(0.0, accuracy)),
+    )
 
 
 def language_code(request: ProcessingRequest) -> str:

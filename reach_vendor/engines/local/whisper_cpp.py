@@ -22,18 +22,22 @@ from pathlib import Path
 from typing import Any
 
 from reach_vendor.common.cores import usable_cores
-from reach_vendor.domain.states import ServiceFeature
 from reach_vendor.engines.base import (
     SAMPLE_RATE,
     ProcessingRequest,
     ProcessorError,
     Transcript,
-    UnsupportedTaskError,
     Word,
 )
 from reach_vendor.engines.local.chunks import Chunk, pcm_chunks
 from reach_vendor.engines.local.options import WhisperCppOptions
-from reach_vendor.engines.local.whisper import WordPiece, join_word_pieces, language_code
+from reach_vendor.engines.local.whisper import (
+    WordPiece,
+    check_captionable,
+    join_word_pieces,
+    language_code,
+    whisper_transcript,
+)
 
 log = logging.getLogger(__name__)
 
@@ -82,27 +86,11 @@ class WhisperCppProcessor:
 
     def process(self, request: ProcessingRequest) -> Transcript:
         code = language_code(request)
-        if not self.multilingual and code != "en":
-            raise UnsupportedTaskError(
-                f"language {request.language!r} is not supported by the whisper-cpp engine "
-                "(its model is English only)"
-            )
-        if request.service_feature != ServiceFeature.CAPTIONS:
-            raise UnsupportedTaskError(
-                f"service feature {request.service_feature} is not supported by the "
-                "whisper-cpp engine (captions only; route alignment to pocketsphinx)"
-            )
+        check_captionable(request, code, self.name, self.multilingual)
         request.check_cancelled()
         terms = [t.strip() for t in request.dictionary.splitlines() if t.strip()]
-        words = self._transcribe(request, code, ", ".join(terms))
-        request.progress(1.0)
-        confidences = [w.confidence for w in words if w.confidence is not None]
-        accuracy = sum(confidences) / len(confidences) if confidences else 0.0
-        return Transcript(
-            words=tuple(words),
-            language=request.language,
-            engine=self.name,
-            accuracy=min(1.0, max(0.0, accuracy)),
+        return whisper_transcript(
+            request, self._transcribe(request, code, ", ".join(terms)), self.name
         )
 
     def _params(self, request: ProcessingRequest, code: str, prompt: str) -> Any:
