@@ -273,3 +273,15 @@ def test_whisper_cpp_names_a_model_it_cannot_convert(tmp_path: Path) -> None:
     (broken / "model.bin").write_bytes(b"\x06\x00\x00\x00not a model")
     with pytest.raises(ValueError, match="whisper-cpp option 'model_dir': cannot convert"):
         processors.create("whisper-cpp", {"model_dir": str(broken)})
+
+
+def test_whisper_cpp_closed_under_a_running_task_asks_for_a_retry(speech: Speech) -> None:
+    """The daemon closes its engines when it stops; a worker still on a task then gets
+    ProcessorUnavailable (the task is retried later), not a crash."""
+    from reach_vendor.engines.base import ProcessorUnavailable
+
+    engine = processors.create("whisper-cpp", {})
+    engine.close()  # type: ignore[attr-defined]
+    with pytest.raises(ProcessorUnavailable, match="closed"):
+        engine.process(ProcessingRequest(speech.pcm, speech.duration, "English"))
+    engine.close()  # type: ignore[attr-defined]  # twice is harmless

@@ -26,6 +26,7 @@ from reach_vendor.engines.base import (
     SAMPLE_RATE,
     ProcessingRequest,
     ProcessorError,
+    ProcessorUnavailable,
     Transcript,
     Word,
 )
@@ -72,10 +73,12 @@ class WhisperCppProcessor:
         workers taking turns (README, Performance)."""
 
     def close(self) -> None:
-        """Free the model and end the runner thread (after the chunk it is on)."""
+        """End the runner thread (after the chunk it is on), then free the model."""
+        runner = getattr(self, "_runner", None)
+        if runner is not None:
+            runner.shutdown()
         ctx, self._ctx = getattr(self, "_ctx", None), None
         if ctx is not None:
-            self._runner.shutdown()
             self._pw.whisper_free(ctx)
 
     __del__ = close
@@ -119,7 +122,11 @@ class WhisperCppProcessor:
         for whole in pcm_chunks(request.audio_path, self.options.chunk_s):
             chunk = _without_leading_quiet(whole)
             del whole
-            words.extend(self._runner.submit(self._recognise, chunk, params).result())
+            try:
+                recognised = self._runner.submit(self._recognise, chunk, params)
+            except RuntimeError:  # closed: a worker outlived the daemon's stop
+                raise ProcessorUnavailable("the whisper-cpp engine was closed") from None
+            words.extend(recognised.result())
             request.progress(min(1.0, chunk.end_s / total_s))
             request.check_cancelled()
             del chunk
