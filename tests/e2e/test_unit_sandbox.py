@@ -54,9 +54,12 @@ def run_sandboxed(
     )
 
 
+@pytest.mark.parametrize("engine", ["pocketsphinx", "whisper-cpp"])
 def test_speech_task_is_delivered_inside_the_units_sandbox(
-    tmp_path: Path, emulator: KalturaEmulator, vendor: Vendor, clips: list[Clip]
+    tmp_path: Path, emulator: KalturaEmulator, vendor: Vendor, clips: list[Clip], engine: str
 ) -> None:
+    """pocketsphinx decodes in the child processes; whisper-cpp (the default) converts its
+    model in a child at start-up (into the private /tmp) and runs OpenMP threads."""
     etc, state = tmp_path / "etc", tmp_path / "state"
     etc.mkdir()
     state.mkdir()
@@ -68,6 +71,7 @@ def test_speech_task_is_delivered_inside_the_units_sandbox(
         database={"url": f"sqlite:///{state / 'reach.sqlite3'}"},
         storage={"work_dir": str(state / "work")},
         workers={"concurrency": 1, "max_attempts": 1},
+        processors={"default": engine},
     )
     task_id = add_speech_task(emulator, vendor, clips[0])
     sandbox = unit_sandbox(writable=[state], visible=[etc])
