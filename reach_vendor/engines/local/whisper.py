@@ -16,6 +16,7 @@ import os
 
 from reach_vendor.common.cores import usable_cores
 from reach_vendor.domain.states import ServiceFeature
+from reach_vendor.domain.transcript import mean_confidence
 from reach_vendor.engines.base import (
     ProcessingRequest,
     ProcessorError,
@@ -189,15 +190,13 @@ def check_captionable(
 
 def whisper_transcript(request: ProcessingRequest, words: list[Word], engine: str) -> Transcript:
     request.progress(1.0)
-    probabilities = [w.confidence for w in words if w.confidence is not None]
     # Whisper's word probabilities are calibrated well enough that their mean tracks
     # the share of correct words; no words means nothing to vouch for.
-    accuracy = sum(probabilities) / len(probabilities) if probabilities else 0.0
     return Transcript(
         words=tuple(words),
         language=request.language,
         engine=engine,
-        accuracy=min(1.0, max(0.0, accuracy)),
+        accuracy=mean_confidence(words, unscored=0.0),
     )
 
 

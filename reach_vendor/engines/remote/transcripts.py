@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from typing import get_args
 
 from reach_vendor.domain.states import ServiceFeature
+from reach_vendor.domain.transcript import mean_confidence
 from reach_vendor.engines.base import (
     ProcessingRequest,
     ProcessorError,
@@ -104,13 +105,11 @@ def _transcript(words: list[Word], request: ProcessingRequest, engine: str) -> T
             f"the {engine} transcript has words until {last_end:.0f} s but the media lasts "
             f"{request.duration_s:.0f} s; its timings do not fit the media"
         )
-    confidences = [w.confidence for w in words if w.confidence is not None]
-    accuracy = sum(confidences) / len(confidences) if confidences else 0.9
     return Transcript(
         words=tuple(words),
         language=request.language,
         engine=engine,
-        accuracy=min(1.0, max(0.0, accuracy)),
+        accuracy=mean_confidence(words, unscored=0.9),
     )
 
 
