@@ -171,17 +171,12 @@ def decode_to_pcm(src: Path, dest: Path) -> float:
         with container, part.open("wb") as out:
             if not container.streams.audio:
                 raise MediaError("media has no audio stream")
-            stream = container.streams.audio[0]
-            resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
-            frames = _decoded(container, stream)
+            frames = _decoded(container, container.streams.audio[0])
             first = next(frames, None)
             if first is not None:
                 samples += _write_lead_silence(out, container, first)
-                for joined in _joined(itertools.chain([first], frames)):
-                    for resampled in resampler.resample(joined):
-                        samples += _write_frame(out, resampled)
-            for resampled in resampler.resample(None):
-                samples += _write_frame(out, resampled)
+                for resampled in _resampled(_joined(itertools.chain([first], frames))):
+                    samples += _write_frame(out, resampled)
     except av.FFmpegError as exc:
         part.unlink(missing_ok=True)
         raise MediaError(f"cannot decode media: {_ffmpeg_reason(exc)}") from None
@@ -227,6 +222,25 @@ def _joined(frames: Iterable[av.AudioFrame]) -> Iterator[av.AudioFrame]:
             yield from _join(held)
             held, held_samples = [], 0
     yield from _join(held)
+
+
+def _resampled(frames: Iterable[av.AudioFrame]) -> Iterator[av.AudioFrame]:
+    """Frames resampled to s16 mono at SAMPLE_RATE. A resampler is set up by its first
+    frame and refuses (or, set up as a pass-through, copies) a frame of another rate,
+    layout or format; MP3 frames each carry their own, so a change takes a new one."""
+    import av
+
+    resampler: av.AudioResampler | None = None
+    kind: tuple[str, str, int] | None = None
+    for frame in frames:
+        if resampler is None or _audio_kind(frame) != kind:
+            if resampler is not None:
+                yield from resampler.resample(None)
+            resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+            kind = _audio_kind(frame)
+        yield from resampler.resample(frame)
+    if resampler is not None:
+        yield from resampler.resample(None)
 
 
 _JOIN_S = 1.0

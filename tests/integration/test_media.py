@@ -245,6 +245,39 @@ def test_joined_frames_resample_like_single_frames(
     assert pcm.read_bytes() == expected
 
 
+@pytest.mark.parametrize(
+    "second", [("-ar", "44100"), ("-ac", "2")], ids=["sample-rate", "channels"]
+)
+def test_audio_whose_format_changes_midway_is_decoded_whole(
+    speech_dir: Path, second: tuple[str, str]
+) -> None:
+    """Found by tests/e2e/test_fuzz.py: MP3 frames carry their own sample rate and
+    channels, so a damaged header or two recordings joined into one file changes the
+    decoded format midway; PyAV's resampler raised ValueError on the first changed frame."""
+    from tests.support.speech import make_speech
+
+    mono = make_speech(SENTENCE, speech_dir / "change.wav", fmt="wav")
+    parts = []
+    for i, args in enumerate([("-ar", "22050"), second]):
+        part = speech_dir / f"change-{i}.mp3"
+        subprocess.run(
+            ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-i", str(mono),
+             *args, str(part)],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        parts.append(part)
+    src = speech_dir / f"change-{second[0]}.mp3"
+    src.write_bytes(parts[0].read_bytes() + parts[1].read_bytes())
+
+    pcm = speech_dir / f"change-{second[0]}.pcm"
+    duration = decode_to_pcm(src, pcm)
+    assert duration == pytest.approx(sum(_audio_duration(p) for p in parts), abs=0.3)
+    samples = array.array("h", pcm.read_bytes())
+    half = len(samples) // 2
+    for piece in (samples[:half], samples[half:]):
+        assert max(abs(s) for s in piece) > 3000  # both recordings
+
+
 def test_audio_starting_late_keeps_the_media_timeline(speech_dir: Path) -> None:
     from tests.support.speech import make_speech
 
