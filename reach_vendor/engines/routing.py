@@ -3,7 +3,8 @@
 Rules are an ordered list (cheap engine by default, a better one for some partners or
 languages, alignment where it can be done); the first rule whose every condition holds
 picks the engine, else the default does. Engines load models, so each is created once and
-shared by all workers, at start-up (`preload`): a bad option stops the daemon, not a task.
+shared by all workers, at start-up (`worker.daemon.load_processors`): a bad option stops the
+daemon, not a task.
 """
 
 from __future__ import annotations
@@ -105,7 +106,3 @@ class ProcessorPool:
     def referenced(self) -> list[str]:
         """The engines some task can be sent to, default first."""
         return list(dict.fromkeys([self.default, *(r.processor for r in self.routes)]))
-
-    def preload(self) -> None:
-        for name in self.referenced():
-            self.get(name)

@@ -14,12 +14,14 @@ import logging
 import multiprocessing
 import pickle
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.context import ForkServerContext
 from multiprocessing.process import BaseProcess
+from types import ModuleType
 from typing import Any, TypeVar
 
 from reach_vendor.common import metrics
@@ -48,8 +50,32 @@ class ChildDied(ProcessorUnavailable):
 def _context() -> ForkServerContext:
     ctx = multiprocessing.get_context("forkserver")
     # Effective only before the fork server starts, which the first child does.
-    ctx.set_forkserver_preload(_PRELOAD)
+    ctx.set_forkserver_preload([*_PRELOAD, *_main_imports()])
     return ctx
+
+
+def _main_imports() -> list[str]:
+    """The modules the parent's main module took its names from: multiprocessing runs
+    that module again in every child it starts (as `__mp_main__`), and what it imports,
+    imported once by the fork server, is then already there. A package's `__main__` is
+    not run again; the module itself is not imported here (runpy would warn in each child)."""
+    main = sys.modules.get("__main__")
+    name = getattr(getattr(main, "__spec__", None), "name", None)
+    if main is None or (name is None and not getattr(main, "__file__", None)):
+        return []  # -c or an interactive session: nothing is run again
+    if isinstance(name, str) and (name == "__main__" or name.endswith(".__main__")):
+        return []
+    modules = set()
+    for value in vars(main).values():
+        module = (
+            value.__name__ if isinstance(value, ModuleType) else getattr(value, "__module__", None)
+        )
+        if isinstance(module, str) and module in sys.modules and module not in _NOT_PRELOADED:
+            modules.add(module)
+    return sorted(modules)
+
+
+_NOT_PRELOADED = frozenset({"__main__", "__mp_main__", "builtins", "__future__"})
 
 
 def _serve(conn: Connection) -> None:

@@ -273,3 +273,59 @@ def _alive(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state != "Z"
+
+
+def test_a_child_does_not_import_again_what_the_parent_s_main_module_imports(
+    tmp_path: Path,
+) -> None:
+    """multiprocessing runs the parent's main module again in every child it starts; the
+    benches' modules import the emulator and more (0.7 s and ~50 MB a child), which the
+    daemon's first decodes waited for. Imported once by the fork server, they cost a
+    child nothing. `heavy` stands for those imports and logs each process that imports it."""
+    log = tmp_path / "imported-by"
+    (tmp_path / "heavy.py").write_text(
+        f"import os\nwith open({str(log)!r}, 'a') as f:\n    f.write(f'{{os.getpid()}}\\n')\n"
+    )
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "__init__.py").write_text("")
+    (tmp_path / "app" / "embedder.py").write_text(
+        textwrap.dedent(
+            """
+            import os, threading, time
+            import heavy
+            from reach_vendor.worker.child_processes import ChildPool
+
+            if __name__ == "__main__":
+                pool = ChildPool(2)
+                pool.warm(wait=True)
+                jobs = [threading.Thread(target=pool.run,
+                                         args=("job", time.sleep, (1.0,), threading.Event()))
+                        for _ in range(2)]
+                for job in jobs:
+                    job.start()
+                while len(pool.pids(busy=True)) < 2:
+                    time.sleep(0.01)
+                children = pool.pids(busy=True)
+                for job in jobs:
+                    job.join()
+                print(os.getpid(), *children)
+                pool.close()
+            """
+        )
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])}
+    done = subprocess.run(
+        [sys.executable, "-m", "app.embedder"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    parent, *children = (int(p) for p in done.stdout.split())
+    importers = [int(p) for p in log.read_text().split()]
+    assert len(children) == 2 and parent in importers
+    assert not set(children) & set(importers)
+    assert len(importers) == 2  # the parent, and the fork server once for every child
+    assert done.stderr == ""  # runpy warns in each child where the main module is preloaded
